@@ -1,0 +1,5 @@
+"""``python -m scicat_fw_ingest`` is ``sfi``."""
+
+from .cli import main
+
+main()

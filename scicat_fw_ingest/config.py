@@ -1,0 +1,320 @@
+"""One configuration model for every command: flags > environment (SFI_*) > TOML file > defaults.
+
+Why a hand-written loader: the TOML ``[kafka]`` table must pass to librdkafka verbatim, every other
+table is typed, and a mistake must come back as one line naming the file (or variable, or flag),
+the key and the problem — so that a typo in a cron job's config fails loudly instead of silently
+using a default. Secrets are held in ``SecretStr`` so that no repr, log line or dump shows them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+MASK = "***"
+
+#: librdkafka property names whose values are secrets (matched as substrings).
+_SECRET_KAFKA_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key", "token")
+
+
+class SecretStr:
+    """A string that prints as ``***``; call ``get_secret_value()`` where the real value is needed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"SecretStr('{MASK}')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+@dataclass
+class ScicatConfig:
+    """Where and how to reach SciCat. ``url`` includes ``/api/v3``."""
+
+    url: str | None = None
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: float = 30.0
+    max_attempts: int = 6
+    backoff: float = 0.5
+
+
+@dataclass
+class IngestConfig:
+    """How a finished file becomes a dataset (shared by ``ingest-file`` and ``listen``)."""
+
+    pid_prefix: str = ""
+    checksum: str = field(default="sha256", metadata=_choices("sha256", "blake2b", "md5", "none"))
+    #: ``[[writer_prefix, local_prefix], ...]``: the writer's path for a file mapped to this host's.
+    path_map: list[list[str]] = field(default_factory=list, metadata={"pairs": True})
+    profile_dirs: list[str] = field(default_factory=list)
+    profile: str | None = None
+    #: Seconds to keep retrying a file that is missing or still locked by its writer.
+    file_wait: float = 30.0
+    workers: int = 4
+    source_folder_host: str | None = None
+    pattern: str = "*.nxs,*.nx5,*.hdf,*.hdf5,*.h5"
+
+
+@dataclass
+class ListenConfig:
+    """The ingestion daemon."""
+
+    state_dir: str = "sfi-state"
+    group: str = "sfi-listen"
+    topics: list[str] = field(default_factory=list)
+    auto_offset_reset: str = field(default="earliest", metadata=_choices("earliest", "latest"))
+    on_writer_error: str = field(default="skip", metadata=_choices("skip", "ingest"))
+    workers: int = 4
+    catalogue_dir: str | None = None
+    http_port: int | None = None
+    log_format: str = field(default="text", metadata=_choices("text", "json"))
+
+
+@dataclass
+class IsisConfig:
+    """The ISIS run-start enrichment step (``forward-runinfo``)."""
+
+    instruments: list[str] = field(default_factory=list)
+    topic_pattern: str | None = None
+    output_topic: str = "ALL_runInfo"
+    group: str = "sfi-forward-runinfo"
+    auto_offset_reset: str = field(default="latest", metadata=_choices("earliest", "latest"))
+    template_dir: str | None = None
+    #: ``{INSTRUMENT = ["block", ...]}``: sample-environment blocks per instrument.
+    sample_env: dict[str, list[str]] = field(default_factory=dict)
+
+
+_SECTIONS: dict[str, type] = {
+    "scicat": ScicatConfig,
+    "ingest": IngestConfig,
+    "listen": ListenConfig,
+    "isis": IsisConfig,
+}
+
+#: Environment variables with names of their own (the rest follow SFI_<TABLE>_<KEY>).
+ENV_ALIASES: dict[str, tuple[str, str]] = {
+    "SFI_KAFKA_BOOTSTRAP": ("kafka", "bootstrap.servers"),
+    "SFI_STATE_DIR": ("listen", "state_dir"),
+}
+
+
+@dataclass
+class Config:
+    """The effective configuration of one command run."""
+
+    kafka: dict[str, Any] = field(default_factory=dict)
+    scicat: ScicatConfig = field(default_factory=ScicatConfig)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    isis: IsisConfig = field(default_factory=IsisConfig)
+    source: Path | None = None
+
+    @property
+    def bootstrap(self) -> str | None:
+        value = self.kafka.get("bootstrap.servers")
+        return str(value) if value else None
+
+    def masked(self) -> dict[str, Any]:
+        """The whole configuration as JSON-ready data with every secret replaced by ``***``."""
+        out: dict[str, Any] = {"kafka": {k: (MASK if is_secret_kafka_key(k) else v) for k, v in self.kafka.items()}}
+        for name in _SECTIONS:
+            out[name] = {k: _plain(v) for k, v in dataclasses.asdict(getattr(self, name)).items()}
+        out["defaults"] = dict(self.defaults)
+        out["source"] = str(self.source) if self.source else None
+        return out
+
+    def __repr__(self) -> str:
+        return f"Config({json.dumps(self.masked(), default=str)})"
+
+
+def is_secret_kafka_key(key: str) -> bool:
+    return any(part in key.lower() for part in _SECRET_KAFKA_KEYS)
+
+
+def _plain(value: Any) -> Any:
+    return MASK if isinstance(value, SecretStr) else value
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build the effective configuration.
+
+    ``path`` (else ``SFI_CONFIG``) names the TOML file; ``overrides`` holds command-line flags as
+    ``{table: {key: value}}`` where ``None`` means "flag not given".
+    """
+    env = os.environ if env is None else env
+    cfg = Config()
+    file_path = path or env.get("SFI_CONFIG") or None
+    if file_path:
+        cfg.source = Path(file_path)
+        _apply_file(cfg, cfg.source)
+    _apply_env(cfg, env)
+    for table, values in (overrides or {}).items():
+        for key, value in values.items():
+            if value is not None:
+                _set(cfg, table, key, value, f"flag for [{table}] {key}", from_text=False)
+    return cfg
+
+
+def _apply_file(cfg: Config, path: Path) -> None:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+    for table, values in data.items():
+        if table not in ("kafka", "defaults", *_SECTIONS):
+            known = ", ".join(f"[{t}]" for t in ("kafka", "scicat", "defaults", *_SECTIONS) if t != "scicat" or True)
+            raise ConfigError(f"config file {path}: unknown table [{table}] (known: {known})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path}: '{table}' must be a table, e.g. [{table}]")
+        for key, value in values.items():
+            _set(cfg, table, key, value, f"config file {path}: [{table}] {key}", from_text=False)
+
+
+def _apply_env(cfg: Config, env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith("SFI_") or name in ("SFI_CONFIG", "SFI_TEST_KAFKA", "SFI_DEBUG"):
+            continue
+        if name in ENV_ALIASES:
+            table, key = ENV_ALIASES[name]
+        else:
+            table, key = _env_target(name)
+            if table is None:
+                continue
+        _set(cfg, table, key, value, f"environment variable {name}", from_text=True)
+
+
+def _env_target(name: str) -> tuple[str | None, str]:
+    rest = name[len("SFI_"):].lower()
+    for table, cls in _SECTIONS.items():
+        prefix = table + "_"
+        if rest.startswith(prefix):
+            key = rest[len(prefix):]
+            if key in {f.name for f in dataclasses.fields(cls)}:
+                return table, key
+    return None, ""
+
+
+def _set(cfg: Config, table: str, key: str, value: Any, where: str, *, from_text: bool) -> None:
+    if table == "kafka":
+        if not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(f"{where}: must be a string, number or boolean (librdkafka property)")
+        cfg.kafka[key] = value
+        return
+    if table == "defaults":
+        cfg.defaults[key] = value
+        return
+    section = getattr(cfg, table)
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if key not in fields:
+        raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(fields))})")
+    setattr(section, key, _coerce(fields[key], value, where, from_text))
+
+
+def _coerce(f: dataclasses.Field, value: Any, where: str, from_text: bool) -> Any:
+    kind = f.type if isinstance(f.type, str) else str(f.type)
+    optional = "None" in kind
+    base = kind.replace(" | None", "")
+    if from_text and optional and value == "":
+        return None
+    try:
+        if base == "SecretStr":
+            return SecretStr(_expect(value, str))
+        if base == "str":
+            result = _expect(value, str)
+            choices = f.metadata.get("choices")
+            if choices and result not in choices:
+                raise ValueError(f"must be one of {', '.join(choices)}, not '{result}'")
+            return result
+        if base == "int":
+            return int(value) if from_text else _expect(value, int)
+        if base == "float":
+            return float(value) if from_text else float(_expect(value, (int, float)))
+        if base == "bool":
+            if from_text:
+                return _parse_bool(value)
+            return _expect(value, bool)
+        if base == "list[str]":
+            if from_text:
+                return [part.strip() for part in value.split(",") if part.strip()]
+            return [_expect(v, str) for v in _expect(value, list)]
+        if base == "list[list[str]]":
+            if from_text:
+                value = [pair.split("=", 1) for pair in value.split(",") if pair.strip()]
+            pairs = [[_expect(v, str) for v in _expect(pair, list)] for pair in _expect(value, list)]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("must be a list of [writer_prefix, local_prefix] pairs")
+            return pairs
+        if base == "dict[str, list[str]]":
+            if from_text:
+                value = json.loads(value)
+            return {str(k): [_expect(v, str) for v in _expect(vs, list)] for k, vs in _expect(value, dict).items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    raise ConfigError(f"{where}: unsupported type {kind}")  # a programming error, named like the others
+
+
+def _expect(value: Any, types: type | tuple[type, ...]) -> Any:
+    if isinstance(value, bool) and types is not bool and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise TypeError(f"expected {_type_name(types)}, got a boolean")
+    if not isinstance(value, types):
+        raise TypeError(f"expected {_type_name(types)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _type_name(types: type | tuple[type, ...]) -> str:
+    names = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+             "list": "a list", "dict": "a table"}
+    if isinstance(types, tuple):
+        return " or ".join(names.get(t.__name__, t.__name__) for t in types)
+    return names.get(types.__name__, types.__name__)
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got '{value}'")

@@ -1,0 +1,196 @@
+"""Kafka adapter: clients built from the config, and reading a topic from a chosen position.
+
+Every client gets the ``[kafka]`` table verbatim (security, SASL, SSL...) plus what its role
+needs. Errors become ``KafkaError`` with the broker named, never a librdkafka traceback.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError as _LibKafkaError
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from .config import Config
+from .errors import KafkaError
+
+#: Consumer-group timings that make joins take ~3 s instead of ~20 s; overridable in [kafka].
+GROUP_DEFAULTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+
+def base_config(cfg: Config) -> dict[str, Any]:
+    if not cfg.bootstrap:
+        raise KafkaError("no Kafka broker given: use -b/--broker, SFI_KAFKA_BOOTSTRAP or [kafka] bootstrap.servers")
+    return dict(cfg.kafka)
+
+
+def _logger_quiet() -> dict[str, Any]:
+    # librdkafka logs to stderr by default; keep only errors so operator output stays clean.
+    return {"log_level": 3}
+
+
+def make_consumer(cfg: Config, group: str | None = None, *, offset_reset: str = "earliest",
+                  **extra: Any) -> Consumer:
+    conf = {**GROUP_DEFAULTS, **base_config(cfg), **_logger_quiet()}
+    conf.setdefault("group.id", group or f"sfi-reader-{uuid.uuid4()}")
+    if group:
+        conf["group.id"] = group
+    conf.setdefault("auto.offset.reset", offset_reset)
+    conf.setdefault("enable.auto.commit", False)
+    conf.update(extra)
+    try:
+        return Consumer(conf)
+    except KafkaException as exc:
+        raise KafkaError(f"Kafka consumer config rejected: {exc.args[0].str() if exc.args else exc}") from None
+
+
+def make_producer(cfg: Config, *, idempotent: bool = True, **extra: Any) -> Producer:
+    conf = {**base_config(cfg), **_logger_quiet(), "enable.idempotence": idempotent, "linger.ms": 5}
+    conf.update(extra)
+    try:
+        return Producer(conf)
+    except KafkaException as exc:
+        raise KafkaError(f"Kafka producer config rejected: {exc.args[0].str() if exc.args else exc}") from None
+
+
+def make_admin(cfg: Config) -> AdminClient:
+    return AdminClient({**base_config(cfg), **_logger_quiet()})
+
+
+def topic_partitions(client: Consumer | AdminClient, topic: str, bootstrap: str, timeout: float = 10.0) -> list[int]:
+    """The partitions of ``topic``; ``KafkaError`` when the broker is unreachable or the topic absent."""
+    try:
+        md = client.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaError(f"cannot reach Kafka at {bootstrap}: {_reason(exc)}") from None
+    info = md.topics.get(topic)
+    if info is None or info.error is not None and info.error.code() == _LibKafkaError.UNKNOWN_TOPIC_OR_PART:
+        raise KafkaError(f"topic '{topic}' does not exist on {bootstrap}")
+    if info.error is not None:
+        raise KafkaError(f"topic '{topic}' on {bootstrap}: {info.error.str()}")
+    return sorted(info.partitions)
+
+
+def ensure_topics(cfg: Config, topics: list[str], partitions: int = 1, timeout: float = 10.0) -> None:
+    """Create the topics that do not exist yet (tests, demo and produce-test)."""
+    admin = make_admin(cfg)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise KafkaError(f"cannot reach Kafka at {cfg.bootstrap}: {_reason(exc)}") from None
+    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+    if not wanted:
+        return
+    for topic, future in admin.create_topics(wanted).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == _LibKafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise KafkaError(f"cannot create topic '{topic}' on {cfg.bootstrap}: {_reason(exc)}") from None
+
+
+def _reason(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else None
+    return err.str() if hasattr(err, "str") else str(exc)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where to start reading each partition: ``offset`` (absolute), ``last`` N, or beginning/end."""
+
+    offset: int | None = None
+    last: int | None = None
+    from_end: bool = False
+
+    def resolve(self, consumer: Consumer, tp: TopicPartition) -> int:
+        if self.offset is not None:
+            return self.offset
+        if self.last is not None:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return max(low, high - self.last)
+        return OFFSET_END if self.from_end else OFFSET_BEGINNING
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message read from a topic, with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None  # ms since epoch, as the broker reports it
+    value: bytes
+    key: bytes | None
+
+
+def read_topic(cfg: Config, topic: str, *, partition: int | None = None, position: Position = Position(),
+               count: int | None = None, follow: bool = False, poll: float = 0.2,
+               idle_timeout: float = 10.0) -> Iterator[Record]:
+    """Yield messages of ``topic`` (one partition or all) from ``position``.
+
+    Without ``follow`` it stops when every partition has reached its end; with ``follow`` it waits
+    for more until the caller stops iterating. No group membership, nothing committed: reading is
+    side-effect free. End of partition is detected by librdkafka's EOF event, not the watermark
+    (some brokers under-report the high watermark after batched produces).
+    """
+    consumer = make_consumer(cfg, None, **{"enable.partition.eof": True})
+    try:
+        bootstrap = cfg.bootstrap or ""
+        parts = topic_partitions(consumer, topic, bootstrap)
+        if partition is not None:
+            if partition not in parts:
+                raise KafkaError(f"topic '{topic}' has no partition {partition} (it has {len(parts)})")
+            parts = [partition]
+        assignment = []
+        for p in parts:
+            tp = TopicPartition(topic, p)
+            try:
+                tp.offset = position.resolve(consumer, tp)
+            except KafkaException as exc:
+                raise KafkaError(f"cannot read offsets of {topic}/{p} on {bootstrap}: {_reason(exc)}") from None
+            assignment.append(tp)
+        consumer.assign(assignment)
+        at_end: set[int] = set()
+        seen = 0
+        last_activity = time.monotonic()
+        while count is None or seen < count:
+            msg = consumer.poll(poll)
+            if msg is None:
+                if not follow and time.monotonic() - last_activity > idle_timeout:
+                    return  # neither data nor EOF for a long time: do not hang a script
+                continue
+            last_activity = time.monotonic()
+            err = msg.error()
+            if err is not None:
+                if err.code() == _LibKafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition())
+                    if not follow and at_end >= set(parts):
+                        return
+                    continue
+                if err.fatal() or err.code() in (_LibKafkaError.UNKNOWN_TOPIC_OR_PART, _LibKafkaError._ALL_BROKERS_DOWN):
+                    raise KafkaError(f"reading {topic} on {bootstrap}: {err.str()}")
+                continue
+            at_end.discard(msg.partition())
+            ts_type, ts = msg.timestamp()
+            seen += 1
+            yield Record(msg.topic(), msg.partition(), msg.offset(), ts if ts_type else None, msg.value() or b"",
+                         msg.key())
+    finally:
+        consumer.close()
+
+
+def produce_sync(producer: Producer, topic: str, value: bytes, key: bytes | None = None, timeout: float = 10.0) -> None:
+    """Produce one message and wait for its delivery report; ``KafkaError`` if it is not delivered."""
+    errors: list[Any] = []
+    producer.produce(topic, value, key=key, on_delivery=lambda err, _msg: errors.append(err) if err else None)
+    remaining = producer.flush(timeout)
+    if errors:
+        raise KafkaError(f"delivery to '{topic}' failed: {errors[0].str()}")
+    if remaining:
+        raise KafkaError(f"delivery to '{topic}' not confirmed within {timeout:.0f} s")

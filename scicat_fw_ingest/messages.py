@@ -1,0 +1,301 @@
+"""The decoding core: Kafka bytes -> typed message -> JSON-ready dict.
+
+Every command that reads the file writer's channels goes through ``decode``; nothing else in sfi
+calls ``streaming_data_types`` deserialisers directly. That way a corrupt or unexpected message
+always surfaces as one ``DecodeError`` naming the schema id and the reason, which the CLI prints as
+one line and the listener records against its offset.
+
+The typed message is the NamedTuple (or flatbuffer object) that ess-streaming-data-types returns.
+``to_jsonable`` turns it into plain data: embedded JSON strings parsed (or kept, flagged, when
+invalid), numpy arrays summarised, times as ISO-8601 UTC, enums by name.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import streaming_data_types as sdt
+from streaming_data_types.fbschemas.action_response_answ.ActionOutcome import ActionOutcome
+from streaming_data_types.fbschemas.action_response_answ.ActionType import ActionType
+
+from .errors import SfiError
+
+#: How many leading values of an array are shown when it is summarised.
+ARRAY_PREVIEW = 8
+
+#: What each schema id is, for people.
+SCHEMA_NAMES: dict[str, str] = {
+    "pl72": "run start", "6s4t": "run stop", "answ": "command response", "x5f2": "status",
+    "wrdn": "finished writing", "f142": "log data (f142)", "f144": "log data", "ev42": "event data (ev42)",
+    "ev43": "event data (ev43)", "ev44": "event data", "an44": "ANSTO event data", "hs00": "histogram (hs00)",
+    "hs01": "histogram", "ns10": "NICOS cache", "ep00": "EPICS connection (ep00)", "ep01": "EPICS connection",
+    "tdct": "timestamps", "rf5k": "forwarder config (rf5k)", "fc00": "forwarder config", "NDAr": "NDArray",
+    "senv": "sample environment (senv)", "se00": "sample environment", "ADAr": "area detector (ADAr)",
+    "al00": "alarm", "json": "JSON", "ad00": "area detector", "da00": "data array",
+}
+
+#: Embedded JSON strings, parsed when valid: (schema, field).
+_JSON_FIELDS: dict[str, tuple[str, ...]] = {
+    "pl72": ("nexus_structure", "metadata"),
+    "wrdn": ("metadata",),
+    "x5f2": ("status_json",),
+}
+
+#: Scalar time fields and their unit; 0 means "not set" for the run-control ones.
+_TIME_FIELDS: dict[str, dict[str, str]] = {
+    "pl72": {"start_time": "ms", "stop_time": "ms"},
+    "6s4t": {"stop_time": "ms"},
+    "f142": {"timestamp_unix_ns": "ns"},
+    "f144": {"timestamp_unix_ns": "ns"},
+    "al00": {"timestamp_ns": "ns"},
+    "ad00": {"timestamp_ns": "ns"},
+    "da00": {"timestamp_ns": "ns"},
+    "ep00": {"timestamp": "ns"},
+    "ep01": {"timestamp": "ns"},
+    "se00": {"timestamp_unix_ns": "ns"},
+}
+_ZERO_IS_UNSET = {("pl72", "stop_time"), ("6s4t", "stop_time")}
+
+
+def _enum_names(cls: type) -> dict[int, str]:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+_ENUMS: dict[tuple[str, str], dict[int, str]] = {
+    ("answ", "action"): _enum_names(ActionType),
+    ("answ", "outcome"): _enum_names(ActionOutcome),
+}
+
+
+def _register_optional_enums() -> None:
+    """Enum tables of the less common schemas, looked up by module path; absent ones are skipped."""
+    import importlib
+
+    for schema, fieldname, module, cls in (
+        ("ep00", "type", "epics_connection_info_ep00.EventType", "EventType"),
+        ("fc00", "config_change", "forwarder_config_update_fc00.UpdateType", "UpdateType"),
+        ("rf5k", "config_change", "forwarder_config_update_rf5k.UpdateType", "UpdateType"),
+    ):
+        try:
+            mod = importlib.import_module(f"streaming_data_types.fbschemas.{module}")
+            _ENUMS[(schema, fieldname)] = _enum_names(getattr(mod, cls))
+        except (ImportError, AttributeError):  # pragma: no cover - depends on the library version
+            continue
+
+
+_register_optional_enums()
+
+
+class DecodeError(SfiError):
+    """Bytes that are not a valid message of a known (or the expected) schema."""
+
+    def __init__(self, schema: str | None, reason: str) -> None:
+        self.schema = schema
+        self.reason = reason
+        label = f"schema '{schema}'" if schema else "message"
+        super().__init__(f"{label}: {reason}")
+
+
+@dataclass(frozen=True)
+class Message:
+    """A decoded message: its 4-character schema id and the typed value ess-streaming-data-types returns."""
+
+    schema: str
+    value: Any
+    #: Embedded JSON strings that did not parse: field -> parser error.
+    json_errors: dict[str, str] = field(default_factory=dict)
+    #: Embedded JSON strings that did parse: field -> parsed value.
+    json_values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return SCHEMA_NAMES.get(self.schema, self.schema)
+
+    def to_jsonable(self, *, full: bool = False) -> dict[str, Any]:
+        return to_jsonable(self, full=full)
+
+
+def schema_of(buf: bytes) -> str:
+    """The schema id at bytes 4..8, or ``DecodeError`` when there is none."""
+    if len(buf) < 8:
+        raise DecodeError(None, f"too short: {len(buf)} bytes, a flatbuffer message has at least 8")
+    raw = bytes(buf[4:8])
+    try:
+        schema = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise DecodeError(None, f"no schema id at bytes 4..8 (found {raw!r})") from None
+    if not schema.isprintable():
+        raise DecodeError(None, f"no schema id at bytes 4..8 (found {raw!r})")
+    return schema
+
+
+def decode(buf: bytes | bytearray | memoryview, expect: str | None = None) -> Message:
+    """Decode one message; ``expect`` names the only schema the caller accepts."""
+    data = bytes(buf)
+    schema = schema_of(data)
+    if expect is not None and schema != expect:
+        raise DecodeError(schema, f"expected a '{expect}' ({SCHEMA_NAMES.get(expect, expect)}) message")
+    deserialiser = sdt.DESERIALISERS.get(schema)
+    if deserialiser is None:
+        raise DecodeError(schema, "unknown schema id (not one ess-streaming-data-types knows)")
+    try:
+        value = deserialiser(data)
+        _touch(value)
+    except Exception as exc:  # flatbuffers raise anything on corrupt bodies: normalise to one error
+        raise DecodeError(schema, f"corrupt body ({type(exc).__name__}: {exc})"[:300]) from None
+    errors: dict[str, str] = {}
+    parsed: dict[str, Any] = {}
+    for name in _JSON_FIELDS.get(schema, ()):
+        text = getattr(value, name, None)
+        if text is None or text == "":
+            continue
+        try:
+            parsed[name] = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            errors[name] = f"not valid JSON: {exc}"[:200]
+    return Message(schema, value, errors, parsed)
+
+
+def _touch(value: Any) -> None:
+    """Force lazy flatbuffer accessors so that corruption shows up inside ``decode``."""
+    if hasattr(value, "_asdict"):
+        for item in value:
+            _touch(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _touch(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _touch(item)
+
+
+def to_jsonable(message: Message, *, full: bool = False) -> dict[str, Any]:
+    """Plain data for ``--json`` output and for records: ``{"schema": id, <fields>...}``."""
+    out: dict[str, Any] = {"schema": message.schema}
+    value = message.value
+    if hasattr(value, "_asdict"):
+        items = value._asdict().items()
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, str):  # the 'json' schema returns the string itself
+        items = [("json", value)]
+        try:
+            items = [("json", json.loads(value))]
+        except ValueError:
+            out["json_errors"] = {"json": "not valid JSON"}
+    else:
+        items = _object_fields(value)
+    for name, item in items:
+        out[name] = _field_value(message, name, item, full)
+    if message.json_errors:
+        out["json_errors"] = dict(message.json_errors)
+    return out
+
+
+def _field_value(message: Message, name: str, item: Any, full: bool) -> Any:
+    schema = message.schema
+    if name in message.json_values:
+        return message.json_values[name]
+    unit = _TIME_FIELDS.get(schema, {}).get(name)
+    if unit and isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+        if item == 0 and (schema, name) in _ZERO_IS_UNSET:
+            return None
+        return iso_from_ns(int(item) * (1_000_000 if unit == "ms" else 1))
+    names = _ENUMS.get((schema, name))
+    if names is not None and isinstance(item, (int, np.integer)):
+        return names.get(int(item), int(item))
+    return jsonable(item, full=full)
+
+
+def _object_fields(value: Any) -> list[tuple[str, Any]]:
+    """Fields of a raw flatbuffer table object (a few deserialisers return those)."""
+    out = []
+    for attr in dir(value):
+        if attr.startswith("_") or not attr[0].isupper() or attr.endswith(("Length", "AsNumpy", "IsNone")):
+            continue
+        if attr in ("Init", "GetRootAs") or attr.startswith("GetRootAs"):
+            continue
+        method = getattr(value, attr)
+        try:
+            result = method()
+        except TypeError:
+            continue
+        out.append((_snake(attr), result))
+    return out
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+def jsonable(value: Any, *, full: bool = False) -> Any:
+    """Any value a deserialiser returns, as JSON-ready data."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else str(number)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return _array(value, full)
+    if isinstance(value, dt.datetime):
+        return iso_datetime(value)
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(raw).decode("ascii")}
+    if hasattr(value, "_asdict"):
+        return {k: jsonable(v, full=full) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, full=full) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, full=full) for v in value]
+    return str(value)
+
+
+def _array(arr: np.ndarray, full: bool) -> Any:
+    if full or arr.size <= ARRAY_PREVIEW and arr.ndim <= 1:
+        return jsonable(arr.tolist(), full=full)
+    first = arr.reshape(-1)[:ARRAY_PREVIEW].tolist()
+    return {"dtype": str(arr.dtype), "shape": list(arr.shape), "first": jsonable(first)}
+
+
+def iso_from_ns(ns: int) -> str:
+    """ISO-8601 UTC with nanosecond precision where the value has it."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    try:
+        base = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return str(ns)
+    if rest == 0:
+        return base + "Z"
+    frac = f"{rest:09d}".rstrip("0")
+    return f"{base}.{frac}Z"
+
+
+def iso_datetime(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    text = value.astimezone(dt.timezone.utc).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def iso_from_ms(ms: int | None) -> str | None:
+    """Run-control times (ms since epoch); ``0``/``None`` means not set."""
+    if not ms:
+        return None
+    return iso_from_ns(int(ms) * 1_000_000)
