@@ -306,6 +306,8 @@ def _expect(value: Any, types: type | tuple[type, ...]) -> Any:
 def _type_name(types: type | tuple[type, ...]) -> str:
     names = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
              "list": "a list", "dict": "a table"}
+    if types == (int, float):
+        return "a number"
     if isinstance(types, tuple):
         return " or ".join(names.get(t.__name__, t.__name__) for t in types)
     return names.get(types.__name__, types.__name__)

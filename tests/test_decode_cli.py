@@ -1,0 +1,147 @@
+"""`sfi decode` as an operator runs it: files, stdin, hex and a real topic; exit codes; one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streaming_data_types import serialise_pl72
+
+from scicat_fw_ingest.kafka import ensure_topics, make_producer
+from scicat_fw_ingest.simulate import Job, job_messages
+
+from .test_messages import SAMPLES
+
+JOB_ORDER = ["pl72", "answ", "x5f2", "6s4t", "answ", "wrdn"]
+
+
+def lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("schema", ["pl72", "6s4t", "answ", "x5f2", "wrdn"])
+def test_each_input_kind_gives_the_same_json(schema: str, tmp_path: Path, sfi) -> None:
+    data, expected = SAMPLES[schema]
+    path = tmp_path / f"{schema}.bin"
+    path.write_bytes(data)
+    want = {"schema": schema, **expected}
+    from_file = sfi("decode", "--json", str(path))
+    from_stdin = sfi("decode", "--json", "-", input=data)
+    from_hex = sfi("decode", "--json", "--hex", data.hex())
+    for run in (from_file, from_stdin, from_hex):
+        assert run.returncode == 0, run.stderr
+        assert lines(run.stdout) == [want]
+        assert run.stderr == ""
+
+
+def test_readable_rendering_names_schema_and_fields(tmp_path: Path, sfi) -> None:
+    path = tmp_path / "pl72.bin"
+    path.write_bytes(SAMPLES["pl72"][0])
+    run = sfi("decode", str(path))
+    assert run.returncode == 0
+    assert "pl72 run start" in run.stdout
+    assert "/data/f.nxs" in run.stdout and "1 groups" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [
+        (b"", "too short: 0 bytes"),
+        (b"abc", "too short: 3 bytes"),
+        (bytes(range(7, 47)), "no schema id"),
+        (SAMPLES["pl72"][0][:30], "schema 'pl72': corrupt body"),
+        (b"\x00" * 4 + b"zzzz" + b"\x00" * 8, "schema 'zzzz': unknown schema id"),
+        (serialise_pl72("j", "f.nxs", nexus_structure="{oops"), "pl72 nexus_structure: not valid JSON"),
+    ],
+    ids=["empty", "3-bytes", "random", "truncated", "unknown-id", "bad-nexus-json"],
+)
+def test_bad_input_exit_1_and_one_line(payload: bytes, fragment: str, tmp_path: Path, sfi) -> None:
+    path = tmp_path / "bad.bin"
+    path.write_bytes(payload)
+    run = sfi("decode", "--json", str(path))
+    assert run.returncode == 1
+    err = run.stderr.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0] and str(path) in err[0]
+    assert "Traceback" not in run.stderr
+
+
+def test_good_inputs_still_printed_when_one_fails(tmp_path: Path, sfi) -> None:
+    good, bad = tmp_path / "good.bin", tmp_path / "bad.bin"
+    good.write_bytes(SAMPLES["wrdn"][0])
+    bad.write_bytes(b"abc")
+    run = sfi("decode", "--json", str(bad), str(good), str(tmp_path / "missing.bin"))
+    assert run.returncode == 1
+    assert [m["schema"] for m in lines(run.stdout)] == ["wrdn"]
+    assert len(run.stderr.strip().splitlines()) == 2 and "missing.bin: cannot read" in run.stderr
+
+
+def test_expect_rejects_another_schema(tmp_path: Path, sfi) -> None:
+    path = tmp_path / "m.bin"
+    path.write_bytes(SAMPLES["pl72"][0])
+    run = sfi("decode", "--expect", "wrdn", str(path))
+    assert run.returncode == 1 and "expected a 'wrdn'" in run.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["a.bin", "--hex", "00"], ["--offset", "3", "a.bin"],
+                                  ["--topic", "t", "--last", "2", "--from-beginning"]])
+def test_usage_errors_exit_2(args: list[str], sfi) -> None:
+    run = sfi("decode", *args)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+
+
+def _publish_job(kafka_config, topic: str) -> Job:
+    job = Job(filename="/data/run1.nxs", control_topic=topic, pool_topic=topic, metadata='{"proposal_id": "p1"}')
+    ensure_topics(kafka_config, [topic])
+    producer = make_producer(kafka_config)
+    for _, value in job_messages(job)[1:]:  # the control topic's view of one job
+        producer.produce(topic, value)
+    assert producer.flush(10) == 0
+    return job
+
+
+@pytest.mark.kafka
+def test_topic_from_beginning_gives_the_job_in_order(kafka_config, kafka_bootstrap, topic, sfi) -> None:
+    job = _publish_job(kafka_config, topic)
+    run = sfi("decode", "--json", "-b", kafka_bootstrap, "--topic", topic, "--from-beginning")
+    assert run.returncode == 0, run.stderr
+    got = lines(run.stdout)
+    assert [m["schema"] for m in got] == JOB_ORDER
+    assert [m["offset"] for m in got] == list(range(6))
+    assert all(m["topic"] == topic and m["partition"] == 0 and m["timestamp"].endswith("Z") for m in got)
+    assert got[0]["job_id"] == job.job_id and got[-1]["file_name"] == "/data/run1.nxs"
+    assert got[-1]["metadata"] == {"proposal_id": "p1"}
+
+
+@pytest.mark.kafka
+def test_topic_positions_and_count(kafka_config, kafka_bootstrap, topic, sfi) -> None:
+    _publish_job(kafka_config, topic)
+    base = ("decode", "--json", "-b", kafka_bootstrap, "--topic", topic)
+    assert [m["offset"] for m in lines(sfi(*base, "--offset", "3").stdout)] == [3, 4, 5]
+    assert [m["schema"] for m in lines(sfi(*base, "--count", "2").stdout)] == ["pl72", "answ"]
+    env = {"SFI_KAFKA_BOOTSTRAP": kafka_bootstrap}  # the broker from the environment works the same
+    assert len(lines(sfi("decode", "--json", "--topic", topic, "--partition", "0", env=env).stdout)) == 6
+
+
+@pytest.mark.kafka
+def test_topic_bad_message_is_reported_with_its_offset(kafka_config, kafka_bootstrap, topic, sfi) -> None:
+    ensure_topics(kafka_config, [topic])
+    producer = make_producer(kafka_config)
+    producer.produce(topic, SAMPLES["wrdn"][0])
+    producer.produce(topic, b"garbage")
+    producer.produce(topic, SAMPLES["x5f2"][0])
+    producer.flush(10)
+    run = sfi("decode", "--json", "-b", kafka_bootstrap, "--topic", topic)
+    assert run.returncode == 1
+    assert [m["schema"] for m in lines(run.stdout)] == ["wrdn", "x5f2"]
+    assert f"{topic}/0@1: message: too short: 7 bytes" in run.stderr
+
+
+@pytest.mark.kafka
+def test_missing_topic_and_missing_broker_are_one_line(kafka_bootstrap, sfi) -> None:
+    run = sfi("decode", "-b", kafka_bootstrap, "--topic", "no_such_topic_here")
+    assert run.returncode == 1 and "does not exist" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    run = sfi("decode", "--topic", "x")
+    assert run.returncode == 1 and "no Kafka broker given" in run.stderr

@@ -1,0 +1,181 @@
+"""The decoding core: round trips of the writer's messages, bad input, and a fuzz test."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from streaming_data_types import (
+    serialise_6s4t,
+    serialise_answ,
+    serialise_ev44,
+    serialise_f144,
+    serialise_pl72,
+    serialise_wrdn,
+    serialise_x5f2,
+)
+from streaming_data_types.fbschemas.action_response_answ.ActionOutcome import ActionOutcome
+from streaming_data_types.fbschemas.action_response_answ.ActionType import ActionType
+
+from scicat_fw_ingest.messages import ARRAY_PREVIEW, DecodeError, decode, iso_from_ns, schema_of
+
+START_MS = 1_730_000_000_123
+STOP_MS = START_MS + 60_000
+STRUCTURE = {"children": [{"type": "group", "name": "entry", "children": [],
+                           "attributes": [{"name": "NX_class", "values": "NXentry"}]}]}
+
+
+def sample_messages() -> dict[str, tuple[bytes, dict]]:
+    """Each schema's bytes and the JSON that must come out of them."""
+    stop_dt = datetime.fromtimestamp(STOP_MS / 1000, tz=timezone.utc)
+    return {
+        "pl72": (
+            serialise_pl72("job-1", "/data/f.nxs", START_MS, STOP_MS, run_name="r1",
+                           nexus_structure=json.dumps(STRUCTURE), service_id="w1", instrument_name="DREAM",
+                           broker="b:9092", metadata='{"proposal_id": "2024001"}', control_topic="ctl"),
+            {"job_id": "job-1", "filename": "/data/f.nxs", "start_time": "2024-10-27T03:33:20.123Z",
+             "stop_time": "2024-10-27T03:34:20.123Z", "nexus_structure": STRUCTURE, "service_id": "w1",
+             "broker": "b:9092", "run_name": "r1", "instrument_name": "DREAM",
+             "metadata": {"proposal_id": "2024001"}, "detector_spectrum_map": None, "control_topic": "ctl"},
+        ),
+        "6s4t": (
+            serialise_6s4t("job-1", "r1", "w1", "cmd-1", STOP_MS),
+            {"stop_time": "2024-10-27T03:34:20.123Z", "run_name": "r1", "job_id": "job-1", "service_id": "w1",
+             "command_id": "cmd-1"},
+        ),
+        "answ": (
+            serialise_answ("w1", "job-1", "cmd-1", ActionType.SetStopTime, ActionOutcome.Failure, "late", 400,
+                           stop_dt),
+            {"service_id": "w1", "job_id": "job-1", "command_id": "cmd-1", "action": "SetStopTime",
+             "outcome": "Failure", "message": "late", "status_code": 400,
+             "stop_time": "2024-10-27T03:34:20.123000Z"},
+        ),
+        "x5f2": (
+            serialise_x5f2("kafka-to-nexus", "6.1", "w1", "host1", 77, 2000,
+                           '{"state": "writing", "job_id": "job-1"}'),
+            {"software_name": "kafka-to-nexus", "software_version": "6.1", "service_id": "w1",
+             "host_name": "host1", "process_id": 77, "update_interval": 2000,
+             "status_json": {"state": "writing", "job_id": "job-1"}},
+        ),
+        "wrdn": (
+            serialise_wrdn("w1", "job-1", True, "/out/data/f.nxs", '{"proposal_id": "2024001"}', "disk full"),
+            {"service_id": "w1", "job_id": "job-1", "error_encountered": True, "file_name": "/out/data/f.nxs",
+             "metadata": {"proposal_id": "2024001"}, "message": "disk full"},
+        ),
+        "f144": (
+            serialise_f144("temp:PV", 21.5, 1_730_000_000_000_000_001),
+            {"source_name": "temp:PV", "value": 21.5, "timestamp_unix_ns": "2024-10-27T03:33:20.000000001Z"},
+        ),
+        "ev44": (
+            serialise_ev44("det", 7, np.array([1_000, 2_000]), np.array([0, 3]), np.arange(5, dtype=np.int32),
+                           np.arange(10, 15, dtype=np.int32)),
+            {"source_name": "det", "message_id": 7, "reference_time": [1000, 2000], "reference_time_index": [0, 3],
+             "time_of_flight": [0, 1, 2, 3, 4], "pixel_id": [10, 11, 12, 13, 14]},
+        ),
+    }
+
+
+SAMPLES = sample_messages()
+
+
+@pytest.mark.parametrize("schema", sorted(SAMPLES))
+def test_round_trip_to_json(schema: str) -> None:
+    data, expected = SAMPLES[schema]
+    message = decode(data)
+    assert message.schema == schema
+    assert message.json_errors == {}
+    assert message.to_jsonable() == {"schema": schema, **expected}
+    json.dumps(message.to_jsonable())  # JSON-ready all the way down
+
+
+def test_typed_value_is_the_library_tuple() -> None:
+    message = decode(SAMPLES["pl72"][0])
+    assert message.value.job_id == "job-1" and message.value.start_time == START_MS
+    assert type(message.value).__name__ == "RunStartInfo"
+
+
+def test_wrdn_without_metadata_or_message() -> None:
+    out = decode(serialise_wrdn("w1", "job-1", False, "/f.nxs")).to_jsonable()
+    assert out["metadata"] is None and out["message"] is None and out["error_encountered"] is False
+
+
+def test_pl72_unset_stop_time_is_null() -> None:
+    out = decode(serialise_pl72("j", "f.nxs", START_MS)).to_jsonable()
+    assert out["stop_time"] is None and out["start_time"].startswith("2024-10-27T03:33:20")
+
+
+def test_large_arrays_are_summarised_unless_full() -> None:
+    big = np.arange(1000, dtype=np.int32)
+    data = serialise_ev44("det", 1, np.array([5]), np.array([0]), big, big)
+    short = decode(data).to_jsonable()
+    assert short["pixel_id"] == {"dtype": "int32", "shape": [1000], "first": list(range(ARRAY_PREVIEW))}
+    assert decode(data).to_jsonable(full=True)["pixel_id"] == list(range(1000))
+
+
+def test_invalid_embedded_json_is_kept_and_flagged() -> None:
+    message = decode(serialise_pl72("j", "f.nxs", nexus_structure="{not json", metadata="[1, 2"))
+    out = message.to_jsonable()
+    assert out["nexus_structure"] == "{not json" and out["metadata"] == "[1, 2"
+    assert set(out["json_errors"]) == {"nexus_structure", "metadata"}
+    assert "not valid JSON" in out["json_errors"]["nexus_structure"]
+
+
+@pytest.mark.parametrize(
+    "data, schema, reason",
+    [
+        (b"", None, "too short: 0 bytes"),
+        (b"abc", None, "too short: 3 bytes"),
+        (b"\x00\x00\x00\x00zzzz\x00\x00\x00\x00", "zzzz", "unknown schema id"),
+        (SAMPLES["pl72"][0][:24], "pl72", "corrupt body"),
+        (SAMPLES["wrdn"][0][:12], "wrdn", "corrupt body"),
+        (b"\x00\x01\x02\x03\xff\xfe\xfd\xfc", None, "no schema id"),
+    ],
+    ids=["empty", "3-bytes", "unknown-id", "truncated-pl72", "truncated-wrdn", "binary-id"],
+)
+def test_bad_input_raises_one_clear_error(data: bytes, schema: str | None, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(data)
+    assert info.value.schema == schema
+    assert reason in str(info.value)
+    assert "\n" not in str(info.value)
+    if schema:
+        assert f"'{schema}'" in str(info.value)
+
+
+def test_wrong_schema_for_the_expected_type() -> None:
+    with pytest.raises(DecodeError, match=r"schema 'pl72': expected a 'wrdn'"):
+        decode(SAMPLES["pl72"][0], expect="wrdn")
+    assert decode(SAMPLES["wrdn"][0], expect="wrdn").schema == "wrdn"
+
+
+def test_schema_of_reads_bytes_4_to_8() -> None:
+    assert schema_of(SAMPLES["x5f2"][0]) == "x5f2"
+
+
+def test_iso_from_ns_keeps_nanoseconds() -> None:
+    assert iso_from_ns(1_000_000_000) == "1970-01-01T00:00:01Z"
+    assert iso_from_ns(1_500_000_000) == "1970-01-01T00:00:01.5Z"
+    assert iso_from_ns(1) == "1970-01-01T00:00:00.000000001Z"
+
+
+_ids = st.sampled_from(sorted(SAMPLES) + ["hs01", "f142", "ev42", "ep01", "al00", "da00", "ad00", "tdct", "json"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.tuples(st.binary(min_size=4, max_size=4), _ids, st.binary(max_size=300)).map(
+        lambda t: t[0] + t[1].encode() + t[2]),
+    st.tuples(st.sampled_from([v[0] for v in SAMPLES.values()]), st.integers(0, 400), st.binary(max_size=8)).map(
+        lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + len(t[2]):]),
+))
+def test_no_bytes_make_the_decoder_raise_anything_but_decode_error(data: bytes) -> None:
+    try:
+        message = decode(data)
+    except DecodeError:
+        return
+    json.dumps(message.to_jsonable())  # whatever decodes must also render
