@@ -98,7 +98,12 @@ class ListenConfig:
     workers: int = 4
     catalogue_dir: str | None = None
     http_port: int | None = None
+    #: Address the /health and /metrics server binds to; 0.0.0.0 exposes it to the network.
+    http_host: str = "127.0.0.1"
     log_format: str = field(default="text", metadata=_choices("text", "json"))
+    #: Retry-queue backoff: first delay and cap, seconds (doubling per attempt, with jitter).
+    retry_base: float = 2.0
+    retry_max: float = 300.0
 
 
 @dataclass
@@ -113,6 +118,12 @@ class IsisConfig:
     template_dir: str | None = None
     #: ``{INSTRUMENT = ["block", ...]}``: sample-environment blocks per instrument.
     sample_env: dict[str, list[str]] = field(default_factory=dict)
+    #: ``{INSTRUMENT = ["name", ...]}``: run-log values (f144 on ``<INST>_runLog``) per instrument.
+    runlog: dict[str, list[str]] = field(default_factory=dict)
+    #: ``{INSTRUMENT = ["monitor_1", ...]}``: monitor histogram sources (hs01 on ``<INST>_monitorHistograms``).
+    monitors: dict[str, list[str]] = field(default_factory=dict)
+    #: The forwarder's configuration topic (fc00/rf5k): PVs forwarded to ``<INST>_sampleEnv`` become blocks.
+    forwarder_config_topic: str | None = None
 
 
 _SECTIONS: dict[str, type] = {

@@ -15,6 +15,12 @@ from ._app import app
 # Each import registers its command(s) on ``app``.
 from . import config as _config  # noqa: E402,F401
 from . import decode as _decode  # noqa: E402,F401
+from . import forward_runinfo as _forward_runinfo  # noqa: E402,F401
+from . import ingest_file as _ingest_file  # noqa: E402,F401
+from . import list_status as _list_status  # noqa: E402,F401
+from . import listen as _listen  # noqa: E402,F401
+from . import produce_test as _produce_test  # noqa: E402,F401
+from . import push_catalogue as _push_catalogue  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,212 @@
+"""``sfi ingest-file``: finished NeXus files (by hand or from cron) into SciCat through the shared ingest core."""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from ..datablock import ALGORITHMS
+from ..errors import SfiError
+from ..ingest import IngestResult, Ingestor
+from ._app import app
+from ._common import ConfigOpt, JsonOpt, load, stderr, stdout, warn
+
+_GLOB_CHARS = set("*?[")
+
+
+def expand_paths(paths: list[str], patterns: list[str]) -> Iterator[tuple[str, str | None]]:
+    """(path, problem) in the order given: files as is, directories walked, globs expanded; no duplicates."""
+    seen: set[str] = set()
+
+    def once(path: str) -> Iterator[tuple[str, str | None]]:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            yield path, None
+
+    for given in paths:
+        if os.path.isdir(given):
+            found = list(_walk(given, patterns))
+            if not found:
+                warn(f"ingest-file: {given}: no file matches {','.join(patterns)}")
+            for path in found:
+                yield from once(path)
+        elif not os.path.exists(given) and _GLOB_CHARS & set(given):
+            matched = sorted(glob.glob(given, recursive=True))
+            if not matched:
+                yield given, f"{given}: no file matches this pattern"
+            for path in matched:
+                if os.path.isdir(path):
+                    for inner in _walk(path, patterns):
+                        yield from once(inner)
+                else:
+                    yield from once(path)
+        else:
+            yield from once(given)  # a missing file is reported by the ingest core
+
+
+def _walk(folder: str, patterns: list[str]) -> Iterator[str]:
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if any(fnmatch.fnmatch(name, p) for p in patterns):
+                yield os.path.join(root, name)
+
+
+@app.command("ingest-file")
+def ingest_file_command(
+    paths: Annotated[list[str], typer.Argument(help="NeXus files, directories (searched recursively) or globs.",
+                                               show_default=False)],
+    pattern: Annotated[str | None, typer.Option("--pattern", help="File name patterns for directories, "
+                                                "comma-separated (else [ingest] pattern: *.nxs,*.nx5,*.hdf,*.hdf5,*.h5).",
+                                                show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Build and print the payloads; do not contact SciCat.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Show each field's value and where it came from; "
+                                          "do not contact SciCat.")] = False,
+    profile: Annotated[str | None, typer.Option("--profile", help="Mapping profile name or .toml path "
+                                                "(else chosen per file).", show_default=False)] = None,
+    checksum: Annotated[str | None, typer.Option("--checksum", help=f"{'|'.join(ALGORITHMS)} (else [ingest] checksum, "
+                                                 "sha256).", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Files in parallel "
+                                                "(else [ingest] workers, 4).", show_default=False)] = None,
+    scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat API base, e.g. "
+                                                   "https://scicat.example/api/v3 (else $SFI_SCICAT_URL or [scicat] url).",
+                                                   show_default=False)] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Ingest finished NeXus files into SciCat as raw datasets with their file list.
+
+    Datasets that already exist (with their file list) are skipped, so a backfill can re-run safely.
+    Credentials come only from the environment or the config file. Exit 0 when every file is
+    created, exists or (with --dry-run) was built; 1 when any failed; 2 for bad usage or config.
+    """
+    if checksum is not None and checksum not in ALGORITHMS:
+        raise typer.BadParameter(f"'{checksum}' is not one of {', '.join(ALGORITHMS)}", param_hint="--checksum")
+    cfg = load(config, ingest={"checksum": checksum, "profile": profile, "workers": workers, "pattern": pattern},
+               scicat={"url": scicat_url})
+    patterns = [p.strip() for p in cfg.ingest.pattern.split(",") if p.strip()]
+    items = list(expand_paths(paths, patterns))
+    files = [path for path, problem in items if problem is None]
+    early = [IngestResult(path, None, "failed", error=problem) for path, problem in items if problem]
+
+    if explain:
+        ingestor = Ingestor(cfg, None)
+        failed = len(early)
+        for result in early:
+            warn(f"ingest-file: {result.error}")
+        for path in files:
+            failed += _explain_one(ingestor, path, as_json)
+        raise typer.Exit(1 if failed else 0)
+
+    sink = None
+    if not dry_run:
+        from ..scicat import ScicatClient  # imported here: a dry run needs neither requests nor pyscicat
+
+        sink = ScicatClient.from_config(cfg.scicat)
+    try:
+        ingestor = Ingestor(cfg, sink)
+        results = early + _run(ingestor, files, cfg.ingest.workers, as_json, dry_run)
+    finally:
+        if sink is not None:
+            sink.close()
+    for result in early:
+        _emit(result, as_json, dry_run)
+    if not as_json:
+        _summary(results)
+    raise typer.Exit(1 if any(r.status == "failed" for r in results) else 0)
+
+
+def _run(ingestor: Ingestor, files: list[str], workers: int, as_json: bool, dry_run: bool) -> list[IngestResult]:
+    show_bar = len(files) > 1 and stderr.is_terminal
+    progress = Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=stderr, transient=True) if show_bar else None
+    results: list[IngestResult] = []
+    with progress or nullcontext(), ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        task = progress.add_task("files", total=len(files)) if progress else None
+        futures = [pool.submit(ingestor.ingest, path) for path in files]
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            if progress is not None and task is not None:
+                progress.advance(task)
+            _emit(result, as_json, dry_run, quiet=show_bar)
+    return results
+
+
+def _emit(result: IngestResult, as_json: bool, dry_run: bool, *, quiet: bool = False) -> None:
+    if as_json:
+        record = {k: v for k, v in result.to_json().items() if k != "retryable"}
+        stdout.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        stdout.file.flush()
+        return
+    if result.status == "failed":
+        warn(f"ingest-file: {result.error}")
+        return
+    if dry_run:
+        stdout.file.write(f"# {result.file} -> {result.pid}\n")
+        stdout.file.write(json.dumps({"dataset": result.dataset, "origdatablock": result.origdatablock},
+                                     indent=2, ensure_ascii=False) + "\n")
+        stdout.file.flush()
+    elif not quiet:
+        stdout.file.write(f"{result.status:8} {result.pid}  {result.file}\n")
+        stdout.file.flush()
+
+
+def _summary(results: list[IngestResult]) -> None:
+    counts = Counter(r.status for r in results)
+    table = Table(title="ingest-file summary", show_edge=False)
+    table.add_column("status")
+    table.add_column("files", justify="right")
+    for status in ("created", "repaired", "exists", "dry-run", "failed"):
+        if counts.get(status):
+            table.add_row(status, str(counts[status]))
+    table.add_row("total", str(len(results)))
+    stdout.print(table)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        errors = Table(title="failed files", show_edge=False)
+        errors.add_column("file", overflow="fold")
+        errors.add_column("retry may help")
+        errors.add_column("reason", overflow="fold")
+        for r in sorted(failed, key=lambda r: r.file):
+            errors.add_row(Text(r.file), "yes" if r.retryable else "no", Text(r.error or ""))
+        stdout.print(errors)
+
+
+def _explain_one(ingestor: Ingestor, path: str, as_json: bool) -> int:
+    try:
+        rows = ingestor.explain(path)
+    except SfiError as exc:
+        warn(f"ingest-file: {exc}")
+        return 1
+    missing = [name for name, value, origin in rows if value is None and origin.startswith("MISSING")]
+    if as_json:
+        record: dict[str, Any] = {"file": path, "fields": [{"field": f, "value": v, "source": s} for f, v, s in rows],
+                                  "missing": missing}
+        stdout.file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    else:
+        table = Table(title=Text(path), show_edge=False)
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        table.add_column("from", overflow="fold")
+        for name, value, origin in rows:
+            shown = "-" if value is None else json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+            table.add_row(Text(name), Text(shown if len(shown) < 300 else shown[:297] + "..."), Text(origin))
+        stdout.print(table)
+    if missing:
+        warn(f"ingest-file: {path}: no value for required field(s) {', '.join(missing)} "
+             "(set them in the config's [defaults] table)")
+    return 1 if missing else 0

@@ -1,0 +1,155 @@
+"""``sfi listen``, ``sfi failures`` and ``sfi retry``: the ingestion daemon and its failure queue."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..state import FAILED, QUEUED, StateStore
+from ._app import app
+from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout
+
+StateDirOpt = Annotated[str | None, typer.Option("--state-dir", help="State directory (else $SFI_STATE_DIR or "
+                                                 "[listen] state_dir).", show_default=False)]
+
+
+@app.command("listen")
+def listen_command(
+    topic: Annotated[list[str] | None, typer.Option("--topic", "-t", help="Topic to consume (repeatable); "
+                                                    "'^regex' subscribes to a pattern.", show_default=False)] = None,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="Consumer group (default sfi-listen).",
+                                              show_default=False)] = None,
+    broker: BrokerOpt = None,
+    state_dir: StateDirOpt = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", help="Parallel ingestions (default 4).",
+                                                show_default=False)] = None,
+    scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat base URL incl. /api/v3.",
+                                                   show_default=False)] = None,
+    catalogue_dir: Annotated[str | None, typer.Option("--catalogue-dir", help="Without SciCat: write the "
+                                                      "documents here.", show_default=False)] = None,
+    checksum: Annotated[str | None, typer.Option("--checksum", help="sha256|blake2b|md5|none.",
+                                                 show_default=False)] = None,
+    on_writer_error: Annotated[str | None, typer.Option("--on-writer-error", help="skip|ingest a file whose "
+                                                        "wrdn reports an error.", show_default=False)] = None,
+    auto_offset_reset: Annotated[str | None, typer.Option("--auto-offset-reset", help="earliest|latest for a "
+                                                          "group without offsets.", show_default=False)] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help="Serve /health and /metrics.",
+                                                  show_default=False)] = None,
+    http_host: Annotated[str | None, typer.Option("--http-host", help="Address for --http-port (default "
+                                                  "127.0.0.1).", show_default=False)] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help="text|json.", show_default=False)] = None,
+    exit_when_idle: Annotated[float | None, typer.Option("--exit-when-idle", help="Stop after S seconds without "
+                                                         "messages and nothing pending.", show_default=False)] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Consume file-writer channels and ingest every finished file into SciCat, exactly once."""
+    cfg = load(config, kafka={"bootstrap.servers": broker}, scicat={"url": scicat_url},
+               ingest={"checksum": checksum},
+               listen={"state_dir": state_dir, "group": group, "topics": topic or None, "workers": workers,
+                       "catalogue_dir": catalogue_dir, "on_writer_error": on_writer_error,
+                       "auto_offset_reset": auto_offset_reset, "http_port": http_port, "http_host": http_host, "log_format": log_format})
+    lc = cfg.listen
+    if not lc.topics:
+        raise typer.BadParameter("give at least one --topic (or [listen] topics)")
+    from .._logging import setup_logging
+    from ..ingest import Ingestor
+    from ..listen import Listener, ListenOptions, open_sink
+
+    setup_logging(lc.log_format)
+    state = StateStore(lc.state_dir)
+    sink, where = open_sink(cfg)
+    ingestor = Ingestor(cfg, sink)
+    options = ListenOptions(topics=lc.topics, group=lc.group, auto_offset_reset=lc.auto_offset_reset,
+                            on_writer_error=lc.on_writer_error, workers=lc.workers, wait_missing=cfg.ingest.file_wait,
+                            retry_base=lc.retry_base, retry_max=lc.retry_max, exit_when_idle=exit_when_idle)
+    listener = Listener(cfg, options, ingestor=ingestor, state=state)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: listener.stop())
+    ops = None
+    if lc.http_port is not None:
+        from .._http import OpsServer
+
+        ops = OpsServer(lc.http_port, health=listener.health, metrics=listener.metrics.render, host=lc.http_host)
+        ops.start()
+    import logging
+
+    logging.getLogger("sfi.listen").info("datasets go to %s; state in %s", where, state.path)
+    try:
+        listener.run()
+    finally:
+        if ops is not None:
+            ops.stop()
+        sink.close()
+        state.close()
+
+
+@app.command("failures")
+def failures_command(state_dir: StateDirOpt = None, as_json: JsonOpt = False,
+                     config: ConfigOpt = None) -> None:
+    """List what the listener could not process: failed and queued files, and bad messages."""
+    cfg = load(config, listen={"state_dir": state_dir})
+    _require_state(cfg.listen.state_dir)
+    state = StateStore(cfg.listen.state_dir)
+    files = state.files((FAILED, QUEUED))
+    bad = state.bad_messages()
+    if as_json:
+        for r in files:
+            print(json.dumps({"kind": "file", "file": r.writer_path, "status": r.status, "job_id": r.job_id,
+                              "pid": r.pid, "attempts": r.attempts, "error": r.error, "source": r.source,
+                              "next_attempt": r.next_attempt}))
+        for b in bad:
+            print(json.dumps({"kind": "message", "source": b.source, "error": b.reason}))
+        return
+    table = Table(title=f"files not ingested ({len(files)})", title_justify="left")
+    for col in ("file", "status", "attempts", "next try", "error"):
+        table.add_column(col, overflow="fold")
+    for r in files:
+        nxt = time.strftime("%H:%M:%S", time.localtime(r.next_attempt)) if r.status == QUEUED and r.next_attempt else ""
+        table.add_row(r.writer_path, r.status, str(r.attempts), nxt, r.error or "")
+    stdout.print(table)
+    msgs = Table(title=f"messages not processed ({len(bad)})", title_justify="left")
+    msgs.add_column("topic/partition@offset")
+    msgs.add_column("reason", overflow="fold")
+    for b in bad:
+        msgs.add_row(b.source, b.reason)
+    stdout.print(msgs)
+
+
+@app.command("retry")
+def retry_command(
+    files: Annotated[list[str] | None, typer.Argument(help="Files (as the writer named them); default all failed.",
+                                                      show_default=False)] = None,
+    now: Annotated[bool, typer.Option("--now", help="Ingest them here and now instead of leaving them to the "
+                                      "running listener.")] = False,
+    state_dir: StateDirOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Re-drive failed files: back into the retry queue (the listener takes them), or ingest them now."""
+    cfg = load(config, listen={"state_dir": state_dir})
+    _require_state(cfg.listen.state_dir)
+    state = StateStore(cfg.listen.state_dir)
+    n = state.requeue(files or None)
+    if not now:
+        print(json.dumps({"requeued": n}) if as_json else f"{n} file(s) queued for the listener")
+        return
+    from ..listen import retry_now
+
+    results = retry_now(cfg, state)
+    failed = 0
+    for r in results:
+        failed += r.status == "failed"
+        print(json.dumps({"file": r.file, "pid": r.pid, "status": r.status, "error": r.error}) if as_json
+              else f"{r.status:8} {r.file} {r.pid or ''} {r.error or ''}".rstrip())
+    raise typer.Exit(1 if failed else 0)
+
+
+def _require_state(state_dir: str) -> None:
+    if not (Path(state_dir) / "sfi-state.sqlite3").exists():
+        raise typer.BadParameter(f"no listener state in {state_dir} (use --state-dir or $SFI_STATE_DIR)")

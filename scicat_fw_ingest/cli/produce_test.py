@@ -1,0 +1,96 @@
+"""``sfi produce-test``: a simulated file writer — real NeXus files and the exact Kafka sequence."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigError
+from ..nexus.writer import WriteReport
+from ..simulate import DEFAULT_POOL_TOPIC, DEFAULT_PROPOSAL, JobResult, load_structure_file, simulate_jobs
+from ._app import app
+from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
+
+
+class Layout(str, Enum):
+    ess = "ess"
+    isis = "isis"
+
+
+@app.command("produce-test")
+def produce_test_command(
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the simulated writer writes its "
+                                             "files (its hdf-output-prefix); must exist.", show_default=False)],
+    broker: BrokerOpt = None,
+    count: Annotated[int, typer.Option("--count", "-n", help="How many writing jobs to simulate.")] = 1,
+    pool_topic: Annotated[str, typer.Option("--pool-topic", help="The writers' job pool topic.")] = DEFAULT_POOL_TOPIC,
+    control_topic: Annotated[str | None, typer.Option("--control-topic", help="One control topic for all jobs "
+                                                      "(default: sfi_control_<job id prefix> per job).",
+                                                      show_default=False)] = None,
+    layout: Annotated[Layout, typer.Option("--layout", help="Default nexus_structure: ESS /entry or ISIS "
+                                           "/raw_data_1.")] = Layout.ess,
+    nexus_structure: Annotated[Path | None, typer.Option("--nexus-structure", help="Use this nexus_structure JSON "
+                                                         "file (placeholders ${...} are filled per job).",
+                                                         show_default=False)] = None,
+    fail: Annotated[int, typer.Option("--fail", help="End the last N jobs with wrdn error_encountered.")] = 0,
+    instrument: Annotated[str | None, typer.Option("--instrument", help="Instrument name (default DUMMY for ess, "
+                                                   "LOQ for isis).", show_default=False)] = None,
+    proposal: Annotated[str, typer.Option("--proposal", help="Proposal id written as experiment_identifier.")]
+    = DEFAULT_PROPOSAL,
+    heartbeats: Annotated[int, typer.Option("--heartbeats", help="x5f2 'writing' heartbeats per job.")] = 2,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the simulated stream data.",
+                                             show_default=False)] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Simulate file-writer jobs: write one NeXus file per job and publish its complete message sequence.
+
+    Per job: pl72 to the pool topic; on the control topic the pl72 echo, answ(StartJob), x5f2
+    heartbeats, 6s4t, answ(SetStopTime) and wrdn naming the written file. Exit 0 on success, 1 for
+    Kafka or file errors, 2 for bad options or a bad --nexus-structure file.
+    """
+    if count < 1:
+        raise ConfigError(f"--count {count}: must be at least 1")
+    if not 0 <= fail <= count:
+        raise ConfigError(f"--fail {fail}: must be between 0 and --count ({count})")
+    if heartbeats < 0:
+        raise ConfigError(f"--heartbeats {heartbeats}: must not be negative")
+    if control_topic is not None and not control_topic.strip():
+        raise ConfigError("--control-topic: must not be empty (the writer rejects a run start without one)")
+    if not output_dir.is_dir():
+        raise ConfigError(f"--output-dir {output_dir}: does not exist or is not a directory")
+    structure = load_structure_file(nexus_structure) if nexus_structure is not None else None
+    cfg = load(config, kafka={"bootstrap.servers": broker})
+
+    warned: set[str] = set()
+
+    def report(result: JobResult, written: WriteReport) -> None:
+        for line in written.warnings:
+            if line not in warned:  # the same template warns the same way for every job
+                warned.add(line)
+                warn(f"produce-test: {line}")
+        if as_json:
+            stdout.file.write(json.dumps(result.to_json()) + "\n")
+            stdout.file.flush()
+
+    results = simulate_jobs(cfg, count, output_dir=output_dir, layout=layout.value, pool_topic=pool_topic,
+                            control_topic=control_topic, nexus_structure=structure, fail=fail,
+                            instrument=instrument, proposal_id=proposal, heartbeats=heartbeats, rng_seed=seed,
+                            on_job=report)
+    if not as_json:
+        _summary(results, pool_topic)
+
+
+def _summary(results: list[JobResult], pool_topic: str) -> None:
+    table = Table(title=f"{len(results)} simulated job(s), run starts on {pool_topic}", title_justify="left")
+    for column in ("job_id", "run", "control topic", "outcome", "file"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        outcome: Any = "[red]error[/red]" if r.failed else "[green]done[/green]"
+        table.add_row(r.job_id, r.run_name, r.control_topic, outcome, r.file)
+    stdout.print(table)

@@ -1,0 +1,267 @@
+"""The one ingest path shared by ``sfi ingest-file`` and ``sfi listen``: a finished file becomes a dataset.
+
+Why one core: a cron backfill and the live daemon must produce the very same dataset (same pid,
+same fields) for the same file, so that re-running either never creates a duplicate. The file is
+the source of truth; what Kafka said about it (``RunInfo``) only fills gaps. ``Ingestor.ingest``
+never raises for expected failures: it returns a result that says whether retrying may help, so a
+daemon can requeue and a batch can move on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .config import Config
+from .datablock import ALGORITHMS, make_datablock
+from .errors import ConfigError, SfiError
+from .mapping import Context, Mapped, ProfileSet, check_defaults, map_dataset, pick_profile, require_complete
+from .mapping.sources import to_iso
+from .nexus.reader import NexusError, NexusSnapshot, read_snapshot_waiting
+
+if TYPE_CHECKING:
+    from streaming_data_types.finished_writing_wrdn import FinishedWriting
+    from streaming_data_types.run_start_pl72 import RunStartInfo
+
+
+@dataclass
+class RunInfo:
+    """What Kafka said about a file; every field optional, the file stays the source of truth."""
+
+    job_id: str | None = None
+    run_name: str | None = None
+    instrument_name: str | None = None
+    start_time_ms: int | None = None
+    stop_time_ms: int | None = None
+    service_id: str | None = None
+    filename: str | None = None
+    metadata: dict = field(default_factory=dict)
+    wrdn_metadata: dict = field(default_factory=dict)
+    writer_error: str | None = None
+
+    @classmethod
+    def from_messages(cls, run_start: RunStartInfo | None, finished: FinishedWriting | None) -> RunInfo:
+        """From the decoded pl72 and/or wrdn values; unparseable metadata JSON becomes ``{}``."""
+        info = cls()
+        if run_start is not None:
+            info.job_id = _text(run_start.job_id)
+            info.run_name = _text(run_start.run_name)
+            info.instrument_name = _text(run_start.instrument_name)
+            info.start_time_ms = int(run_start.start_time) if run_start.start_time else None
+            info.stop_time_ms = int(run_start.stop_time) if run_start.stop_time else None
+            info.service_id = _text(run_start.service_id)
+            info.filename = _text(run_start.filename)
+            info.metadata = _json_object(run_start.metadata)
+        if finished is not None:
+            info.job_id = info.job_id or _text(finished.job_id)
+            info.service_id = info.service_id or _text(finished.service_id)
+            info.filename = _text(finished.file_name) or info.filename
+            info.wrdn_metadata = _json_object(finished.metadata)
+            if finished.error_encountered:
+                info.writer_error = _text(finished.message) or "the writer reported an error"
+        return info
+
+    def as_sources(self) -> dict[str, Any]:
+        """The ``run:`` source names a profile can use."""
+        return {"job_id": self.job_id, "run_name": self.run_name, "instrument_name": self.instrument_name,
+                "start_time": to_iso(self.start_time_ms) if self.start_time_ms else None,
+                "stop_time": to_iso(self.stop_time_ms) if self.stop_time_ms else None,
+                "service_id": self.service_id, "filename": self.filename, "writer_error": self.writer_error}
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return text or None
+
+
+def _json_object(text: Any) -> dict:
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class IngestResult:
+    file: str
+    pid: str | None
+    status: str  # "created" | "exists" | "repaired" | "failed" | "dry-run"
+    error: str | None = None
+    retryable: bool = False
+    dataset: dict | None = None
+    origdatablock: dict | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "pid": self.pid, "status": self.status, "error": self.error,
+                "retryable": self.retryable, "dataset": self.dataset, "origdatablock": self.origdatablock}
+
+
+class Sink(Protocol):
+    def upsert(self, dataset: dict, datablock: dict) -> str: ...
+
+    def get_dataset(self, pid: str) -> dict | None: ...
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass
+class _Prepared:
+    local: str
+    mapped: Mapped
+    facts: dict[str, Any]
+
+
+class Ingestor:
+    """Turns finished files into datasets in a ``Sink`` (SciCat), or only builds them (``sink=None``)."""
+
+    def __init__(self, cfg: Config, sink: Sink | None, *, checksum: str | None = None,
+                 profile: str | None = None) -> None:
+        self.cfg = cfg
+        self.sink = sink
+        self.checksum = checksum or cfg.ingest.checksum
+        if self.checksum not in ALGORITHMS:
+            raise ConfigError(f"checksum '{self.checksum}': must be one of {', '.join(ALGORITHMS)}")
+        self.profile_name = profile or cfg.ingest.profile
+        check_defaults(cfg.defaults)
+        self.profiles = ProfileSet(cfg.ingest.profile_dirs)
+        if self.profile_name:
+            self.profiles.get(self.profile_name)  # an unknown or broken profile fails now, not per file
+
+    # -- paths ---------------------------------------------------------------------------------
+    def local_path(self, writer_path: str) -> str:
+        """The writer's path mapped through ``[ingest] path_map`` (longest matching prefix), made absolute."""
+        best: tuple[str, str] | None = None
+        for writer_prefix, local_prefix in self.cfg.ingest.path_map:
+            stem = writer_prefix.rstrip("/")
+            if writer_path == stem or writer_path.startswith(stem + "/"):
+                if best is None or len(stem) > len(best[0]):
+                    best = (stem, local_prefix.rstrip("/"))
+        path = writer_path if best is None else best[1] + writer_path[len(best[0]):]
+        return os.path.abspath(path)
+
+    # -- the one path --------------------------------------------------------------------------
+    def ingest(self, writer_path: str, run: RunInfo | None = None, *, wait_missing: float = 0.0,
+               skip_existing: bool = True) -> IngestResult:
+        """Ingest one file; never raises for expected failures (see ``IngestResult.retryable``)."""
+        result = IngestResult(writer_path, None, "failed")
+        try:
+            prepared = self._prepare(writer_path, run, wait_missing)
+            dataset = prepared.mapped.dataset
+            result.pid, result.dataset = dataset["pid"], dataset
+            if self.sink is not None and skip_existing and self._already_there(dataset["pid"]):
+                result.status = "exists"
+                return result
+            try:
+                datablock = make_datablock([prepared.local], dataset["sourceFolder"], self.checksum)
+            except OSError as exc:
+                raise _Failed(f"{prepared.local}: cannot read for the checksum: {exc.strerror or exc}", True) from None
+            result.origdatablock = datablock
+            if self.sink is None:
+                result.status = "dry-run"
+                return result
+            result.status = self.sink.upsert(dataset, datablock)
+            return result
+        except _Failed as exc:
+            result.error, result.retryable = str(exc), exc.retryable
+        except SfiError as exc:  # ScicatError, MappingError, ProfileError ...
+            result.error = f"{writer_path}: {exc}" if writer_path not in str(exc) else str(exc)
+            result.retryable = bool(getattr(exc, "retryable", False))
+        except Exception as exc:  # a bug must not stop a batch or the daemon; say it is one
+            result.error = f"{writer_path}: internal error: {type(exc).__name__}: {exc}"[:500]
+        result.status = "failed"
+        return result
+
+    def explain(self, writer_path: str, run: RunInfo | None = None) -> list[tuple[str, object, str]]:
+        """(field, value, origin) of everything the dataset would hold; raises ``SfiError`` when unreadable."""
+        try:
+            prepared = self._prepare(writer_path, run, 0.0, complete=False)
+        except _Failed as exc:
+            raise SfiError(str(exc)) from None
+        mapped = prepared.mapped
+        rows: list[tuple[str, object, str]] = [
+            ("(profile)", mapped.profile, self.profiles.get(self.profile_name or mapped.profile).origin
+             if self.profile_name else "selected: first profile that fits the file"),
+            ("(file)", prepared.local, "writer path " + writer_path if prepared.local != writer_path else "given"),
+        ]
+        rows.extend(mapped.origins)
+        rows.append(("origdatablock.chkAlg", self.checksum, "--checksum or [ingest] checksum"))
+        rows.append(("origdatablock.size", prepared.facts["size"], "file:size"))
+        return rows
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _prepare(self, writer_path: str, run: RunInfo | None, wait_missing: float,
+                 *, complete: bool = True) -> _Prepared:
+        local = self.local_path(writer_path)
+        shown = local if local == os.path.abspath(writer_path) else f"{local} (writer path {writer_path})"
+        self._wait_for(local, shown, wait_missing)
+        deadline = time.monotonic() + max(0.0, self.cfg.ingest.file_wait)
+        try:
+            snapshot = read_snapshot_waiting(local, deadline=deadline)
+        except FileNotFoundError:
+            raise _Failed(f"{shown}: file not found (it disappeared)", True) from None
+        except NexusError as exc:
+            raise _Failed(str(exc), exc.retryable) from None
+        try:
+            st = os.stat(local)
+        except OSError as exc:
+            raise _Failed(f"{shown}: cannot stat: {exc.strerror or exc}", True) from None
+        facts = _file_facts(local, writer_path, st)
+        run = run or RunInfo()
+        ctx = Context(snapshot=snapshot, config=self.cfg, files=facts, run=run.as_sources(),
+                      metadata=run.metadata, wrdn=run.wrdn_metadata)
+        profile = pick_profile(self.profiles, ctx, explicit=self.profile_name)
+        mapped = map_dataset(profile, ctx)
+        if complete:
+            require_complete(mapped, local)
+        return _Prepared(local, mapped, facts)
+
+    @staticmethod
+    def _wait_for(local: str, shown: str, wait_missing: float) -> None:
+        deadline = time.monotonic() + max(0.0, wait_missing)
+        delay = 0.1
+        while not os.path.exists(local):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                waited = f" after waiting {wait_missing:g} s" if wait_missing > 0 else ""
+                raise _Failed(f"{shown}: file not found{waited}", True)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+        if not os.path.isfile(local):
+            raise _Failed(f"{shown}: not a regular file", False)
+
+    def _already_there(self, pid: str) -> bool:
+        """The dataset exists with its file list (a dataset without one is repaired by ``upsert``)."""
+        assert self.sink is not None
+        existing = self.sink.get_dataset(pid)
+        if existing is None:
+            return False
+        blocks = getattr(self.sink, "get_origdatablocks", None)
+        if callable(blocks):
+            return bool(blocks(pid))
+        if "numberOfFiles" in existing:
+            return bool(existing.get("numberOfFiles"))
+        return True
+
+
+def _file_facts(local: str, writer_path: str, st: os.stat_result) -> dict[str, Any]:
+    path = Path(local)
+    return {"path": local, "name": path.name, "stem": path.stem, "dir": str(path.parent),
+            "size": int(st.st_size), "mtime": to_iso(st.st_mtime * 1000), "writer_path": writer_path}
+
+
+__all__ = ["IngestResult", "Ingestor", "NexusSnapshot", "RunInfo", "Sink"]

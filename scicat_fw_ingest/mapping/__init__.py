@@ -1,0 +1,14 @@
+"""Declarative mapping from a NeXus file (plus run metadata, config and file facts) to a SciCat dataset.
+
+Profiles are TOML data files (``profile``); values are looked up from typed sources (``sources``)
+and assembled into a dataset under fixed rules (``dataset``). See docs/mapping.md.
+"""
+
+from .dataset import Mapped, MappingError, check_defaults, map_dataset, pick_profile, require_complete
+from .profile import DATASET_FIELDS, REQUIRED, Profile, ProfileError, ProfileSet
+from .sources import Context, to_iso
+
+__all__ = [
+    "DATASET_FIELDS", "REQUIRED", "Context", "Mapped", "MappingError", "Profile", "ProfileError", "ProfileSet",
+    "check_defaults", "map_dataset", "pick_profile", "require_complete", "to_iso",
+]

@@ -1,0 +1,182 @@
+"""Apply a profile to one file: the SciCat raw dataset, with the origin of every value.
+
+Why fixed rules around the profile: ``type`` is always raw, ``sourceFolder`` is always the file's
+(mapped) directory, and the pid rule is global, so that whatever a profile says, one file can never
+yield two datasets. Everything else comes from the profile, then from the config's ``[defaults]``
+table (keyed by SciCat field names); a required field nothing supplies is an error naming the key
+that would supply it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import SfiError
+from .profile import DATASET_FIELDS, REQUIRED, FieldSpec, Profile, ProfileError, ProfileSet, matches
+from .sources import Context, Found, convert, resolve
+
+
+class MappingError(SfiError):
+    """A file's metadata cannot make a valid dataset (a required field has no value)."""
+
+
+@dataclass
+class Mapped:
+    """The dataset payload and, per field, where its value came from."""
+
+    profile: str
+    dataset: dict[str, Any]
+    origins: list[tuple[str, Any, str]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def check_defaults(defaults: dict[str, Any]) -> None:
+    """A ``[defaults]`` key that is no dataset field is a typo: fail before any file is touched."""
+    for key in defaults:
+        if key not in DATASET_FIELDS or key in ("pid", "sourceFolder"):
+            raise ProfileError(f"config [defaults] {key}: not a SciCat dataset field a default can fill "
+                               f"(known: {', '.join(sorted(k for k in DATASET_FIELDS if k not in ('pid', 'sourceFolder')))})")
+
+
+def pick_profile(profiles: ProfileSet, ctx: Context, *, explicit: str | None) -> Profile:
+    """The named profile (which must fit), else the first in search order that fits the file."""
+    path = str(ctx.files.get("path", ""))
+    if explicit:
+        profile = profiles.get(explicit)
+        missing = [g for g in profile.requires if not ctx.snapshot.has_group(g)]
+        if missing:
+            raise MappingError(f"{path}: profile '{profile.name}' needs group {', '.join(missing)}, "
+                               "which the file lacks")
+        return profile
+    tried = []
+    for name in profiles.names():
+        profile = profiles.get(name)
+        instrument = _instrument(profile, ctx)
+        if matches(profile, path=path, instrument=instrument, has_group=ctx.snapshot.has_group):
+            return profile
+        tried.append(f"{profile.name} (needs {', '.join(profile.requires) or 'nothing'}"
+                     + (f", instrument {'/'.join(profile.instruments)}" if profile.instruments else "")
+                     + (f", path {'/'.join(profile.paths)}" if profile.paths else "") + ")")
+    raise MappingError(f"{path}: no mapping profile fits this file (tried: {'; '.join(tried)}); "
+                       "it lacks the expected NeXus groups, or pass --profile")
+
+
+def _instrument(profile: Profile, ctx: Context) -> str | None:
+    if ctx.run.get("instrument_name"):
+        return str(ctx.run["instrument_name"])
+    spec = profile.instrument or profile.fields.get("instrumentId")
+    if spec is None:
+        return None
+    value, _, _ = evaluate(spec, ctx, timezone=profile.timezone)
+    return str(value) if value is not None else None
+
+
+def evaluate(spec: FieldSpec, ctx: Context, *, timezone: str) -> tuple[Any, str, str | None]:
+    """The first usable value of a field: (value, origin, unit), or (None, "", None)."""
+    for source in spec.sources:
+        candidates = resolve(source, ctx)
+        if not candidates:
+            continue
+        value, origin, unit = _combine(candidates, spec, timezone)
+        if value is not None:
+            return value, origin, spec.unit if spec.unit is not None else unit
+    if spec.default is not None:
+        value = spec.default if spec.type in ("auto", None) else convert(spec.default, spec.type, timezone=timezone)
+        return value, "profile default", spec.unit
+    return None, "", None
+
+
+def _combine(candidates: list[Found], spec: FieldSpec, timezone: str) -> tuple[Any, str, str | None]:
+    if spec.type == "list" or (spec.join is not None and len(candidates) > 1):
+        values = [c.value for c in candidates]
+        flat = [v for item in values for v in (item if isinstance(item, list) else [item])]
+        value = convert(flat, spec.type if spec.type != "auto" else "list", timezone=timezone, join=spec.join)
+        origin = candidates[0].source if len(candidates) == 1 else f"{candidates[0].source} (+{len(candidates) - 1})"
+        return _format(value, spec), origin, candidates[0].unit
+    for cand in candidates:
+        value = cand.value if spec.type == "auto" else convert(cand.value, spec.type, timezone=timezone, join=spec.join)
+        if value is not None:
+            return _format(value, spec), cand.source, cand.unit
+    return None, "", None
+
+
+def _format(value: Any, spec: FieldSpec) -> Any:
+    if spec.format is None or value is None:
+        return value
+    if isinstance(value, list):
+        return [spec.format.replace("{value}", str(v)) for v in value]
+    return spec.format.replace("{value}", str(value))
+
+
+def map_dataset(profile: Profile, ctx: Context) -> Mapped:
+    """The dataset for ``ctx`` under ``profile``; ``missing`` lists required fields nothing supplied."""
+    cfg = ctx.config
+    out = Mapped(profile.name, {})
+    ds = out.dataset
+
+    pid, pid_origin = _pid(profile, ctx)
+    ds["pid"] = pid
+    out.origins.append(("pid", pid, pid_origin))
+    ds["type"] = "raw"
+    out.origins.append(("type", "raw", "rule: always raw"))
+    ds["sourceFolder"] = ctx.files["dir"]
+    out.origins.append(("sourceFolder", ds["sourceFolder"], "file:dir (after [ingest] path_map)"))
+
+    for name, kind in DATASET_FIELDS.items():
+        if name in ("pid", "sourceFolder"):
+            continue
+        spec = profile.fields.get(name)
+        value, origin = None, ""
+        if spec is not None:
+            value, origin, _ = evaluate(spec, ctx, timezone=profile.timezone)
+        if value is None and name == "sourceFolderHost" and cfg.ingest.source_folder_host:
+            value, origin = cfg.ingest.source_folder_host, "config:ingest.source_folder_host"
+        if value is None and name in cfg.defaults:
+            value = convert(cfg.defaults[name], kind, timezone=profile.timezone)
+            origin = f"config [defaults] {name}"
+        if value is None:
+            if name in REQUIRED:
+                out.missing.append(name)
+                out.origins.append((name, None, f"MISSING: set [defaults] {name} in the config"))
+            continue
+        ds[name] = value
+        out.origins.append((name, value, origin))
+
+    scientific: dict[str, Any] = {}
+    for key, spec in profile.scientific.items():
+        value, origin, unit = evaluate(spec, ctx, timezone=profile.timezone)
+        if value is None:
+            continue
+        scientific[key] = {"value": value, "unit": unit or ""}
+        out.origins.append((f"scientificMetadata.{key}", value, origin + (f" [{unit}]" if unit else "")))
+    for include in profile.scientific_include:
+        data = ctx.metadata if include == "metadata" else ctx.wrdn
+        for key, value in data.items():
+            if key not in scientific and value not in (None, "", [], {}):
+                scientific[key] = {"value": value, "unit": ""}
+                out.origins.append((f"scientificMetadata.{key}", value, f"{include}:{key}"))
+    ds["scientificMetadata"] = scientific
+    return out
+
+
+def _pid(profile: Profile, ctx: Context) -> tuple[str, str]:
+    prefix = ctx.config.ingest.pid_prefix
+    spec = profile.fields.get("pid")
+    if spec is not None:
+        value, origin, _ = evaluate(spec, ctx, timezone=profile.timezone)
+        if value is not None:
+            return f"{prefix}{value}", origin + (" with [ingest] pid_prefix" if prefix else "")
+    if ctx.run.get("job_id"):
+        return f"{prefix}{ctx.run['job_id']}", "run:job_id" + (" with [ingest] pid_prefix" if prefix else "")
+    local = str(ctx.files["path"])
+    return f"{prefix}{uuid.uuid5(uuid.NAMESPACE_URL, local)}", "rule: uuid5 of the local file path"
+
+
+def require_complete(mapped: Mapped, path: str) -> None:
+    if mapped.missing:
+        keys = ", ".join(mapped.missing)
+        raise MappingError(f"{path}: no value for required SciCat field(s) {keys}: profile '{mapped.profile}' "
+                           f"finds none in the file or run metadata; set them in the config's [defaults] table "
+                           f"(e.g. [defaults] {mapped.missing[0]} = \"...\")")

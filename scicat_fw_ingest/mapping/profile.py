@@ -1,0 +1,253 @@
+"""Mapping profiles: TOML files that say how one NeXus layout becomes a SciCat dataset.
+
+Why data files: adding an instrument must mean adding a file, not code. Profiles come from the user
+directories in ``[ingest] profile_dirs`` (searched first, in order) and from the built-in ones shipped
+in ``scicat_fw_ingest/profiles``. A profile may ``extends`` another and override single fields.
+Every mistake in a profile is reported with the file and the key, once, at load time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import SfiError
+from .sources import TYPES, SourceSpec, parse_source
+
+#: Dataset fields a profile may fill, with their SciCat (v3) JSON type.
+DATASET_FIELDS: dict[str, str] = {
+    "pid": "str", "owner": "str", "ownerGroup": "str", "ownerEmail": "str", "orcidOfOwner": "str",
+    "contactEmail": "str", "accessGroups": "list", "instrumentGroup": "str", "sourceFolder": "str",
+    "sourceFolderHost": "str", "creationTime": "time", "principalInvestigator": "str",
+    "creationLocation": "str", "datasetName": "str", "description": "str", "keywords": "list",
+    "startTime": "time", "endTime": "time", "dataFormat": "str", "sampleId": "str", "instrumentId": "str",
+    "proposalId": "str", "runNumber": "str", "license": "str", "sharedWith": "list", "isPublished": "bool",
+}
+#: Fields the real backend rejects a raw dataset without.
+REQUIRED = ("owner", "ownerGroup", "contactEmail", "sourceFolder", "creationTime", "principalInvestigator",
+            "creationLocation")
+#: Fields sfi sets itself: ``type`` is always raw; sizes travel in the datablock (the server adds them).
+RESERVED = ("type", "size", "packedSize", "numberOfFiles", "scientificMetadata")
+
+_PROFILE_KEYS = {"name", "description", "extends", "requires", "instruments", "paths", "priority", "timezone",
+                 "scientific_include", "instrument"}
+_SPEC_KEYS = {"from", "type", "join", "format", "unit", "default"}
+
+
+class ProfileError(SfiError):
+    """A profile file is unusable (names the file and the key), or none fits a file."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How to fill one field: sources in order, then conversion and formatting."""
+
+    sources: tuple[SourceSpec, ...]
+    type: str = "str"
+    join: str | None = None
+    format: str | None = None
+    unit: str | None = None
+    default: Any = None
+
+
+@dataclass
+class Profile:
+    name: str
+    origin: str
+    description: str = ""
+    requires: list[str] = field(default_factory=list)
+    instruments: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    priority: int = 0
+    timezone: str = "UTC"
+    scientific_include: list[str] = field(default_factory=list)
+    instrument: FieldSpec | None = None
+    fields: dict[str, FieldSpec] = field(default_factory=dict)
+    scientific: dict[str, FieldSpec] = field(default_factory=dict)
+
+
+def _raw_builtin() -> dict[str, tuple[str, dict[str, Any]]]:
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    folder = resources.files("scicat_fw_ingest") / "profiles"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            out[entry.name[:-5]] = (f"built-in profile {entry.name}", _parse_toml(entry.read_bytes(), entry.name))
+    return out
+
+
+def _parse_toml(data: bytes, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profile {origin}: not valid TOML: {exc}") from None
+
+
+def _raw_dir(folder: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    path = Path(folder)
+    if not path.is_dir():
+        raise ProfileError(f"profile directory {folder} (from [ingest] profile_dirs): not a directory")
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for file in sorted(path.glob("*.toml")):
+        out[file.stem] = (f"profile file {file}", _parse_toml(file.read_bytes(), str(file)))
+    return out
+
+
+class ProfileSet:
+    """All profiles visible with a config: user directories first, then the built-in ones."""
+
+    def __init__(self, profile_dirs: list[str]) -> None:
+        self._raw: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.order: list[str] = []
+        for folder in profile_dirs:
+            for name, item in _raw_dir(folder).items():
+                if name not in self._raw:
+                    self._raw[name] = item
+                    self.order.append(name)
+        for name, item in _raw_builtin().items():
+            key = name if name not in self._raw else f"builtin:{name}"
+            self._raw[key] = item
+            self.order.append(key)
+        self._cache: dict[str, Profile] = {}
+        for name in self.order:
+            self.get(name)  # validate every profile up front: a broken one fails loudly, once
+
+    def names(self) -> list[str]:
+        return list(self.order)
+
+    def get(self, name: str) -> Profile:
+        if name in self._cache:
+            return self._cache[name]
+        if name not in self._raw:
+            path = Path(name)
+            if path.suffix == ".toml" and path.is_file():
+                self._raw[name] = (f"profile file {path}", _parse_toml(path.read_bytes(), str(path)))
+            else:
+                raise ProfileError(f"profile '{name}': unknown (known: {', '.join(self.order)}; "
+                                   "or give the path of a .toml file)")
+        self._cache[name] = self._build(name, [])
+        return self._cache[name]
+
+    def _merged(self, name: str, chain: list[str]) -> tuple[str, dict[str, Any]]:
+        if name in chain:
+            raise ProfileError(f"{self._raw[chain[0]][0]}: 'extends' forms a loop ({' -> '.join([*chain, name])})")
+        if name not in self._raw:
+            raise ProfileError(f"{self._raw[chain[-1]][0]}: extends unknown profile '{name}'")
+        origin, data = self._raw[name]
+        parent_name = data.get("profile", {}).get("extends")
+        if not parent_name:
+            return origin, data
+        parent_key = parent_name
+        if parent_name == name or (parent_name in chain):
+            parent_key = f"builtin:{parent_name}" if f"builtin:{parent_name}" in self._raw else parent_name
+        _, parent = self._merged(parent_key, [*chain, name])
+        merged: dict[str, Any] = {}
+        for table in ("fields", "scientific"):
+            merged[table] = {**parent.get(table, {}), **data.get(table, {})}
+        own_profile = {k: v for k, v in data.get("profile", {}).items() if k != "extends"}
+        merged["profile"] = {**parent.get("profile", {}), **own_profile}
+        for key in data:
+            if key not in merged:
+                merged[key] = data[key]
+        return origin, merged
+
+    def _build(self, name: str, chain: list[str]) -> Profile:
+        origin, data = self._merged(name, chain)
+        return build_profile(name, origin, data)
+
+
+def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
+    """Validate one (merged) profile table."""
+    where = f"{origin}"
+    unknown = set(data) - {"profile", "fields", "scientific"}
+    if unknown:
+        raise ProfileError(f"{where}: unknown table(s) {', '.join(sorted(unknown))} (known: profile, fields, scientific)")
+    head = data.get("profile", {})
+    bad = set(head) - _PROFILE_KEYS
+    if bad:
+        raise ProfileError(f"{where}: [profile] unknown key(s) {', '.join(sorted(bad))} "
+                           f"(known: {', '.join(sorted(_PROFILE_KEYS))})")
+    tz = str(head.get("timezone", "UTC"))
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ProfileError(f"{where}: [profile] timezone '{tz}' is not a known time zone") from None
+    profile = Profile(
+        name=str(head.get("name", name)), origin=origin, description=str(head.get("description", "")),
+        requires=_str_list(head.get("requires", []), f"{where}: [profile] requires"),
+        instruments=_str_list(head.get("instruments", []), f"{where}: [profile] instruments"),
+        paths=_str_list(head.get("paths", []), f"{where}: [profile] paths"),
+        priority=int(head.get("priority", 0)), timezone=tz,
+        scientific_include=_str_list(head.get("scientific_include", []), f"{where}: [profile] scientific_include"),
+    )
+    for inc in profile.scientific_include:
+        if inc not in ("metadata", "wrdn"):
+            raise ProfileError(f"{where}: [profile] scientific_include: '{inc}' (known: metadata, wrdn)")
+    if "instrument" in head:
+        profile.instrument = _spec(head["instrument"], "str", f"{where}: [profile] instrument")
+    for key, raw in data.get("fields", {}).items():
+        if key in RESERVED:
+            raise ProfileError(f"{where}: [fields] {key}: set by sfi itself, not by a profile")
+        if key not in DATASET_FIELDS:
+            raise ProfileError(f"{where}: [fields] {key}: not a SciCat raw dataset field "
+                               f"(known: {', '.join(sorted(DATASET_FIELDS))})")
+        profile.fields[key] = _spec(raw, DATASET_FIELDS[key], f"{where}: [fields] {key}")
+    for key, raw in data.get("scientific", {}).items():
+        profile.scientific[key] = _spec(raw, None, f"{where}: [scientific] {key}")
+    return profile
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProfileError(f"{where}: must be a list of strings")
+    return list(value)
+
+
+def _spec(raw: Any, field_type: str | None, where: str) -> FieldSpec:
+    if isinstance(raw, (str, list)):
+        raw = {"from": raw}
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{where}: must be a source, a list of sources or a table with 'from'")
+    bad = set(raw) - _SPEC_KEYS
+    if bad:
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(sorted(bad))} (known: {', '.join(sorted(_SPEC_KEYS))})")
+    items = raw.get("from", [])
+    items = items if isinstance(items, list) else [items]
+    if not items and "default" not in raw:
+        raise ProfileError(f"{where}: needs 'from' (one or more sources) or a 'default'")
+    try:
+        sources = tuple(parse_source(item, where) for item in items)
+    except ValueError as exc:
+        raise ProfileError(str(exc)) from None
+    kind = field_type
+    if "type" in raw:
+        if raw["type"] not in TYPES:
+            raise ProfileError(f"{where}: type '{raw['type']}' (known: {', '.join(TYPES)})")
+        if field_type is not None and raw["type"] != field_type and not (field_type == "str" and raw["type"] == "time"):
+            raise ProfileError(f"{where}: SciCat needs type '{field_type}' here, not '{raw['type']}'")
+        kind = raw["type"]
+    fmt = raw.get("format")
+    if fmt is not None and (not isinstance(fmt, str) or "{value}" not in fmt):
+        raise ProfileError(f"{where}: format must be a string containing {{value}}")
+    return FieldSpec(sources=sources, type=kind or "auto", join=raw.get("join"), format=fmt,
+                     unit=raw.get("unit"), default=raw.get("default"))
+
+
+def matches(profile: Profile, *, path: str, instrument: str | None, has_group: Any) -> bool:
+    """Whether ``profile`` applies: required groups present, path and instrument patterns matched."""
+    if not all(has_group(g) for g in profile.requires):
+        return False
+    if profile.paths and not any(fnmatch.fnmatch(path, p) for p in profile.paths):
+        return False
+    if profile.instruments:
+        if not instrument or not any(fnmatch.fnmatch(instrument.lower(), p.lower()) for p in profile.instruments):
+            return False
+    return True

@@ -1,0 +1,249 @@
+"""Read the metadata of a NeXus file: scalars, strings, small arrays and attributes — never the data.
+
+Why a snapshot: the file is opened once, every object's metadata is copied into plain Python values,
+and the file is closed at once, so the writer (or the next run) is never kept waiting and the
+mapping can look paths up as often as it likes. Arrays larger than ``max_elements`` are recorded by
+shape and dtype only, so the cost grows with the number of objects, not with the number of events.
+
+Failures are typed: ``NotNexusError`` (not HDF5 at all: retrying cannot help), ``FileLockedError``
+(HDF5 refused to open it, usually because the writer still holds its lock: retry later) and
+``NexusReadError`` (anything else HDF5 complained about).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import SfiError
+
+#: Arrays with more elements than this are described (shape, dtype), not read.
+MAX_ELEMENTS = 64
+#: Walking stops after this many objects (a safety net against pathological files).
+MAX_OBJECTS = 200_000
+_MAX_DEPTH = 32
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+class NexusError(SfiError):
+    """A file could not be read as NeXus; ``retryable`` says whether waiting may help."""
+
+    retryable: bool = False
+
+
+class NotNexusError(NexusError):
+    """Not an HDF5 file (no signature): a wrong file, never a transient state."""
+
+
+class FileLockedError(NexusError):
+    """HDF5 refused to open the file (locked by its writer, or still being created)."""
+
+    retryable = True
+
+
+class NexusReadError(NexusError):
+    """HDF5 opened the file but failed while reading its structure."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One group or dataset: its small value (or ``None``), its attributes and its shape."""
+
+    path: str
+    kind: str  # "group" | "dataset"
+    value: Any = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+
+    @property
+    def units(self) -> str | None:
+        units = self.attrs.get("units")
+        return units if isinstance(units, str) and units else None
+
+    @property
+    def nx_class(self) -> str | None:
+        value = self.attrs.get("NX_class")
+        return value if isinstance(value, str) else None
+
+
+@dataclass
+class NexusSnapshot:
+    """Every object of one file by absolute path ("/" is the root), metadata only."""
+
+    file: str
+    nodes: dict[str, Node]
+
+    def get(self, path: str) -> Node | None:
+        return self.nodes.get(_norm(path))
+
+    def value(self, path: str) -> Any:
+        """A dataset's value, or an attribute when the path ends in ``@name`` (``/entry@NX_class``)."""
+        path, _, attr = path.partition("@")
+        node = self.nodes.get(_norm(path or "/"))
+        if node is None:
+            return None
+        return node.attrs.get(attr) if attr else node.value
+
+    def glob(self, pattern: str) -> list[str]:
+        """Paths matching a shell pattern segment by segment (``/entry/user_*/name``), sorted."""
+        parts = _norm(pattern).strip("/").split("/")
+        return sorted(p for p in self.nodes if p != "/" and _segments_match(p.strip("/").split("/"), parts))
+
+    def has_group(self, path: str) -> bool:
+        node = self.nodes.get(_norm(path))
+        return node is not None and node.kind == "group"
+
+
+def _norm(path: str) -> str:
+    path = "/" + path.strip("/")
+    return path
+
+
+def _segments_match(segments: list[str], patterns: list[str]) -> bool:
+    return len(segments) == len(patterns) and all(fnmatch.fnmatchcase(s, p) for s, p in zip(segments, patterns))
+
+
+def check_signature(path: str) -> None:
+    """Raise ``NotNexusError`` unless the HDF5 signature sits at 0 or a power-of-two user-block offset."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            offset = 0
+            while offset + 8 <= size:
+                fh.seek(offset)
+                if fh.read(8) == _HDF5_SIGNATURE:
+                    return
+                offset = 512 if offset == 0 else offset * 2
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise FileLockedError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    raise NotNexusError(f"{path}: not an HDF5/NeXus file (no HDF5 signature)")
+
+
+def read_snapshot(path: str, *, max_elements: int = MAX_ELEMENTS) -> NexusSnapshot:
+    """Open ``path`` read-only once and copy the metadata of every object.
+
+    Raises ``FileNotFoundError`` when absent (callers decide whether to wait), else a ``NexusError``.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    check_signature(path)
+    try:
+        fh = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise FileLockedError(f"{path}: HDF5 cannot open it yet ({_short(exc)})") from None
+    try:
+        with fh:
+            nodes: dict[str, Node] = {}
+            _walk(fh, "/", nodes, max_elements, (), 0)
+    except NexusError:
+        raise
+    except Exception as exc:  # h5py raises many types on damaged structures
+        raise NexusReadError(f"{path}: unreadable HDF5 structure ({_short(exc)})") from None
+    return NexusSnapshot(path, nodes)
+
+
+def read_snapshot_waiting(path: str, *, deadline: float, sleep: Callable[[float], None] = time.sleep,
+                          max_elements: int = MAX_ELEMENTS) -> NexusSnapshot:
+    """``read_snapshot`` retried with backoff while the file is locked, until ``deadline`` (monotonic)."""
+    delay = 0.1
+    while True:
+        try:
+            return read_snapshot(path, max_elements=max_elements)
+        except FileLockedError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FileLockedError(f"{exc} — still locked after waiting") from None
+            sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def _walk(group: h5py.Group, path: str, nodes: dict[str, Node], max_elements: int,
+          ancestors: tuple[Any, ...], depth: int) -> None:
+    nodes[path] = Node(path, "group", attrs=_attrs(group))
+    if depth >= _MAX_DEPTH:
+        return
+    ident = group.id
+    ancestors = (*ancestors, ident)
+    for name in group:
+        if len(nodes) >= MAX_OBJECTS:
+            return
+        child_path = f"{path.rstrip('/')}/{name}"
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            continue  # never open other files
+        try:
+            obj = group[name]
+        except (KeyError, OSError):
+            continue  # dangling soft link
+        if isinstance(obj, h5py.Group):
+            if obj.id in ancestors:
+                continue
+            _walk(obj, child_path, nodes, max_elements, ancestors, depth + 1)
+        elif isinstance(obj, h5py.Dataset):
+            nodes[child_path] = _dataset_node(obj, child_path, max_elements)
+
+
+def _dataset_node(ds: h5py.Dataset, path: str, max_elements: int) -> Node:
+    shape = tuple(int(n) for n in ds.shape) if ds.shape is not None else None
+    dtype = str(ds.dtype)
+    value: Any = None
+    size = int(np.prod(shape)) if shape else (1 if shape == () else 0)
+    if ds.dtype.names is None and ds.shape is not None and size <= max_elements:
+        try:
+            value = plain(ds[()])
+        except (OSError, TypeError, ValueError):
+            value = None
+    return Node(path, "dataset", value=value, attrs=_attrs(ds), shape=shape, dtype=dtype)
+
+
+def _attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in obj.attrs:
+        try:
+            raw = obj.attrs[key]
+        except (OSError, TypeError, ValueError):
+            continue
+        if isinstance(raw, np.ndarray) and raw.size > MAX_ELEMENTS:
+            continue
+        out[key] = plain(raw)
+    return out
+
+
+def plain(raw: Any) -> Any:
+    """NumPy/bytes values as JSON-ready Python: one-element arrays become scalars, bytes become text."""
+    if isinstance(raw, np.ndarray):
+        if raw.size == 1:
+            return plain(raw.reshape(()).item() if raw.dtype.kind not in "SOU" else raw.reshape(-1)[0])
+        return [plain(v) for v in raw.reshape(-1).tolist()] if raw.dtype.kind not in "SO" else \
+            [plain(v) for v in raw.reshape(-1)]
+    if isinstance(raw, (bytes, np.bytes_)):
+        return bytes(raw).decode("utf-8", "replace").rstrip("\x00")
+    if isinstance(raw, np.generic):
+        return plain(raw.item())
+    if isinstance(raw, float) and (raw != raw or raw in (float("inf"), float("-inf"))):
+        return None  # NaN/inf are not JSON
+    return raw
+
+
+def iter_values(snapshot: NexusSnapshot) -> Iterator[tuple[str, Any, str | None]]:
+    """(path, value, units) of every dataset whose value was read."""
+    for path, node in snapshot.nodes.items():
+        if node.kind == "dataset" and node.value is not None:
+            yield path, node.value, node.units

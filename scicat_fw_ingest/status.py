@@ -1,0 +1,392 @@
+"""A tracker of file-writer workers, jobs and commands, fed with decoded messages.
+
+Why a fact store instead of a state machine: Kafka gives no order across topics (pool, control,
+status) and readers see repeats (the pl72 on the pool and its echo on the control topic, replays
+after a restart). file-writer-control mutates states as messages arrive, so a late x5f2 turns a
+DONE job back to WRITING. Here every message only adds facts (each kept as the maximum over a
+total order, so feeding is commutative and idempotent), and states are derived from the facts
+when a snapshot is taken, against an explicit ``now``. Any permutation of the same messages,
+with any repetitions, gives the same snapshot.
+
+No Kafka in here: callers feed ``messages.Message`` values with their topic and Kafka timestamp.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .messages import Message, iso_from_ms
+
+WORKER_STATES = ("idle", "writing", "unknown")
+JOB_STATES = ("waiting", "writing", "done", "error", "timeout")
+COMMAND_STATES = ("pending", "success", "failure", "timeout")
+
+START_JOB = "StartJob"
+SET_STOP_TIME = "SetStopTime"
+_ACTIONS = {0: START_JOB, 1: SET_STOP_TIME}
+_OUTCOMES = {0: "Success", 1: "Failure"}
+
+#: What a writer announces when its x5f2 carries no usable update_interval (kafka-to-nexus default).
+DEFAULT_UPDATE_INTERVAL_MS = 2000
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """When silence means something went wrong; all evaluated against the snapshot's ``now``."""
+
+    #: A worker unseen for longer than this many of its update intervals becomes ``unknown``.
+    worker_intervals: float = 5.0
+    #: A waiting/writing job with no news for this long past max(stop time, last news) becomes ``timeout``.
+    job_grace_ms: int = 60_000
+    #: A command without an answ after this long becomes ``timeout``.
+    command_ms: int = 30_000
+
+
+@dataclass(frozen=True)
+class Worker:
+    service_id: str
+    host: str
+    state: str
+    last_seen: int | None  # ms since epoch
+    file_being_written: str | None
+    job_id: str | None
+    update_interval_ms: int
+    software: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    run_name: str | None
+    filename: str | None  # as requested in pl72 (or reported by x5f2)
+    file_written: str | None  # as reported by wrdn: the path on the writer host
+    state: str
+    start: int | None  # ms since epoch
+    stop: int | None
+    error: str | None
+    service_id: str | None
+    control_topic: str | None
+    last_update: int | None
+
+
+@dataclass(frozen=True)
+class Command:
+    command_id: str
+    job_id: str | None
+    action: str
+    outcome: str | None
+    status_code: int | None
+    message: str | None
+    state: str
+    sent: int | None  # ms since epoch of the request (pl72/6s4t), when seen
+    answered: int | None
+
+
+def _ts(timestamp_ms: int | None) -> int:
+    return -1 if timestamp_ms is None else timestamp_ms
+
+
+class _Best:
+    """The maximum of (key, value) pairs: a commutative, idempotent merge for one fact."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self) -> None:
+        self.key: tuple[Any, ...] | None = None
+        self.value: Any = None
+
+    def offer(self, key: tuple[Any, ...], value: Any) -> None:
+        full = (*key, repr(value))
+        if self.key is None or full > self.key:
+            self.key, self.value = full, value
+
+    @property
+    def seen(self) -> bool:
+        return self.key is not None
+
+
+def _offer_text(best: _Best, value: str | None, timestamp_ms: int | None, rank: int = 0) -> None:
+    """Non-empty beats empty, then the higher source rank, then the newer message."""
+    if value:
+        best.offer((rank, _ts(timestamp_ms)), value)
+
+
+@dataclass
+class _JobFacts:
+    run_name: _Best = field(default_factory=_Best)
+    filename: _Best = field(default_factory=_Best)
+    start: _Best = field(default_factory=_Best)
+    stop: _Best = field(default_factory=_Best)
+    service_id: _Best = field(default_factory=_Best)
+    control_topic: _Best = field(default_factory=_Best)
+    started: bool = False  # answ StartJob success or an x5f2 writing this job
+    start_error: _Best = field(default_factory=_Best)  # message of a failed StartJob
+    finished: _Best = field(default_factory=_Best)  # (error_encountered, file_name, message) of wrdn
+    finished_at: int = -1
+    last_update: int = -1
+
+
+@dataclass
+class _WorkerFacts:
+    status: _Best = field(default_factory=_Best)  # (state, job_id, file, interval, host, software)
+    last_seen: int = -1
+
+
+@dataclass
+class _CommandFacts:
+    job_id: _Best = field(default_factory=_Best)
+    action: _Best = field(default_factory=_Best)
+    sent: int | None = None
+    answer: _Best = field(default_factory=_Best)  # (outcome, status_code, message, answered)
+
+
+class Tracker:
+    """Workers, jobs and commands of file writers, as the messages fed so far describe them."""
+
+    def __init__(self, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self._jobs: dict[str, _JobFacts] = {}
+        self._workers: dict[str, _WorkerFacts] = {}
+        self._commands: dict[tuple[str, str], _CommandFacts] = {}
+        self.fed = 0
+
+    def feed(self, message: Message, *, topic: str, timestamp_ms: int | None) -> bool:
+        """Record one decoded message; False when its schema says nothing about writers."""
+        handler = _HANDLERS.get(message.schema)
+        if handler is None:
+            return False
+        handler(self, message, topic, timestamp_ms)
+        self.fed += 1
+        return True
+
+    # -- facts ---------------------------------------------------------------------------------
+
+    def _job(self, job_id: str, timestamp_ms: int | None) -> _JobFacts:
+        facts = self._jobs.setdefault(job_id, _JobFacts())
+        facts.last_update = max(facts.last_update, _ts(timestamp_ms))
+        return facts
+
+    def _worker(self, service_id: str, timestamp_ms: int | None) -> _WorkerFacts:
+        facts = self._workers.setdefault(service_id, _WorkerFacts())
+        facts.last_seen = max(facts.last_seen, _ts(timestamp_ms))
+        return facts
+
+    def _command(self, key: tuple[str, str]) -> _CommandFacts:
+        return self._commands.setdefault(key, _CommandFacts())
+
+    def _on_pl72(self, message: Message, topic: str, ts: int | None) -> None:
+        v = message.value
+        if not v.job_id:
+            return
+        job = self._job(v.job_id, ts)
+        _offer_text(job.run_name, v.run_name, ts)
+        _offer_text(job.filename, v.filename, ts, rank=1)
+        if v.start_time:
+            job.start.offer((1, _ts(ts)), int(v.start_time))
+        if v.stop_time:
+            job.stop.offer((0, _ts(ts)), int(v.stop_time))
+        _offer_text(job.service_id, v.service_id, ts, rank=1)
+        _offer_text(job.control_topic, v.control_topic, ts, rank=1)
+        command = self._command((START_JOB, v.job_id))
+        command.job_id.offer((0,), v.job_id)
+        command.action.offer((0,), START_JOB)
+        if ts is not None:
+            command.sent = ts if command.sent is None else min(command.sent, ts)
+
+    def _on_6s4t(self, message: Message, topic: str, ts: int | None) -> None:
+        v = message.value
+        if v.job_id:
+            job = self._job(v.job_id, ts)
+            _offer_text(job.run_name, v.run_name, ts)
+            _offer_text(job.control_topic, topic, ts)
+            # stop_time 0 means "stop now": the request's own timestamp is the best guess.
+            stop = int(v.stop_time) if v.stop_time else ts
+            if stop:
+                job.stop.offer((2, _ts(ts)), stop)
+        key = (SET_STOP_TIME, v.command_id or v.job_id)
+        if not key[1]:
+            return
+        command = self._command(key)
+        if v.job_id:
+            command.job_id.offer((0,), v.job_id)
+        command.action.offer((0,), SET_STOP_TIME)
+        if ts is not None:
+            command.sent = ts if command.sent is None else min(command.sent, ts)
+
+    def _on_answ(self, message: Message, topic: str, ts: int | None) -> None:
+        v = message.value
+        action = _ACTIONS.get(int(v.action), str(v.action))
+        outcome = _OUTCOMES.get(int(v.outcome), str(v.outcome))
+        status = int(v.status_code)
+        failed = outcome != "Success" or status >= 400
+        if v.service_id:
+            self._worker(v.service_id, ts)
+        if v.job_id:
+            job = self._job(v.job_id, ts)
+            _offer_text(job.service_id, v.service_id, ts)
+            _offer_text(job.control_topic, topic, ts)
+            if action == START_JOB:
+                if failed:
+                    job.start_error.offer((_ts(ts),), v.message or f"start rejected (status {status})")
+                else:
+                    job.started = True
+            elif action == SET_STOP_TIME and not failed:
+                stop = _ms(v.stop_time)
+                if stop:
+                    job.stop.offer((3, _ts(ts)), stop)
+        # StartJob commands are keyed by job id (pl72 has no command id); others by command id.
+        key = (action, (v.job_id or v.command_id) if action == START_JOB else (v.command_id or v.job_id))
+        if not key[1]:
+            return
+        command = self._command(key)
+        if v.job_id:
+            command.job_id.offer((0,), v.job_id)
+        command.action.offer((0,), action)
+        command.answer.offer((_ts(ts), failed, status), (outcome, status, v.message or None, ts, v.command_id))
+
+    def _on_x5f2(self, message: Message, topic: str, ts: int | None) -> None:
+        v = message.value
+        if not v.service_id:
+            return
+        worker = self._worker(v.service_id, ts)
+        status = message.json_values.get("status_json")
+        status = status if isinstance(status, dict) else {}
+        state = status.get("state")
+        state = state if state in ("idle", "writing") else "unknown"
+        job_id = status.get("job_id") or None
+        file = status.get("file_being_written") or None
+        interval = int(v.update_interval) if v.update_interval and v.update_interval > 0 else DEFAULT_UPDATE_INTERVAL_MS
+        software = f"{v.software_name} {v.software_version}".strip() or None
+        worker.status.offer((_ts(ts), state == "writing"),
+                            (state, job_id if state == "writing" else None, file if state == "writing" else None,
+                             interval, v.host_name or "", software))
+        if state == "writing" and isinstance(job_id, str):
+            job = self._job(job_id, ts)
+            job.started = True
+            _offer_text(job.service_id, v.service_id, ts)
+            _offer_text(job.filename, file if isinstance(file, str) else None, ts, rank=0)
+            if isinstance(status.get("start_time"), int) and status["start_time"] > 0:
+                job.start.offer((0, _ts(ts)), status["start_time"])
+            if isinstance(status.get("stop_time"), int) and status["stop_time"] > 0:
+                job.stop.offer((1, _ts(ts)), status["stop_time"])
+
+    def _on_wrdn(self, message: Message, topic: str, ts: int | None) -> None:
+        v = message.value
+        if v.service_id:
+            self._worker(v.service_id, ts)
+        if not v.job_id:
+            return
+        job = self._job(v.job_id, ts)
+        _offer_text(job.service_id, v.service_id, ts)
+        _offer_text(job.control_topic, topic, ts)
+        error = bool(v.error_encountered)
+        text = v.message or ("the writer reported an error" if error else None)
+        # An error report beats a success report for the same job, whatever the order.
+        job.finished.offer((error, _ts(ts)), (error, v.file_name or None, text))
+        job.finished_at = max(job.finished_at, _ts(ts))
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def jobs(self, now_ms: int | None = None) -> list[Job]:
+        now = _now(now_ms)
+        out = [self._job_snapshot(job_id, facts, now) for job_id, facts in self._jobs.items()]
+        return sorted(out, key=lambda j: (_ts(j.start), _ts(j.last_update), j.job_id))
+
+    def _job_snapshot(self, job_id: str, f: _JobFacts, now: int) -> Job:
+        error: str | None = None
+        written: str | None = None
+        stop = f.stop.value
+        if f.finished.seen:
+            failed, written, text = f.finished.value
+            state = "error" if failed else "done"
+            error = text if failed else None
+        elif f.start_error.seen:
+            state, error = "error", f.start_error.value
+        else:
+            state = "writing" if f.started else "waiting"
+            quiet_since = max(stop or -1, f.last_update)
+            if quiet_since >= 0 and now - quiet_since > self.timeouts.job_grace_ms:
+                state = "timeout"
+        return Job(job_id=job_id, run_name=f.run_name.value, filename=f.filename.value, file_written=written,
+                   state=state, start=f.start.value, stop=stop, error=error, service_id=f.service_id.value,
+                   control_topic=f.control_topic.value, last_update=_none(f.last_update))
+
+    def workers(self, now_ms: int | None = None) -> list[Worker]:
+        now = _now(now_ms)
+        out = []
+        for service_id, f in sorted(self._workers.items()):
+            state, job_id, file, interval, host, software = (
+                f.status.value if f.status.seen else ("unknown", None, None, DEFAULT_UPDATE_INTERVAL_MS, "", None))
+            status_at = f.status.key[0] if f.status.key else -1
+            if state == "writing" and job_id in self._jobs:
+                job = self._jobs[job_id]
+                # The writer goes idle after wrdn; its idle x5f2 goes to a topic we may not read.
+                if job.finished.seen and job.finished_at >= status_at:
+                    state, job_id, file = "idle", None, None
+            if f.last_seen < 0 or now - f.last_seen > self.timeouts.worker_intervals * interval:
+                state = "unknown"
+            out.append(Worker(service_id=service_id, host=host, state=state, last_seen=_none(f.last_seen),
+                              file_being_written=file, job_id=job_id, update_interval_ms=interval,
+                              software=software))
+        return out
+
+    def commands(self, now_ms: int | None = None) -> list[Command]:
+        now = _now(now_ms)
+        out = []
+        for (action, command_id), f in self._commands.items():
+            if f.answer.seen:
+                outcome, status, text, answered, answer_id = f.answer.value
+                state = "failure" if outcome != "Success" or status >= 400 else "success"
+                shown_id = answer_id or command_id
+            else:
+                outcome = status = text = answered = None
+                shown_id = command_id
+                state = "pending"
+                if f.sent is not None and now - f.sent > self.timeouts.command_ms:
+                    state = "timeout"
+            out.append(Command(command_id=shown_id, job_id=f.job_id.value, action=action, outcome=outcome,
+                               status_code=status, message=text, state=state, sent=f.sent, answered=answered))
+        return sorted(out, key=lambda c: (_ts(c.sent if c.sent is not None else c.answered), c.action,
+                                          c.command_id))
+
+    def to_jsonable(self, now_ms: int | None = None) -> dict[str, list[dict[str, Any]]]:
+        """``{"workers": [...], "jobs": [...], "commands": [...]}`` with times as ISO-8601 UTC."""
+        now = _now(now_ms)
+        return {
+            "workers": [_times(asdict(w), "last_seen") for w in self.workers(now)],
+            "jobs": [_times(asdict(j), "start", "stop", "last_update") for j in self.jobs(now)],
+            "commands": [_times(asdict(c), "sent", "answered") for c in self.commands(now)],
+        }
+
+
+def _ms(value: Any) -> int | None:
+    if isinstance(value, datetime):
+        ms = int(value.timestamp() * 1000)
+        return ms if ms > 0 else None
+    return int(value) if value else None
+
+
+def _now(now_ms: int | None) -> int:
+    return int(time.time() * 1000) if now_ms is None else now_ms
+
+
+def _none(value: int) -> int | None:
+    return None if value < 0 else value
+
+
+def _times(record: dict[str, Any], *names: str) -> dict[str, Any]:
+    for name in names:
+        record[name] = iso_from_ms(record[name])
+    return record
+
+
+_HANDLERS = {
+    "pl72": Tracker._on_pl72,
+    "6s4t": Tracker._on_6s4t,
+    "answ": Tracker._on_answ,
+    "x5f2": Tracker._on_x5f2,
+    "wrdn": Tracker._on_wrdn,
+}

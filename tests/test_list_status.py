@@ -1,0 +1,161 @@
+"""``sfi list-status`` on the real-protocol broker, run as an operator would (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scicat_fw_ingest.config import Config
+from scicat_fw_ingest.kafka import ensure_topics, make_producer
+from scicat_fw_ingest.simulate import Job, job_messages
+
+pytestmark = pytest.mark.kafka
+
+
+def _jobs(prefix: str, errors: list[str | None]) -> list[Job]:
+    return [Job(filename=f"/data/{prefix}_{i}.nxs", control_topic=f"{prefix}_ctl_{i}", pool_topic=f"{prefix}_pool",
+                run_name=f"{prefix}-run{i}", error=error) for i, error in enumerate(errors)]
+
+
+def _publish(cfg: Config, jobs: list[Job], timestamp_ms: int | None = None, extra: list[tuple[str, bytes]] = ()
+             ) -> None:
+    items = [item for job in jobs for item in job_messages(job)] + list(extra)
+    ensure_topics(cfg, sorted({t for t, _ in items}))
+    producer = make_producer(cfg)
+    for topic, data in items:
+        producer.produce(topic, data, timestamp=timestamp_ms or 0)
+    assert producer.flush(10) == 0
+
+
+def _status(result) -> dict:  # type: ignore[no-untyped-def]
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def three_jobs(kafka_config: Config, topic: str) -> list[Job]:
+    jobs = _jobs(topic, [None, None, "HDF5 error: disk full"])
+    _publish(kafka_config, jobs)
+    return jobs
+
+
+def test_three_jobs_listed_done_done_error_with_files(sfi, kafka_bootstrap: str, three_jobs: list[Job]) -> None:
+    topics = [arg for job in three_jobs for arg in ("--topic", job.control_topic)]
+    data = _status(sfi("list-status", "-b", kafka_bootstrap, *topics, "--from-beginning", "--json"))
+    assert set(data) == {"workers", "jobs", "commands"}
+    by_id = {j["job_id"]: j for j in data["jobs"]}
+    assert [by_id[job.job_id]["state"] for job in three_jobs] == ["done", "done", "error"]
+    assert [by_id[job.job_id]["file_written"] for job in three_jobs] == [job.filename for job in three_jobs]
+    assert by_id[three_jobs[2].job_id]["error"] == "HDF5 error: disk full"
+    assert [w["service_id"] for w in data["workers"]] == ["sfi-writer-1"]
+    assert {(c["action"], c["status_code"], c["state"]) for c in data["commands"]} == \
+        {("StartJob", 201, "success"), ("SetStopTime", 201, "success")}
+
+
+def test_regex_topics_and_tables(sfi, kafka_bootstrap: str, three_jobs: list[Job], topic: str) -> None:
+    result = sfi("list-status", "-b", kafka_bootstrap, "--topic", f"^{topic}_ctl_[0-9]+$", "--from-beginning",
+                 env={"COLUMNS": "250"})
+    assert result.returncode == 0, result.stderr
+    for job in three_jobs:
+        assert job.job_id[:8] in result.stdout
+    assert "disk full" in result.stdout
+    assert "workers" in result.stdout and "commands" in result.stdout
+    data = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", f"^{topic}_ctl_[01]$", "--from-beginning",
+                       "--json"))
+    assert sorted(j["job_id"] for j in data["jobs"]) == sorted(job.job_id for job in three_jobs[:2])
+
+
+def test_pool_topic_alone_shows_waiting_jobs_and_pending_starts(sfi, kafka_bootstrap: str, three_jobs: list[Job],
+                                                                 topic: str) -> None:
+    data = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", f"{topic}_pool", "--json"))
+    assert sorted(j["state"] for j in data["jobs"]) == ["waiting"] * 3
+    assert {c["state"] for c in data["commands"]} == {"pending"}
+
+
+def test_since_leaves_out_older_messages(sfi, kafka_config: Config, kafka_bootstrap: str, topic: str) -> None:
+    old, new = _jobs(topic, [None, None])
+    _publish(kafka_config, [old], timestamp_ms=int(time.time() * 1000) - 2 * 3600 * 1000)
+    _publish(kafka_config, [new])
+    pattern = f"^{topic}_ctl_"
+    recent = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", pattern, "--since", "1h", "--json"))
+    assert [j["job_id"] for j in recent["jobs"]] == [new.job_id]
+    default = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", pattern, "--json"))  # default: --since 1h
+    assert [j["job_id"] for j in default["jobs"]] == [new.job_id]
+    everything = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", pattern, "--since", "3h", "--json"))
+    assert sorted(j["job_id"] for j in everything["jobs"]) == sorted([old.job_id, new.job_id])
+
+
+def test_undecodable_messages_are_reported_and_skipped(sfi, kafka_config: Config, kafka_bootstrap: str,
+                                                       topic: str) -> None:
+    (job,) = _jobs(topic, [None])
+    _publish(kafka_config, [job], extra=[(job.control_topic, b"not a flatbuffer at all")])
+    result = sfi("list-status", "-b", kafka_bootstrap, "-t", job.control_topic, "--from-beginning", "--json")
+    data = _status(result)
+    assert [j["state"] for j in data["jobs"]] == ["done"]
+    lines = [line for line in result.stderr.splitlines() if "undecodable" in line]
+    assert any(f"{job.control_topic}/0@6" in line for line in lines), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_topic_and_bad_flags_fail_in_one_line(sfi, kafka_bootstrap: str, topic: str) -> None:
+    missing = sfi("list-status", "-b", kafka_bootstrap, "-t", f"{topic}_absent", "--json")
+    assert missing.returncode != 0
+    assert f"topic '{topic}_absent' does not exist" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and missing.stdout == ""
+    nothing = sfi("list-status", "-b", kafka_bootstrap, "-t", f"^{topic}_nothing")
+    assert nothing.returncode != 0 and "no topic" in nothing.stderr and "Traceback" not in nothing.stderr
+    bad_regex = sfi("list-status", "-b", kafka_bootstrap, "-t", "^(unclosed")
+    assert bad_regex.returncode != 0 and "not a valid regular expression" in bad_regex.stderr
+    bad_since = sfi("list-status", "-b", kafka_bootstrap, "-t", "x", "--since", "yesterday")
+    assert bad_since.returncode == 2 and "yesterday" in bad_since.stderr
+
+
+def test_duration_listens_for_news_including_new_regex_topics(kafka_config: Config, kafka_bootstrap: str,
+                                                              topic: str) -> None:
+    first, later = _jobs(topic, [None, None])
+    _publish(kafka_config, [first])
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "list-status", "-b", kafka_bootstrap,
+                             "-t", f"^{topic}_ctl_", "--from-beginning", "--duration", "4", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    _publish(kafka_config, [later])  # a control topic that did not exist when list-status started
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - started >= 4
+    states = {j["job_id"]: j["state"] for j in json.loads(out)["jobs"]}
+    assert states == {first.job_id: "done", later.job_id: "done"}
+
+
+def test_follow_view_ends_after_duration(sfi, kafka_bootstrap: str, three_jobs: list[Job], topic: str) -> None:
+    result = sfi("list-status", "-b", kafka_bootstrap, "-t", f"^{topic}_ctl_", "--from-beginning", "--follow",
+                 "--duration", "1")
+    assert result.returncode == 0, result.stderr
+    assert three_jobs[0].job_id[:8] in result.stdout and "stopped" in result.stdout
+    assert sfi("list-status", "-b", kafka_bootstrap, "-t", "x", "--follow", "--json").returncode == 2
+
+
+def _has_produce_test() -> bool:
+    return (Path(__file__).parent.parent / "scicat_fw_ingest" / "cli" / "produce_test.py").exists()
+
+
+@pytest.mark.skipif(not _has_produce_test(), reason="sfi produce-test is not in this tree")
+def test_acceptance_produce_test_then_list_status(sfi, kafka_bootstrap: str, tmp_path: Path) -> None:
+    produced = sfi("produce-test", "-b", kafka_bootstrap, "--count", "3", "--output-dir", str(tmp_path), "--json")
+    assert produced.returncode == 0, produced.stderr
+    records = [json.loads(line) for line in produced.stdout.splitlines() if line.strip()]
+    jobs = records[0]["jobs"] if len(records) == 1 and "jobs" in records[0] else records
+    assert len(jobs) == 3
+    topics = sorted({job["control_topic"] for job in jobs})
+    args = [arg for t in topics for arg in ("--topic", t)]
+    data = _status(sfi("list-status", "-b", kafka_bootstrap, *args, "--from-beginning", "--duration", "0.5", "--json"))
+    by_id = {j["job_id"]: j for j in data["jobs"]}
+    for job in jobs:
+        listed = by_id[job["job_id"]]
+        assert listed["state"] == "done"
+        assert listed["file_written"] == job["file"] and Path(job["file"]).is_file()

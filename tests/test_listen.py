@@ -1,0 +1,233 @@
+"""`sfi listen` on the real broker and the SciCat test server: each finished file exactly once."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from scicat_fw_ingest.kafka import make_consumer, make_producer
+from scicat_fw_ingest.simulate import job_messages
+from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
+
+from .listen_helpers import ListenerProcess, config_file, make_jobs, publish, wait_for
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def scicat():
+    with ScicatTestServer() as server:
+        yield server
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+def listener(tmp_path: Path, name: str, *, bootstrap: str, scicat: ScicatTestServer, cfg_path: Path,
+             topic: str, group: str, extra: list[str] | None = None,
+             env_extra: dict[str, str] | None = None) -> ListenerProcess:
+    env = {**(env_extra or {}), "SFI_KAFKA_BOOTSTRAP": bootstrap, "SFI_SCICAT_URL": scicat.url, "SFI_SCICAT_TOKEN": scicat.token,
+           "SFI_CONFIG": str(cfg_path), "SFI_STATE_DIR": str(tmp_path / f"state-{name}")}
+    return ListenerProcess(["--topic", topic, "--group", group, *(extra or [])], env, tmp_path / f"{name}.log")
+
+
+def assert_each_once(scicat: ScicatTestServer, jobs, data_dir: Path) -> None:
+    """Every job's file is one dataset with exactly one datablock listing that file."""
+    pids = {p.split("/")[-1] if "/" in p else p: p for p in scicat.datasets}
+    assert len(scicat.datasets) == len(jobs), f"{len(scicat.datasets)} datasets for {len(jobs)} jobs"
+    for job in jobs:
+        matching = [p for p in scicat.datasets if p.endswith(job.job_id)]
+        assert len(matching) == 1, f"job {job.job_id}: {len(matching)} datasets"
+        blocks = scicat.origdatablocks.get(matching[0], [])
+        assert len(blocks) == 1, f"job {job.job_id}: {len(blocks)} datablocks"
+        files = blocks[0]["dataFileList"]
+        assert [Path(f["path"]).name for f in files] == [job.filename]
+        assert files[0]["size"] == (data_dir / job.filename).stat().st_size
+    assert pids  # silence unused
+
+
+def committed(bootstrap_cfg, group: str, topic: str, partitions: int = 1) -> list[int]:
+    consumer = make_consumer(bootstrap_cfg, group)
+    try:
+        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [tp.offset for tp in got]
+    finally:
+        consumer.close()
+
+
+def test_n_jobs_give_n_datasets_and_offsets_are_committed(tmp_path, data_dir, kafka_config, kafka_bootstrap,
+                                                           scicat, topic) -> None:
+    jobs = make_jobs(data_dir, 5, topic=topic)
+    publish(kafka_config, jobs)
+    cfg_path = config_file(tmp_path, data_dir)
+    proc = listener(tmp_path, "a", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                    group=f"g-{topic}").start()
+    try:
+        wait_for(lambda: sum(len(v) for v in scicat.origdatablocks.values()) >= 5, 60, "5 datablocks")
+    finally:
+        assert proc.terminate() == 0, proc.log()
+    assert_each_once(scicat, jobs, data_dir)
+    doc = next(iter(scicat.datasets.values()))
+    assert doc["proposalId"] == "p2026001" and doc["type"] == "raw"
+    assert doc["sourceFolder"] == str(data_dir)
+    # 6 control messages per job, all committed after a clean stop
+    assert committed(kafka_config, f"g-{topic}", topic) == [30]
+    assert not any(r.headers.get("access_token") for r in scicat.requests)
+    assert all("access_token" not in r.query for r in scicat.requests)
+    assert scicat.token not in proc.log()
+
+
+def test_kill_9_at_random_moments_then_restart_each_file_once(tmp_path, data_dir, kafka_config, kafka_bootstrap,
+                                                               scicat, topic) -> None:
+    jobs = make_jobs(data_dir, 200, topic=topic)
+    publish(kafka_config, jobs, partitions=2)
+    cfg_path = config_file(tmp_path, data_dir)
+    rng = random.Random(4242)
+    group = f"g-{topic}"
+    kills = 0
+    for _ in range(3):
+        proc = listener(tmp_path, "k", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                        group=group).start()
+        # let it join the group and get some way into the stream, then pull the plug mid-work
+        wait_for(lambda: len(scicat.datasets) > 0 or proc.proc.poll() is not None, 60, "a first dataset")
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.kill()
+        kills += 1
+        if len(scicat.datasets) == len(jobs):
+            break
+    proc = listener(tmp_path, "k", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                    group=group).start()
+    try:
+        wait_for(lambda: sum(len(v) for v in scicat.origdatablocks.values()) >= len(jobs), 120,
+                 "all 200 datablocks")
+        time.sleep(1.0)  # anything duplicated would land now
+    finally:
+        assert proc.terminate() == 0, proc.log()[-3000:]
+    assert kills >= 1
+    assert_each_once(scicat, jobs, data_dir)
+
+
+def test_scicat_refusing_connections_loses_nothing(tmp_path, data_dir, kafka_config, kafka_bootstrap, scicat,
+                                                   topic) -> None:
+    jobs = make_jobs(data_dir, 10, topic=topic)
+    cfg_path = config_file(tmp_path, data_dir)
+    # two client attempts only, so that the outage outlasts them and the durable retry queue takes over
+    proc = listener(tmp_path, "o", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                    group=f"g-{topic}", env_extra={"SFI_SCICAT_MAX_ATTEMPTS": "2"}).start()
+    try:
+        publish(kafka_config, jobs[:2])
+        wait_for(lambda: len(scicat.datasets) == 2, 60, "the first 2 datasets")
+        scicat.refuse()
+        publish(kafka_config, jobs[2:])
+        time.sleep(4.0)  # the listener keeps consuming while SciCat is away
+        assert len(scicat.datasets) == 2
+        scicat.resume()
+        wait_for(lambda: sum(len(v) for v in scicat.origdatablocks.values()) >= 10, 60, "all 10 after the outage")
+    finally:
+        assert proc.terminate() == 0, proc.log()[-3000:]
+    assert_each_once(scicat, jobs, data_dir)
+    assert "will retry" in proc.log()
+
+
+def test_run_start_after_wrdn_duplicate_wrdn_and_writer_error(tmp_path, data_dir, kafka_config, kafka_bootstrap,
+                                                              scicat, topic) -> None:
+    late, dup, failed = make_jobs(data_dir, 3, topic=topic)
+    failed.error = "disk full"
+    producer = make_producer(kafka_config)
+    publish(kafka_config, [dup, failed])
+    seq = dict((value[4:8].decode(), value) for _, value in job_messages(late)[1:])
+    producer.produce(topic, seq["wrdn"])  # finished before its run start arrives
+    producer.produce(topic, seq["pl72"])
+    producer.produce(topic, job_messages(dup)[-1][1])  # the same wrdn twice
+    producer.produce(topic, b"not a flatbuffer at all")  # and a bad message in between
+    producer.flush(10)
+    cfg_path = config_file(tmp_path, data_dir)
+    proc = listener(tmp_path, "e", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                    group=f"g-{topic}").start()
+    try:
+        wait_for(lambda: sum(len(v) for v in scicat.origdatablocks.values()) >= 2, 60, "2 datablocks")
+        time.sleep(1.5)
+    finally:
+        assert proc.terminate() == 0
+    assert_each_once(scicat, [late, dup], data_dir)
+    late_doc = next(d for p, d in scicat.datasets.items() if p.endswith(late.job_id))
+    assert late_doc["datasetName"] and late_doc["proposalId"] == "p2026001"
+    env = {"SFI_STATE_DIR": str(tmp_path / "state-e")}
+    from .conftest import run_sfi
+
+    report = run_sfi("failures", "--json", env=env)
+    assert report.returncode == 0
+    bad = [json.loads(line) for line in report.stdout.splitlines()]
+    assert any(b["kind"] == "message" and b["source"] == f"{topic}/0@15" and "unknown schema id" in b["error"]
+               for b in bad), bad
+    total = 6 * 2 + 4
+    assert committed(kafka_config, f"g-{topic}", topic) == [total]
+
+
+def test_writer_error_ingested_when_configured(tmp_path, data_dir, kafka_config, kafka_bootstrap, scicat,
+                                                topic) -> None:
+    (job,) = make_jobs(data_dir, 1, topic=topic)
+    job.error = "stream timed out"
+    publish(kafka_config, [job])
+    cfg_path = config_file(tmp_path, data_dir)
+    proc = listener(tmp_path, "w", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                    group=f"g-{topic}", extra=["--on-writer-error", "ingest"]).start()
+    try:
+        wait_for(lambda: len(scicat.origdatablocks) == 1, 60, "the dataset of the failed write")
+    finally:
+        proc.terminate()
+    doc = next(iter(scicat.datasets.values()))
+    assert "stream timed out" in json.dumps(doc)
+
+
+def test_two_listeners_share_four_partitions_without_duplicates(tmp_path, data_dir, kafka_config,
+                                                                kafka_bootstrap, scicat, topic) -> None:
+    jobs = make_jobs(data_dir, 40, topic=topic)
+    publish(kafka_config, jobs, partitions=4)
+    cfg_path = config_file(tmp_path, data_dir)
+    group = f"g-{topic}"
+    a = listener(tmp_path, "a", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                 group=group).start()
+    b = listener(tmp_path, "b", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                 group=group).start()
+    try:
+        wait_for(lambda: sum(len(v) for v in scicat.origdatablocks.values()) >= 40, 90, "40 datablocks")
+        time.sleep(1.0)
+    finally:
+        assert a.terminate() == 0 and b.terminate() == 0
+    assert_each_once(scicat, jobs, data_dir)
+    assert sum(committed(kafka_config, group, topic, 4)) == 6 * len(jobs)
+    # both members did part of the work (the group split the four partitions between them)
+    assert "created" in a.log() and "created" in b.log()
+
+
+def test_broker_restart_is_survived(tmp_path, data_dir, scicat, topic) -> None:
+    from scicat_fw_ingest.config import load_config
+    from scicat_fw_ingest.testing.broker import TansuBroker
+
+    with TansuBroker() as broker:  # a broker of its own: the test takes it away
+        cfg = load_config(None, env={}, overrides={"kafka": {"bootstrap.servers": broker.bootstrap}})
+        jobs = make_jobs(data_dir, 4, topic=topic)
+        publish(cfg, jobs[:2])
+        proc = listener(tmp_path, "r", bootstrap=broker.bootstrap, scicat=scicat,
+                        cfg_path=config_file(tmp_path, data_dir), topic=topic, group=f"g-{topic}").start()
+        try:
+            wait_for(lambda: len(scicat.origdatablocks) == 2, 60, "2 datasets before the restart")
+            broker.stop()
+            time.sleep(2.0)
+            assert proc.proc.poll() is None, "the listener died with the broker"
+            broker.start()  # memory storage: an empty broker comes back on the same port
+            publish(cfg, jobs[2:])
+            wait_for(lambda: len(scicat.origdatablocks) == 4, 90, "2 more datasets after the restart")
+        finally:
+            assert proc.terminate() == 0, proc.log()[-3000:]
+    assert_each_once(scicat, jobs, data_dir)

@@ -1,0 +1,301 @@
+"""The SciCat client against the real-HTTP test server: token hygiene, retries, idempotent upsert, threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from scicat_fw_ingest.config import load_config
+from scicat_fw_ingest.errors import ConfigError
+from scicat_fw_ingest.scicat import ScicatClient, ScicatError, pid_path
+from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
+
+from .scicat_fixtures import PASSWORD, USER, datablock, raw_dataset, scicat_server  # noqa: F401
+
+Server = ScicatTestServer
+PID = "20.500.12269/run 42/a+b"
+
+
+def by_password(server: Server, **kw: float) -> ScicatClient:
+    return ScicatClient(server.url, username=USER, password=PASSWORD, **{"backoff": 0.01, "timeout": 2, **kw})
+
+
+def by_token(server: Server, **kw: float) -> ScicatClient:
+    return ScicatClient(server.url, token=server.token, **{"backoff": 0.01, "timeout": 2, **kw})
+
+
+def logins(server: Server) -> int:
+    return sum(r.path.endswith("/auth/login") for r in server.requests)
+
+
+def posts(server: Server, fragment: str) -> list[int]:
+    return [r.status for r in server.requests if r.method == "POST" and r.path.endswith(fragment)]
+
+
+# -- token hygiene -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [by_password, by_token])
+def test_the_token_travels_only_in_the_authorization_header(scicat_server: Server, make) -> None:
+    client = make(scicat_server)
+    assert client.upsert(raw_dataset(PID), datablock()) == "created"
+    client.ping()
+    client.datasets_get_many({"pid": PID})  # an inherited pyscicat method goes through the same transport
+    api = [r for r in scicat_server.requests if not r.path.endswith("/auth/login")]
+    assert len(api) >= 5
+    for req in scicat_server.requests:
+        assert "access_token" not in req.query
+        assert scicat_server.token not in req.path
+    assert all(r.headers.get("Authorization") == f"Bearer {scicat_server.token}" for r in api)
+    assert all(r.status in (200, 201, 404) for r in api)
+
+
+def test_pids_are_percent_encoded_as_one_path_segment(scicat_server: Server) -> None:
+    by_token(scicat_server).upsert(raw_dataset(PID), datablock())
+    assert f"/api/v3/Datasets/{pid_path(PID)}/origdatablocks" in [r.path for r in scicat_server.requests]
+    assert pid_path(PID) == "20.500.12269%2Frun%2042%2Fa%2Bb"
+    assert scicat_server.datasets[PID]["numberOfFiles"] == 1
+
+
+def test_secrets_stay_out_of_errors_reprs_and_logs(scicat_server: Server, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = scicat_server.token
+    client = by_token(scicat_server)
+    for text in (repr(client), str(vars(client))):
+        assert token not in text
+    scicat_server.fail_next(2, 503)
+    assert client.get_dataset("x") is None  # retried with warnings in the log
+    scicat_server.expire_tokens()
+    with pytest.raises(ScicatError) as info:
+        client.upsert(raw_dataset(), datablock())
+    assert info.value.status == 401 and not info.value.retryable
+    bad = ScicatClient(scicat_server.url, username=USER, password="not-the-password-xyz", backoff=0.01)
+    with pytest.raises(ScicatError) as login_info:
+        bad.ping()
+    assert f"login as '{USER}' failed: 401" in str(login_info.value)
+    for text in (str(info.value), repr(info.value), str(login_info.value), repr(bad), str(vars(bad)), caplog.text):
+        assert token not in text
+        assert "not-the-password-xyz" not in text
+        assert PASSWORD not in text
+    assert "retrying" in caplog.text
+
+
+# -- retries -------------------------------------------------------------------------------------
+
+def test_a_burst_of_503_is_retried_then_succeeds(scicat_server: Server) -> None:
+    scicat_server.fail_next(3, 503, path_contains="Datasets", method="POST")
+    assert by_token(scicat_server).upsert(raw_dataset(), datablock()) == "created"
+    assert posts(scicat_server, "/Datasets") == [503, 503, 503, 201]
+    assert len(scicat_server.origdatablocks["20.500.12269/test-0001"]) == 1
+
+
+def test_dropped_connections_are_retried(scicat_server: Server) -> None:
+    scicat_server.drop_next(2)
+    scicat_server.drop_next(1, path_contains="origdatablocks", method="POST")
+    assert by_token(scicat_server).upsert(raw_dataset(), datablock()) == "created"
+    assert list(scicat_server.datasets) == ["20.500.12269/test-0001"]
+    assert len(scicat_server.origdatablocks["20.500.12269/test-0001"]) == 1
+
+
+def test_a_lost_answer_to_a_stored_datablock_does_not_post_it_twice(scicat_server: Server) -> None:
+    scicat_server.drop_next(1, path_contains="origdatablocks", method="POST", after=True)
+    assert by_token(scicat_server).upsert(raw_dataset(), datablock(10)) == "created"
+    assert len(scicat_server.origdatablocks["20.500.12269/test-0001"]) == 1
+    assert scicat_server.datasets["20.500.12269/test-0001"]["size"] == 10
+
+
+def test_a_lost_answer_to_our_own_create_still_reports_created(scicat_server: Server) -> None:
+    scicat_server.drop_next(1, path_contains="/Datasets", method="POST", after=True)
+    assert by_token(scicat_server).upsert(raw_dataset(), datablock()) == "created"
+    assert posts(scicat_server, "/Datasets") == [201, 409]
+    assert len(scicat_server.origdatablocks["20.500.12269/test-0001"]) == 1
+
+
+def test_429_honours_retry_after(scicat_server: Server) -> None:
+    scicat_server.fail_next(1, 429, method="GET", retry_after=0.4)
+    started = time.perf_counter()
+    assert by_token(scicat_server, backoff=0.001).get_dataset("x") is None
+    assert time.perf_counter() - started >= 0.4
+    assert [r.status for r in scicat_server.requests] == [429, 404]
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
+def test_other_client_errors_are_not_retried(scicat_server: Server, status: int) -> None:
+    scicat_server.fail_next(5, status, path_contains="origdatablocks", method="POST")
+    with pytest.raises(ScicatError) as info:
+        by_token(scicat_server).upsert(raw_dataset(), datablock())
+    assert info.value.status == status and not info.value.retryable
+    assert posts(scicat_server, "/origdatablocks") == [status]
+    assert f"POST /api/v3/Datasets/{pid_path('20.500.12269/test-0001')}/origdatablocks: {status}" in str(info.value)
+
+
+def test_retries_give_up_with_a_retryable_error(scicat_server: Server) -> None:
+    scicat_server.fail_next(10, 502)
+    with pytest.raises(ScicatError) as info:
+        by_token(scicat_server, max_attempts=3).get_dataset("x")
+    assert info.value.retryable and info.value.status == 502
+    assert "gave up after 3 attempts" in str(info.value)
+    assert len(scicat_server.requests) == 3
+
+
+def test_a_slow_server_times_out_and_is_retried(scicat_server: Server) -> None:
+    scicat_server.slow(0.5)
+    with pytest.raises(ScicatError) as info:
+        by_token(scicat_server, timeout=0.2, max_attempts=2).get_dataset("x")
+    assert "no answer from 127.0.0.1" in str(info.value) and "within 0.2 s" in str(info.value)
+    assert info.value.retryable and info.value.status is None
+    scicat_server.slow(0)
+
+
+def test_one_relogin_on_401(scicat_server: Server) -> None:
+    client = by_password(scicat_server)
+    assert client.upsert(raw_dataset("p/1"), datablock()) == "created"
+    scicat_server.expire_tokens()
+    assert client.upsert(raw_dataset("p/2"), datablock()) == "created"
+    assert logins(scicat_server) == 2
+    scicat_server.fail_next(5, 401)
+    with pytest.raises(ScicatError) as info:
+        client.get_dataset("p/1")
+    assert info.value.status == 401 and not info.value.retryable
+    assert logins(scicat_server) == 3
+    assert len(scicat_server.requests) - scicat_server.requests.index(scicat_server.requests[-3]) == 3
+
+
+def test_a_token_only_client_does_not_try_to_log_in(scicat_server: Server) -> None:
+    client = by_token(scicat_server)
+    scicat_server.expire_tokens()
+    with pytest.raises(ScicatError) as info:
+        client.get_dataset("p/1")
+    assert info.value.status == 401
+    assert logins(scicat_server) == 0 and len(scicat_server.requests) == 1
+
+
+def test_refuse_then_resume_while_the_client_retries(scicat_server: Server) -> None:
+    client = by_password(scicat_server, backoff=0.1, max_attempts=8)
+    client.ping()
+    scicat_server.refuse()
+    timer = threading.Timer(0.6, scicat_server.resume)
+    timer.start()
+    try:
+        assert client.upsert(raw_dataset(), datablock()) == "created"
+    finally:
+        timer.join()
+    assert len(scicat_server.origdatablocks["20.500.12269/test-0001"]) == 1
+
+
+def test_an_unreachable_server_is_one_clear_retryable_error() -> None:
+    with Server() as server:
+        url = server.url
+    client = ScicatClient(url, token="t", backoff=0.001, max_attempts=2)
+    with pytest.raises(ScicatError) as info:
+        client.ping()
+    assert str(info.value).startswith(f"SciCat GET /api/v3/Datasets: cannot connect to {url.split('/')[2]}")
+    assert "\n" not in str(info.value) and info.value.retryable
+
+
+# -- upsert --------------------------------------------------------------------------------------
+
+def test_upsert_created_then_exists(scicat_server: Server) -> None:
+    client = by_token(scicat_server)
+    assert client.upsert(raw_dataset(PID), datablock(10, 20)) == "created"
+    before = len(scicat_server.requests)
+    assert client.upsert(raw_dataset(PID), datablock(10, 20)) == "exists"
+    assert all(r.method == "GET" for r in scicat_server.requests[before:])
+    doc = client.get_dataset(PID)
+    assert doc is not None and (doc["size"], doc["numberOfFiles"]) == (30, 2)
+    blocks = client.get_origdatablocks(PID)
+    assert len(blocks) == 1 and blocks[0]["chkAlg"] == "sha256"
+    assert blocks[0]["dataFileList"][0]["time"] == "2024-05-01T10:05:00Z"
+    assert client.get_dataset("absent") is None and client.get_origdatablocks("absent") == []
+
+
+def test_upsert_repairs_a_dataset_without_its_datablock(scicat_server: Server) -> None:
+    client = by_token(scicat_server)
+    requests.post(f"{scicat_server.url}/Datasets", json=raw_dataset(PID),
+                  headers={"Authorization": f"Bearer {scicat_server.token}"}, timeout=5).raise_for_status()
+    assert client.upsert(raw_dataset(PID), datablock(10)) == "repaired"
+    assert posts(scicat_server, "/Datasets") == [201]
+    assert (scicat_server.datasets[PID]["size"], scicat_server.datasets[PID]["numberOfFiles"]) == (10, 1)
+    assert client.upsert(raw_dataset(PID), datablock(10)) == "exists"
+
+
+@pytest.mark.parametrize("other_had_datablock, expected", [(True, "exists"), (False, "repaired")])
+def test_a_409_race_takes_the_exists_path(scicat_server: Server, other_had_datablock: bool, expected: str) -> None:
+    other = by_token(scicat_server)
+    if other_had_datablock:
+        other.upsert(raw_dataset(PID, owner="the other writer"), datablock(10))
+    else:
+        other._exchange("POST", "Datasets", body=raw_dataset(PID, owner="the other writer"))
+    # Our lookup happened before the other one's create: the dataset looked absent.
+    scicat_server.fail_next(1, 404, method="GET", path_contains=pid_path(PID))
+    assert by_token(scicat_server).upsert(raw_dataset(PID), datablock(10)) == expected
+    assert posts(scicat_server, "/Datasets")[-1] == 409
+    assert len(scicat_server.origdatablocks[PID]) == 1
+    assert scicat_server.datasets[PID]["size"] == 10
+
+
+def test_upsert_needs_a_pid(scicat_server: Server) -> None:
+    with pytest.raises(ValueError, match="pid"):
+        by_token(scicat_server).upsert(raw_dataset(None), datablock())
+
+
+def test_a_rejected_dataset_names_the_fields(scicat_server: Server) -> None:
+    with pytest.raises(ScicatError) as info:
+        by_token(scicat_server).upsert(raw_dataset(size="12", foo=1), datablock())
+    text = str(info.value)
+    assert text.startswith("SciCat POST /api/v3/Datasets: 400 Bad Request: ")
+    assert "property foo should not exist" in text and "size must be an integer number" in text
+
+
+def test_concurrent_upserts_from_eight_threads(scicat_server: Server) -> None:
+    client = by_password(scicat_server)
+    pids = [f"20.500.12269/t{i}" for i in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda p: client.upsert(raw_dataset(p), datablock(3)), pids))
+        same = list(pool.map(lambda _: client.upsert(raw_dataset("one/pid"), datablock(3)), range(8)))
+    assert results == ["created"] * 40
+    assert Counter(same) == {"created": 1, "exists": 7}
+    assert all(len(scicat_server.origdatablocks[p]) == 1 for p in [*pids, "one/pid"])
+    assert all(scicat_server.datasets[p]["size"] == 3 for p in pids)
+    assert logins(scicat_server) == 1
+    client.close()
+
+
+def test_concurrent_401s_cause_one_relogin(scicat_server: Server) -> None:
+    client = by_password(scicat_server)
+    client.ping()
+    scicat_server.expire_tokens()
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda i: client.get_dataset(f"x{i}"), range(16))) == [None] * 16
+    assert logins(scicat_server) == 2
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+def test_from_config(scicat_server: Server) -> None:
+    cfg = load_config(None, env={"SFI_SCICAT_URL": scicat_server.url, "SFI_SCICAT_TOKEN": scicat_server.token,
+                                 "SFI_SCICAT_BACKOFF": "0.01", "SFI_SCICAT_TIMEOUT": "3"})
+    client = ScicatClient.from_config(cfg.scicat)
+    assert (client.timeout, client.backoff) == (3.0, 0.01)
+    client.ping()
+    assert scicat_server.token not in repr(client)
+
+
+@pytest.mark.parametrize("env, key", [
+    ({}, "[scicat] url"),
+    ({"SFI_SCICAT_URL": "http://127.0.0.1:1/api/v3"}, "[scicat] token"),
+    ({"SFI_SCICAT_URL": "http://127.0.0.1:1/api/v3", "SFI_SCICAT_USERNAME": "u"}, "[scicat] password"),
+])
+def test_from_config_names_the_missing_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        ScicatClient.from_config(load_config(None, env=env).scicat)
+
+
+def test_a_bad_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="expected http"):
+        ScicatClient("localhost:3000/api/v3", token="t")
