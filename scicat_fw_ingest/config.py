@@ -96,6 +96,8 @@ class ListenConfig:
     auto_offset_reset: str = field(default="earliest", metadata=_choices("earliest", "latest"))
     on_writer_error: str = field(default="skip", metadata=_choices("skip", "ingest"))
     workers: int = 4
+    #: Worker processes that read files and talk to SciCat (0 = threads of the listener only).
+    processes: int = 2
     catalogue_dir: str | None = None
     http_port: int | None = None
     #: Address the /health and /metrics server binds to; 0.0.0.0 exposes it to the network.

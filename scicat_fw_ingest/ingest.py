@@ -21,7 +21,7 @@ from .datablock import ALGORITHMS, make_datablock
 from .errors import ConfigError, SfiError
 from .mapping import Context, Mapped, ProfileSet, check_defaults, map_dataset, pick_profile, require_complete
 from .mapping.sources import to_iso
-from .nexus.reader import NexusError, NexusSnapshot, read_snapshot_waiting
+from .nexus.reader import HDF5_LOCK, NexusError, open_snapshot, retry_while_locked
 
 if TYPE_CHECKING:
     from streaming_data_types.finished_writing_wrdn import FinishedWriting
@@ -211,21 +211,25 @@ class Ingestor:
         self._wait_for(local, shown, wait_missing)
         deadline = time.monotonic() + max(0.0, self.cfg.ingest.file_wait)
         try:
-            snapshot = read_snapshot_waiting(local, deadline=deadline)
-        except FileNotFoundError:
-            raise _Failed(f"{shown}: file not found (it disappeared)", True) from None
-        except NexusError as exc:
-            raise _Failed(str(exc), exc.retryable) from None
-        try:
             st = os.stat(local)
         except OSError as exc:
             raise _Failed(f"{shown}: cannot stat: {exc.strerror or exc}", True) from None
         facts = _file_facts(local, writer_path, st)
         run = run or RunInfo()
-        ctx = Context(snapshot=snapshot, config=self.cfg, files=facts, run=run.as_sources(),
-                      metadata=run.metadata, wrdn=run.wrdn_metadata)
-        profile = pick_profile(self.profiles, ctx, explicit=self.profile_name)
-        mapped = map_dataset(profile, ctx)
+
+        def read_and_map() -> tuple[Any, Any]:
+            with HDF5_LOCK, open_snapshot(local) as snapshot:  # open only while the profile reads
+                ctx = Context(snapshot=snapshot, config=self.cfg, files=facts, run=run.as_sources(),
+                              metadata=run.metadata, wrdn=run.wrdn_metadata)
+                profile = pick_profile(self.profiles, ctx, explicit=self.profile_name)
+                return profile, map_dataset(profile, ctx)
+
+        try:
+            profile, mapped = retry_while_locked(read_and_map, deadline)
+        except FileNotFoundError:
+            raise _Failed(f"{shown}: file not found (it disappeared)", True) from None
+        except NexusError as exc:
+            raise _Failed(str(exc), exc.retryable) from None
         if complete:
             require_complete(mapped, local)
         return _Prepared(local, mapped, facts)
@@ -264,4 +268,19 @@ def _file_facts(local: str, writer_path: str, st: os.stat_result) -> dict[str, A
             "size": int(st.st_size), "mtime": to_iso(st.st_mtime * 1000), "writer_path": writer_path}
 
 
-__all__ = ["IngestResult", "Ingestor", "NexusSnapshot", "RunInfo", "Sink"]
+__all__ = ["IngestResult", "Ingestor", "RunInfo", "Sink", "open_sink"]
+
+
+def open_sink(cfg: Config) -> tuple[Any, str]:
+    """SciCat when a URL is configured, else a local catalogue directory of the exact documents.
+
+    Returns the sink and a description of where datasets go, for the log.
+    """
+    if cfg.scicat.url:
+        from .scicat import ScicatClient
+
+        return ScicatClient.from_config(cfg.scicat), cfg.scicat.url
+    from .catalogue import CatalogueDir
+
+    directory = cfg.listen.catalogue_dir or os.path.join(cfg.listen.state_dir, "catalogue")
+    return CatalogueDir(directory), f"local catalogue {directory}"

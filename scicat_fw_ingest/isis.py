@@ -6,25 +6,13 @@ instrument, source, selog, runlog, monitors and the root fields), so this step m
 TEMPLATE (a JSON data file, overridable per instrument) with what the ICP sent and serialises the
 result as a new pl72 whose nexus_structure is JSON (the script it replaces sent Python's ``str(dict)``).
 
-Merge rule (the ICP never loses anything):
-
-* the template is filled first (placeholders below); the ICP's nodes are then merged into it;
-* nodes are matched by identity: groups, datasets and links by name; stream modules by
-  (module, topic, source); other modules (``mdat``) by module;
-* a group in both: merged recursively; attributes are united by name, the ICP's value wins;
-  except for the blocks sfi generates from config (selog/runlog blocks, monitors): an ICP group of
-  the same name replaces the generated one whole (the ICP knows its own PV names and types);
-* any other node in both: the ICP's node replaces the template's, in the template's position;
-* an ICP node with no counterpart is appended after the template's children, in the ICP's order;
-* the ICP's ``raw_data_1/events`` group is renamed ``detector_1_events`` (NX_class NXevent_data, its
-  other attributes and children kept), and event modules (ev42/ev43/ev44) placed directly in
-  ``raw_data_1`` are moved into ``detector_1_events``.
-
-Placeholders (``$NAME`` as a whole string, or ``${NAME}`` inside a longer string; ``$$`` is ``$``):
-INSTRUMENT, RUN_NUMBER, TITLE, EXPERIMENT_IDENTIFIER, RUN_NAME, JOB_ID, FILENAME, EVENTS_TOPIC,
-SAMPLE_ENV_TOPIC, RUNLOG_TOPIC, MONITOR_TOPIC; and, only as a whole element of a list: SAMPLE_ENV,
-RUNLOG, MONITORS (spliced in as one group per block/monitor). A placeholder whose value is unknown
-(e.g. no experiment identifier in the metadata) removes the list element that contains it.
+The merge rule, in short (docs/forward-runinfo.md has it whole): nodes are matched by name
+(groups, datasets, links) or by (module, topic, source) (streams); groups in both are merged
+recursively with the ICP's attributes winning; any other node in both is the ICP's; ICP nodes
+without a counterpart are appended; blocks generated from config lose whole to an ICP group of the
+same name; the ICP's ``raw_data_1/events`` becomes ``detector_1_events``. Template placeholders are
+``$NAME`` (whole string, typed value) or ``${NAME}`` (inside text); an unknown value removes the
+list element that holds it, so a missing experiment identifier is left out, not written empty.
 """
 
 from __future__ import annotations
@@ -40,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from streaming_data_types import serialise_pl72
+from streaming_data_types.run_start_pl72 import RunStartInfo
 
 from .errors import ConfigError, SfiError
 
@@ -391,7 +380,7 @@ def merge_icp(filled_template: dict[str, Any], icp_structure: dict[str, Any]) ->
 
 # --- the whole step ----------------------------------------------------------------------------
 
-def parse_icp_structure(run_start: Any, instrument: str) -> dict[str, Any]:
+def parse_icp_structure(run_start: RunStartInfo, instrument: str) -> dict[str, Any]:
     """The ICP's nexus_structure as a dict; ``EnrichError`` naming the job when it is not a JSON object."""
     text = run_start.nexus_structure or "{}"
     try:
@@ -405,7 +394,7 @@ def parse_icp_structure(run_start: Any, instrument: str) -> dict[str, Any]:
     return structure
 
 
-def parse_metadata(run_start: Any) -> dict[str, Any] | None:
+def parse_metadata(run_start: RunStartInfo) -> dict[str, Any] | None:
     """The metadata as a dict, or ``None`` when it is absent, not JSON or not an object (kept verbatim)."""
     try:
         value = json.loads(run_start.metadata) if run_start.metadata else None
@@ -414,7 +403,7 @@ def parse_metadata(run_start: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def build_structure(run_start: Any, instrument: str, template: Mapping[str, Any], *,
+def build_structure(run_start: RunStartInfo, instrument: str, template: Mapping[str, Any], *,
                     sample_env_blocks: Sequence[str] = (), runlog_blocks: Sequence[str] = (),
                     monitors: Sequence[str] = ()) -> dict[str, Any]:
     """The enriched nexus_structure for one ICP run start (a ``RunStartInfo``)."""
@@ -433,7 +422,7 @@ def build_structure(run_start: Any, instrument: str, template: Mapping[str, Any]
     return merge_icp(fill_template(template, values), icp)
 
 
-def serialise_enriched(run_start: Any, instrument: str, structure: Mapping[str, Any]) -> bytes:
+def serialise_enriched(run_start: RunStartInfo, instrument: str, structure: Mapping[str, Any]) -> bytes:
     """The new pl72: every field of the ICP's run start kept, nexus_structure replaced (as JSON)."""
     return serialise_pl72(
         job_id=run_start.job_id, filename=run_start.filename, start_time=run_start.start_time,
@@ -445,7 +434,7 @@ def serialise_enriched(run_start: Any, instrument: str, structure: Mapping[str, 
     )
 
 
-def enrich_run_start(run_start: Any, instrument: str, template: Mapping[str, Any], *,
+def enrich_run_start(run_start: RunStartInfo, instrument: str, template: Mapping[str, Any], *,
                      sample_env_blocks: Sequence[str] = (), runlog_blocks: Sequence[str] = (),
                      monitors: Sequence[str] = ()) -> bytes:
     """The enriched pl72 bytes for one ICP run start (``RunStartInfo``) seen on ``<instrument>_runInfo``."""

@@ -20,20 +20,24 @@ import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message as KafkaMessage, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
 
 from .config import Config
-from .ingest import IngestResult, Ingestor, RunInfo
-from .kafka import make_consumer
+from .ingest import IngestResult, Ingestor, RunInfo, open_sink
+from .kafka import make_admin, make_consumer
 from .messages import DecodeError, Message, decode
 from .metrics import LISTEN_METRICS, Metrics
 from .state import DONE, FAILED, QUEUED, StateStore
 
 log = logging.getLogger("sfi.listen")
+
+#: Consumer settings the listener prefers unless [kafka] says otherwise. A short fetch wait bounds
+#: the time from wrdn to dataset on brokers that do not answer a long poll as soon as data arrives
+#: (Tansu waits out fetch.wait.max.ms: 500 ms by default); ~10 idle fetches/s cost nothing.
+CONSUMER_DEFAULTS = {"fetch.wait.max.ms": 100}
 
 #: The control-channel schemas the listener understands; anything else on its topics is recorded as bad.
 HANDLED = ("pl72", "wrdn", "answ", "x5f2", "6s4t")
@@ -106,7 +110,7 @@ class _Work:
 
 
 class Listener:
-    def __init__(self, cfg: Config, options: ListenOptions, *, ingestor: Ingestor, state: StateStore,
+    def __init__(self, cfg: Config, options: ListenOptions, *, ingestor: Any, state: StateStore,
                  metrics: Metrics | None = None) -> None:
         self.cfg, self.options, self.ingestor, self.state = cfg, options, ingestor, state
         self.metrics = metrics or Metrics(LISTEN_METRICS)
@@ -119,6 +123,9 @@ class Listener:
         self._last_commit = 0.0
         self._last_retry_scan = 0.0
         self._last_lag = 0.0
+        self._assigned = False
+        self._admin: Any = None
+        self._admin_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -130,8 +137,10 @@ class Listener:
 
     def run(self) -> None:
         opts = self.options
-        self._consumer = make_consumer(self.cfg, opts.group, offset_reset=opts.auto_offset_reset)
-        self._consumer.subscribe(opts.topics, on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        defaults = {k: v for k, v in CONSUMER_DEFAULTS.items() if k not in self.cfg.kafka}
+        self._consumer = make_consumer(self.cfg, opts.group, offset_reset=opts.auto_offset_reset, **defaults)
+        self._consumer.subscribe(opts.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_revoke)
         log.info("listening on %s as group %s (%d workers)", ", ".join(opts.topics), opts.group, opts.workers)
         try:
             while not self._stop.is_set():
@@ -155,7 +164,7 @@ class Listener:
             self._drain()
 
     def _idle(self, now: float) -> bool:
-        return (now - self._last_message >= (self.options.exit_when_idle or 0) and not self._work
+        return (self._assigned and now - self._last_message >= (self.options.exit_when_idle or 0) and not self._work
                 and not self.state.counts().get(QUEUED))
 
     def _drain(self) -> None:
@@ -287,6 +296,11 @@ class Listener:
         except KafkaException as exc:
             log.warning("offset commit failed (will retry): %s", exc.args[0].str() if exc.args else exc)
 
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = True
+        self._last_message = time.monotonic()  # idleness counts from having something to read
+        log.info("partitions assigned: %s", ", ".join(f"{p.topic}/{p.partition}" for p in partitions) or "none")
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         deadline = time.monotonic() + self.options.drain_timeout
@@ -314,9 +328,10 @@ class Listener:
     def health(self) -> dict[str, tuple[bool, str]]:
         checks: dict[str, tuple[bool, str]] = {}
         try:
-            if self._consumer is None:
-                raise RuntimeError("consumer not started")
-            n = len(self._consumer.list_topics(timeout=2.0).brokers)
+            with self._admin_lock:  # its own client: the consumer belongs to the polling thread
+                if self._admin is None:
+                    self._admin = make_admin(self.cfg)
+                n = len(self._admin.list_topics(timeout=2.0).brokers)
             checks["kafka"] = (n > 0, f"{n} broker(s) reachable")
         except Exception as exc:  # any failure here is the answer, not a crash
             checks["kafka"] = (False, _reason(exc))
@@ -351,12 +366,13 @@ def run_info_for(state: StateStore, wrdn_payload: bytes) -> RunInfo:
     return RunInfo.from_messages(run_start, wrdn)
 
 
-def ingest_and_record(ingestor: Ingestor, state: StateStore, key: str, wrdn_payload: bytes, source: str, *,
+def ingest_and_record(ingestor: Any, state: StateStore, key: str, wrdn_payload: bytes, source: str, *,
                       wait_missing: float, retry_base: float = 2.0, retry_max: float = 300.0) -> IngestResult:
     """Ingest one finished file and durably record its outcome (done, queued with backoff, or failed)."""
     run = run_info_for(state, wrdn_payload)
     try:
-        result = ingestor.ingest(key, run, wait_missing=wait_missing)
+        # skip_existing=False: the state store already knows what is done, and upsert looks the pid up
+        result = ingestor.ingest(key, run, wait_missing=wait_missing, skip_existing=False)
     except Exception as exc:  # a bug must not lose the file: queue it like a retryable failure
         log.exception("unexpected error ingesting %s", key)
         result = IngestResult(file=key, pid=None, status="failed", error=f"internal error: {exc}", retryable=True)
@@ -385,15 +401,3 @@ def retry_now(cfg: Config, state: StateStore) -> list[IngestResult]:
                 for r in state.due(time.time(), limit=1_000_000)]
     finally:
         sink.close()
-
-
-def open_sink(cfg: Config) -> tuple[Any, str]:
-    """SciCat when a URL is configured, else a local catalogue directory of the exact documents."""
-    if cfg.scicat.url:
-        from .scicat import ScicatClient
-
-        return ScicatClient.from_config(cfg.scicat), cfg.scicat.url
-    from .catalogue import CatalogueDir
-
-    directory = cfg.listen.catalogue_dir or str(Path(cfg.listen.state_dir) / "catalogue")
-    return CatalogueDir(directory), f"local catalogue {directory}"

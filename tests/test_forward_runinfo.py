@@ -111,7 +111,7 @@ def test_icp_run_start_on_zoom_runinfo_comes_out_enriched_on_the_output_topic(
     run = sfi("forward-runinfo", "-b", kafka_bootstrap, "-c", str(isis_config(tmp_path)), "--instruments", "ZOOM",
               "--output-topic", out, "--group", f"g_{uid()}", "--from-beginning", "--once")
     assert run.returncode == 0, run.stderr
-    assert f"forwarded ZOOM_runInfo/0@" in run.stderr and f"job {job}" in run.stderr
+    assert "forwarded ZOOM_runInfo/0@" in run.stderr and f"job {job}" in run.stderr
     [result] = read_run_starts(kafka_config, out)
     original = decode(run_start_bytes(job_id=job)).value
     for name in ("job_id", "filename", "start_time", "stop_time", "run_name", "broker", "metadata", "control_topic",
@@ -191,14 +191,16 @@ def test_topic_pattern_subscription_with_a_per_instrument_template(
     templates.mkdir()
     (templates / f"{first}.json").write_text(json.dumps({"children": [{"type": "group", "name": "raw_data_1",
         "children": [{"module": "dataset", "config": {"name": "beamline", "values": "custom ${INSTRUMENT}"}}]}]}))
+    produce(kafka_config, out, run_start_bytes(job_id="already-on-output"))  # must not be re-enriched
     produce(kafka_config, f"{first}_runInfo", run_start_bytes(icp_structure(first), job_id="job-a"))
     produce(kafka_config, f"{second}_runInfo", run_start_bytes(icp_structure(second), job_id="job-b"))
     run = sfi("forward-runinfo", "-b", kafka_bootstrap, "--topic-pattern", f"^(P.{tag}|out_{tag})_runInfo$",
               "--output-topic", out, "--group", f"g_{tag}", "--from-beginning", "--count", "2",
               "--template-dir", str(templates))
     assert run.returncode == 0, run.stderr
-    results = {r.job_id: json.loads(r.nexus_structure) for r in read_run_starts(kafka_config, out)}
-    assert set(results) == {"job-a", "job-b"}
+    starts = read_run_starts(kafka_config, out)
+    assert sorted(r.job_id for r in starts) == ["already-on-output", "job-a", "job-b"]
+    results = {r.job_id: json.loads(r.nexus_structure) for r in starts}
     entry_a, entry_b = child(results["job-a"], "raw_data_1"), child(results["job-b"], "raw_data_1")
     assert dataset_value(entry_a, "beamline") == f"custom {first}"
     assert "instrument" not in [c.get("name") for c in entry_a["children"]]  # the override replaced the built-in

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from streaming_data_types import serialise_fc00, serialise_pl72
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import Protocol
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
 from streaming_data_types.forwarder_config_update_fc00 import StreamInfo
+from streaming_data_types.run_start_pl72 import DetectorSpectrumMap
 
 from scicat_fw_ingest.errors import ConfigError
 from scicat_fw_ingest.isis import (
@@ -283,3 +285,11 @@ def test_forwarder_configuration_replay_gives_the_sample_env_pvs() -> None:
 def test_instrument_from_topic() -> None:
     assert instrument_from_topic("ZOOM_runInfo") == "ZOOM"
     assert instrument_from_topic("EMMA-A_runInfo") == "EMMA-A"
+
+
+def test_detector_spectrum_map_is_kept() -> None:
+    raw = serialise_pl72("job", "f.nxs", nexus_structure="{}", detector_spectrum_map=DetectorSpectrumMap(
+        np.array([1, 2, 3]), np.array([10, 20, 30]), 3))
+    out = decode(enrich_run_start(decode(raw).value, "LOQ", builtin())).value
+    assert out.detector_spectrum_map.n_spectra == 3
+    assert out.detector_spectrum_map.detector_ids.tolist() == [10, 20, 30]

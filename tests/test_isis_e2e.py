@@ -20,7 +20,7 @@ from scicat_fw_ingest.nexus.writer import write_nexus
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 from .scicat_fixtures import scicat_server  # noqa: F401  (fixture)
-from .test_forward_runinfo import isis_config, produce, read_run_starts
+from .test_forward_runinfo import produce, read_run_starts
 from .test_isis import run_start_bytes
 
 pytestmark = pytest.mark.kafka
@@ -36,7 +36,9 @@ def test_icp_run_start_to_catalogue(sfi, kafka_bootstrap: str, kafka_config: Con
     ensure_topics(kafka_config, [f"{inst}_runInfo", out])
     job = str(uuid.uuid4())
     produce(kafka_config, f"{inst}_runInfo", run_start_bytes(job_id=job, filename=f"{inst}00012345.nxs"))
-    config = isis_config(tmp_path, DEFAULTS)
+    config = tmp_path / "sfi.toml"
+    config.write_text(f'[isis]\nsample_env = {{{inst} = ["Temp_1", "Pressure=IN:ZOOM:P1"]}}\n'
+                      f'monitors = {{"*" = ["monitor_1"]}}\n' + DEFAULTS)
     run = sfi("forward-runinfo", "-b", kafka_bootstrap, "-c", str(config), "--instruments", inst,
               "--output-topic", out, "--group", f"g_{tag}", "--from-beginning", "--once")
     assert run.returncode == 0, run.stderr

@@ -231,3 +231,75 @@ def test_broker_restart_is_survived(tmp_path, data_dir, scicat, topic) -> None:
         finally:
             assert proc.terminate() == 0, proc.log()[-3000:]
     assert_each_once(scicat, jobs, data_dir)
+
+
+def test_failures_listed_and_retry_now_redrives_them(tmp_path, data_dir, kafka_config, kafka_bootstrap, scicat,
+                                                     topic, sfi) -> None:
+    good, broken = make_jobs(data_dir, 2, topic=topic)
+    (data_dir / broken.filename).write_bytes(b"this is not HDF5")  # a permanent failure: not retried by itself
+    publish(kafka_config, [good, broken])
+    cfg_path = config_file(tmp_path, data_dir)
+    proc = listener(tmp_path, "f", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                    group=f"g-{topic}", extra=["--exit-when-idle", "2"]).start()
+    assert proc.proc.wait(60) == 0, proc.log()
+    assert len(scicat.datasets) == 1
+    env = {"SFI_STATE_DIR": str(tmp_path / "state-f"), "SFI_CONFIG": str(cfg_path),
+           "SFI_SCICAT_URL": scicat.url, "SFI_SCICAT_TOKEN": scicat.token}
+    listed = sfi("failures", "--json", env=env)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["kind"], r["status"], Path(r["file"]).name) for r in rows] == [("file", "failed", broken.filename)]
+    assert rows[0]["error"]
+    table = sfi("failures", env={**env, "COLUMNS": "200"})
+    assert table.returncode == 0 and broken.filename in table.stdout
+    from .listen_helpers import write_ess_file
+
+    write_ess_file(data_dir / broken.filename, broken)  # the operator fixes the file
+    redo = sfi("retry", "--now", "--json", env=env)
+    assert redo.returncode == 0, redo.stderr
+    assert json.loads(redo.stdout)["status"] == "created"
+    assert_each_once(scicat, [good, broken], data_dir)
+    assert sfi("failures", "--json", env=env).stdout == ""
+    assert sfi("failures", env={"SFI_STATE_DIR": str(tmp_path / "nowhere")}).returncode == 2
+
+
+def test_health_and_metrics_endpoints(tmp_path, data_dir, kafka_config, kafka_bootstrap, scicat, topic) -> None:
+    import urllib.error
+    import urllib.request
+
+    from scicat_fw_ingest.testing.broker import free_port
+
+    jobs = make_jobs(data_dir, 3, topic=topic)
+    publish(kafka_config, jobs)
+    port = free_port()
+    proc = listener(tmp_path, "h", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=config_file(tmp_path, data_dir),
+                    topic=topic, group=f"g-{topic}", extra=["--http-port", str(port), "--log-format", "json"]).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: len(scicat.origdatablocks) == 3, 60, "3 datasets")
+        wait_for(lambda: "sfi_datasets_total" in _get(f"{base}/metrics")[1], 10, "metrics")
+        status, body = _get(f"{base}/health")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        metrics = _get(f"{base}/metrics")[1]
+        assert 'sfi_datasets_total{outcome="created"} 3' in metrics
+        assert 'sfi_messages_consumed_total{schema="wrdn"} 3' in metrics
+        assert "sfi_retry_queue_depth 0" in metrics
+        scicat.refuse()
+        status, body = _get(f"{base}/health")
+        assert status == 503 and json.loads(body)["checks"]["scicat"]["ok"] is False
+        scicat.resume()
+    finally:
+        assert proc.terminate() == 0
+    lines = [json.loads(line) for line in proc.log().splitlines() if line.startswith("{")]
+    assert lines and all({"ts", "level", "msg"} <= set(entry) for entry in lines)
+    assert scicat.token not in proc.log()
+
+
+def _get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

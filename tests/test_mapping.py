@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from streaming_data_types import serialise_pl72, serialise_wrdn
 
 from scicat_fw_ingest.config import Config, load_config
-from scicat_fw_ingest.datablock import file_digest, make_datablock
+from scicat_fw_ingest.datablock import digest_files, file_digest, make_datablock
 from scicat_fw_ingest.ingest import Ingestor, RunInfo
 from scicat_fw_ingest.mapping import ProfileError, ProfileSet, to_iso
 from scicat_fw_ingest.messages import decode
@@ -257,3 +257,13 @@ def test_datablock_shape_follows_the_server(tmp_path: Path) -> None:
     none = make_datablock([str(path)], str(tmp_path), "none")
     assert "chkAlg" not in none and "chk" not in none["dataFileList"][0]
     json.dumps(block)
+
+
+def test_digest_files_in_parallel(tmp_path: Path) -> None:
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(bytes([i]) * (100_000 + i))
+        paths.append(str(path))
+    got = digest_files(paths, "sha256", workers=3)
+    assert got == {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}

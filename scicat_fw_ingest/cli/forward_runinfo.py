@@ -13,6 +13,7 @@ import json
 import re
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -40,6 +41,8 @@ from ._app import app
 from ._common import BrokerOpt, ConfigOpt, load
 
 _POLL_SECONDS = 0.5
+#: The same client error is logged again only after this long.
+_REPEAT_SECONDS = 60.0
 #: How often a pattern subscription looks for new ``<INST>_runInfo`` topics (unless [kafka] sets it).
 _PATTERN_REFRESH_MS = 5000
 
@@ -152,16 +155,31 @@ def _commit(consumer: Consumer, msg: KafkaMessage) -> None:
              f"({err.str() if hasattr(err, 'str') else err}); it may be forwarded again after a restart")
 
 
-def _handle_error(msg: KafkaMessage, seen: set[str], bootstrap: str) -> None:
-    err = msg.error()
-    if err.fatal():
-        raise KafkaError(f"consuming on {bootstrap}: {err.str()}")
-    text = f"{msg.topic() or ''}: {err.str()}" if msg.topic() else err.str()
-    if err.code() == _LibKafkaError.UNKNOWN_TOPIC_OR_PART:
-        text = f"topic '{msg.topic()}' does not exist (yet) on {bootstrap}; waiting for it"
-    if text not in seen:
-        seen.add(text)
-        _log(text)
+class _ErrorLog:
+    """Client errors as log lines, each distinct one at most once a minute: librdkafka retries
+    a lost broker every few milliseconds, and an operator needs one line, not thousands."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._last: dict[str, float] = {}
+
+    def __call__(self, err: _LibKafkaError) -> None:  # librdkafka's error_cb
+        self.log(f"Kafka at {self.bootstrap}: {err.str()}; retrying")
+
+    def log(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(text, -_REPEAT_SECONDS) >= _REPEAT_SECONDS:
+            self._last[text] = now
+            _log(text)
+
+    def message(self, msg: KafkaMessage) -> None:
+        err = msg.error()
+        if err.fatal():
+            raise KafkaError(f"consuming on {self.bootstrap}: {err.str()}")
+        if err.code() == _LibKafkaError.UNKNOWN_TOPIC_OR_PART:
+            self.log(f"topic '{msg.topic()}' does not exist (yet) on {self.bootstrap}; waiting for it")
+        else:
+            self.log(f"{msg.topic()}: {err.str()}" if msg.topic() else err.str())
 
 
 def _emit_dry_run(msg: KafkaMessage, output_topic: str, payload: bytes) -> None:
@@ -181,8 +199,10 @@ def run_forwarder(cfg: Config, *, dry_run: bool = False, count: int | None = Non
     extra: dict[str, Any] = {}
     if pattern and "topic.metadata.refresh.interval.ms" not in cfg.kafka:
         extra["topic.metadata.refresh.interval.ms"] = _PATTERN_REFRESH_MS
-    consumer = make_consumer(cfg, cfg.isis.group, offset_reset=cfg.isis.auto_offset_reset, **extra)
-    producer: Producer | None = None if dry_run else make_producer(cfg)
+    errors = _ErrorLog(bootstrap)
+    quiet = {"log_level": 0, "error_cb": errors}  # client errors come through ``errors``, rate-limited
+    consumer = make_consumer(cfg, cfg.isis.group, offset_reset=cfg.isis.auto_offset_reset, **quiet, **extra)
+    producer: Producer | None = None if dry_run else make_producer(cfg, **quiet)
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         fwd.stop = True
@@ -190,7 +210,6 @@ def run_forwarder(cfg: Config, *, dry_run: bool = False, count: int | None = Non
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     forwarded = 0
-    errors_seen: set[str] = set()
     try:
         consumer.subscribe(
             topics,
@@ -205,7 +224,7 @@ def run_forwarder(cfg: Config, *, dry_run: bool = False, count: int | None = Non
             if msg is None:
                 continue
             if msg.error() is not None:
-                _handle_error(msg, errors_seen, bootstrap)
+                errors.message(msg)
                 continue
             where = f"{msg.topic()}/{msg.partition()}@{msg.offset()}"
             if msg.topic() == fwd.output_topic:  # a pattern also matching our own output: never loop

@@ -70,28 +70,30 @@ def ingest_file_command(
     paths: Annotated[list[str], typer.Argument(help="NeXus files, directories (searched recursively) or globs.",
                                                show_default=False)],
     pattern: Annotated[str | None, typer.Option("--pattern", help="File name patterns for directories, "
-                                                "comma-separated (else [ingest] pattern: *.nxs,*.nx5,*.hdf,*.hdf5,*.h5).",
+                                                "comma-separated (else \\[ingest] pattern: *.nxs,*.nx5,*.hdf,*.hdf5,*.h5).",
                                                 show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Build and print the payloads; do not contact SciCat.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show each field's value and where it came from; "
                                           "do not contact SciCat.")] = False,
     profile: Annotated[str | None, typer.Option("--profile", help="Mapping profile name or .toml path "
                                                 "(else chosen per file).", show_default=False)] = None,
-    checksum: Annotated[str | None, typer.Option("--checksum", help=f"{'|'.join(ALGORITHMS)} (else [ingest] checksum, "
+    checksum: Annotated[str | None, typer.Option("--checksum", help=f"{'|'.join(ALGORITHMS)} (else \\[ingest] checksum, "
                                                  "sha256).", show_default=False)] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Files in parallel "
-                                                "(else [ingest] workers, 4).", show_default=False)] = None,
+                                                "(else \\[ingest] workers, 4).", show_default=False)] = None,
     scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat API base, e.g. "
-                                                   "https://scicat.example/api/v3 (else $SFI_SCICAT_URL or [scicat] url).",
+                                                   "https://scicat.example/api/v3 (else $SFI_SCICAT_URL or \\[scicat] url).",
                                                    show_default=False)] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Ingest finished NeXus files into SciCat as raw datasets with their file list.
 
-    Datasets that already exist (with their file list) are skipped, so a backfill can re-run safely.
-    Credentials come only from the environment or the config file. Exit 0 when every file is
-    created, exists or (with --dry-run) was built; 1 when any failed; 2 for bad usage or config.
+    Datasets that already exist (with their file list) are skipped: a backfill can re-run safely.
+
+    Credentials come only from the environment (SFI_SCICAT_TOKEN, ...) or the config file.
+
+    Exit 0 when every file was created, existed or (--dry-run) was built; 1 when any failed; 2 for bad usage.
     """
     if checksum is not None and checksum not in ALGORITHMS:
         raise typer.BadParameter(f"'{checksum}' is not one of {', '.join(ALGORITHMS)}", param_hint="--checksum")

@@ -6,7 +6,7 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -27,8 +27,10 @@ def listen_command(
                                               show_default=False)] = None,
     broker: BrokerOpt = None,
     state_dir: StateDirOpt = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", help="Parallel ingestions (default 4).",
+    workers: Annotated[int | None, typer.Option("--workers", "-j", help="Files ingested at once (default 4).",
                                                 show_default=False)] = None,
+    processes: Annotated[int | None, typer.Option("--processes", help="Worker processes for ingestion (default "
+                                                  "2; 0 = threads only).", show_default=False)] = None,
     scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat base URL incl. /api/v3.",
                                                    show_default=False)] = None,
     catalogue_dir: Annotated[str | None, typer.Option("--catalogue-dir", help="Without SciCat: write the "
@@ -52,19 +54,27 @@ def listen_command(
     cfg = load(config, kafka={"bootstrap.servers": broker}, scicat={"url": scicat_url},
                ingest={"checksum": checksum},
                listen={"state_dir": state_dir, "group": group, "topics": topic or None, "workers": workers,
-                       "catalogue_dir": catalogue_dir, "on_writer_error": on_writer_error,
+                       "processes": processes, "catalogue_dir": catalogue_dir, "on_writer_error": on_writer_error,
                        "auto_offset_reset": auto_offset_reset, "http_port": http_port, "http_host": http_host, "log_format": log_format})
     lc = cfg.listen
     if not lc.topics:
         raise typer.BadParameter("give at least one --topic (or [listen] topics)")
     from .._logging import setup_logging
-    from ..ingest import Ingestor
-    from ..listen import Listener, ListenOptions, open_sink
+    from ..ingest import Ingestor, open_sink
+    from ..listen import Listener, ListenOptions
 
     setup_logging(lc.log_format)
     state = StateStore(lc.state_dir)
     sink, where = open_sink(cfg)
-    ingestor = Ingestor(cfg, sink)
+    if lc.processes > 0:
+        from .._procpool import ProcessIngestor
+
+        sink.close()
+        ingestor: Any = ProcessIngestor(cfg, lc.processes)
+        release = ingestor.close
+    else:
+        ingestor = Ingestor(cfg, sink)
+        release = sink.close
     options = ListenOptions(topics=lc.topics, group=lc.group, auto_offset_reset=lc.auto_offset_reset,
                             on_writer_error=lc.on_writer_error, workers=lc.workers, wait_missing=cfg.ingest.file_wait,
                             retry_base=lc.retry_base, retry_max=lc.retry_max, exit_when_idle=exit_when_idle)
@@ -85,7 +95,7 @@ def listen_command(
     finally:
         if ops is not None:
             ops.stop()
-        sink.close()
+        release()
         state.close()
 
 

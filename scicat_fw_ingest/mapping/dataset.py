@@ -52,6 +52,8 @@ def pick_profile(profiles: ProfileSet, ctx: Context, *, explicit: str | None) ->
         return profile
     tried = []
     for name in profiles.names():
+        if name.startswith("builtin:"):
+            continue  # a user profile of the same name replaces the built-in one
         profile = profiles.get(name)
         instrument = _instrument(profile, ctx)
         if matches(profile, path=path, instrument=instrument, has_group=ctx.snapshot.has_group):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config, SecretStr
-from ..nexus.reader import NexusSnapshot
+from ..nexus.reader import LazySnapshot, NexusSnapshot
 
 KINDS = ("nexus", "run", "metadata", "wrdn", "config", "file", "value")
 TYPES = ("str", "int", "float", "bool", "time", "list")
@@ -28,13 +28,12 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 class Context:
     """Everything a profile may read for one file."""
 
-    snapshot: NexusSnapshot
+    snapshot: NexusSnapshot | LazySnapshot
     config: Config
     files: dict[str, Any]
     run: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     wrdn: dict[str, Any] = field(default_factory=dict)
-    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def _histograms(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> Non
     """hs00/hs01: a few histograms over time, plus one edges dataset per dimension."""
     dims = config.get("shape") or [{"size": 5, "label": "time_of_flight", "unit": "ns"}]
     if not isinstance(dims, list) or not all(isinstance(d, dict) and isinstance(d.get("size"), int) for d in dims):
-        raise ValueError(f"'shape' must be a list of {{'size': N, ...}} dimensions")
+        raise ValueError("'shape' must be a list of {{'size': N, ...}} dimensions")
     sizes = [d["size"] for d in dims]
     s.put(group, "histograms", s.values(_dtype_of(config, "uint64", "data_type"),
                                         (HISTOGRAMS, *sizes)))
@@ -162,7 +162,7 @@ def _data_array(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> Non
     """da00: one dataset per configured variable, each over time."""
     variables = config.get("variables") or [{"name": "value", "data_type": "float64", "shape": []}]
     if not isinstance(variables, list) or not all(isinstance(v, dict) for v in variables):
-        raise ValueError(f"'variables' must be a list of objects")
+        raise ValueError("'variables' must be a list of objects")
     stamps = s.put_time(group, "time", HISTOGRAMS)
     for var in variables:
         name = var.get("name")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,12 @@ from ..errors import SfiError
 
 #: Arrays with more elements than this are described (shape, dtype), not read.
 MAX_ELEMENTS = 64
+#: One thread at a time in HDF5. h5py serialises every call behind its own global lock anyway, and
+#: threads fighting over it made metadata reads ~2x slower (measured: 242 files/s on one thread,
+#: 127 on eight). Holding ours for a whole open-map-close keeps the work sequential and cheap while
+#: checksums and HTTP, which release the GIL, stay parallel.
+HDF5_LOCK = threading.RLock()
+
 #: Walking stops after this many objects (a safety net against pathological files).
 MAX_OBJECTS = 200_000
 _MAX_DEPTH = 32
@@ -157,10 +164,124 @@ def read_snapshot(path: str, *, max_elements: int = MAX_ELEMENTS) -> NexusSnapsh
 def read_snapshot_waiting(path: str, *, deadline: float, sleep: Callable[[float], None] = time.sleep,
                           max_elements: int = MAX_ELEMENTS) -> NexusSnapshot:
     """``read_snapshot`` retried with backoff while the file is locked, until ``deadline`` (monotonic)."""
+    return retry_while_locked(lambda: read_snapshot(path, max_elements=max_elements), deadline, sleep)
+
+
+class LazySnapshot:
+    """The same questions as ``NexusSnapshot``, answered from the open file for the paths asked only.
+
+    Why: a profile asks about a few dozen paths, while a real ESS file holds thousands of objects
+    (one NXlog per PV). Copying all of them costs ~0.1 ms each; reading only what the profile
+    names keeps ingestion cost independent of the file's size and object count. Answers are cached,
+    the file is open only while the dataset is mapped (use as a context manager).
+    """
+
+    def __init__(self, file: str, h5: h5py.File, max_elements: int = MAX_ELEMENTS) -> None:
+        self.file = file
+        self._h5 = h5
+        self._max = max_elements
+        self._cache: dict[str, Node | None] = {}
+        self._objects: dict[str, Any] = {"/": h5}
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> LazySnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, path: str) -> Node | None:
+        path = _norm(path)
+        if path not in self._cache:
+            try:
+                self._cache[path] = self._read(path)
+            except NexusError:
+                raise
+            except Exception as exc:  # h5py raises many types on damaged structures
+                raise NexusReadError(f"{self.file}: unreadable HDF5 object {path} ({_short(exc)})") from None
+        return self._cache[path]
+
+    def value(self, path: str) -> Any:
+        path, _, attr = path.partition("@")
+        node = self.get(path or "/")
+        if node is None:
+            return None
+        return node.attrs.get(attr) if attr else node.value
+
+    def has_group(self, path: str) -> bool:
+        node = self.get(path)
+        return node is not None and node.kind == "group"
+
+    def glob(self, pattern: str) -> list[str]:
+        """Paths matching a shell pattern segment by segment; lists only the groups on the way."""
+        current = ["/"]
+        for part in _norm(pattern).strip("/").split("/"):
+            nxt: list[str] = []
+            for parent in current:
+                if not fnmatch_has_magic(part):
+                    candidate = f"{parent.rstrip('/')}/{part}"
+                    if self.get(candidate) is not None:
+                        nxt.append(candidate)
+                    continue
+                group = self._object(parent)
+                if isinstance(group, h5py.Group):
+                    nxt += [f"{parent.rstrip('/')}/{name}" for name in group if fnmatch.fnmatchcase(name, part)]
+            current = nxt
+        return sorted(p for p in current if p != "/" and self.get(p) is not None)
+
+    def _object(self, path: str) -> Any:
+        """The h5py object at ``path``, or None; never follows an external link into another file.
+
+        Groups on the way are cached: profiles ask many paths under the same few groups.
+        """
+        path = _norm(path)
+        if path in self._objects:
+            return self._objects[path]
+        parent_path, _, name = path.rpartition("/")
+        parent = self._object(parent_path or "/")
+        obj = None
+        if isinstance(parent, h5py.Group) and name in parent:
+            link = parent.get(name, getlink=True)
+            if not isinstance(link, h5py.ExternalLink):
+                obj = parent.get(name)  # None for a dangling soft link
+        self._objects[path] = obj
+        return obj
+
+    def _read(self, path: str) -> Node | None:
+        obj = self._object(path)
+        if isinstance(obj, h5py.Group):
+            return Node(path, "group", attrs=_attrs(obj))
+        if isinstance(obj, h5py.Dataset):
+            return _dataset_node(obj, path, self._max)
+        return None
+
+
+def fnmatch_has_magic(part: str) -> bool:
+    return any(c in part for c in "*?[")
+
+
+def open_snapshot(path: str, *, max_elements: int = MAX_ELEMENTS) -> LazySnapshot:
+    """Open ``path`` read-only for on-demand reads; the same errors as ``read_snapshot``."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    check_signature(path)
+    try:
+        return LazySnapshot(path, h5py.File(path, "r"), max_elements)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise FileLockedError(f"{path}: HDF5 cannot open it yet ({_short(exc)})") from None
+
+
+def retry_while_locked(attempt: Callable[[], Any], deadline: float,
+                       sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Call ``attempt`` until it does not raise ``FileLockedError`` or ``deadline`` (monotonic) passes."""
     delay = 0.1
     while True:
         try:
-            return read_snapshot(path, max_elements=max_elements)
+            return attempt()
         except FileLockedError as exc:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -241,9 +362,3 @@ def plain(raw: Any) -> Any:
         return None  # NaN/inf are not JSON
     return raw
 
-
-def iter_values(snapshot: NexusSnapshot) -> Iterator[tuple[str, Any, str | None]]:
-    """(path, value, units) of every dataset whose value was read."""
-    for path, node in snapshot.nodes.items():
-        if node.kind == "dataset" and node.value is not None:
-            yield path, node.value, node.units

@@ -19,7 +19,6 @@ import json
 import posixpath
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -285,7 +284,7 @@ class _Writer:
         elif module in STREAMS:
             try:
                 STREAMS[module](self.streams, group, config)
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:
                 raise NexusStructureError(f"{path or '/'} ({module}): {exc}") from None
             if attributes is not None:
                 self._attributes(group, attributes, path or "/")
