@@ -17,41 +17,31 @@ list element that holds it, so a missing experiment identifier is left out, not 
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from streaming_data_types import serialise_pl72
 from streaming_data_types.run_start_pl72 import RunStartInfo
 
-from .errors import ConfigError, SfiError
+from ._isis_template import (  # noqa: F401  (re-exported: the public template API)
+    BUILTIN_TEMPLATE, SCALAR_PLACEHOLDERS, SPLICE_PLACEHOLDERS, fill_template, load_template, parse_template,
+)
+from .errors import SfiError
 
 #: The metadata keys read for the root fields, in order of preference.
 RUN_NUMBER_KEYS = ("run_number", "runNumber")
 TITLE_KEYS = ("title",)
 EXPERIMENT_ID_KEYS = ("experiment_identifier", "rb_number", "rbNumber", "proposal_id")
 
-SCALAR_PLACEHOLDERS = (
-    "INSTRUMENT", "RUN_NUMBER", "TITLE", "EXPERIMENT_IDENTIFIER", "RUN_NAME", "JOB_ID", "FILENAME",
-    "EVENTS_TOPIC", "SAMPLE_ENV_TOPIC", "RUNLOG_TOPIC", "MONITOR_TOPIC",
-)
-SPLICE_PLACEHOLDERS = ("SAMPLE_ENV", "RUNLOG", "MONITORS")
-
-BUILTIN_TEMPLATE = "isis_default.json"
 EVENT_MODULES = frozenset({"ev42", "ev43", "ev44"})
 ENTRY_NAME = "raw_data_1"
 DETECTOR_EVENTS = "detector_1_events"
 
-_TOKEN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Z][A-Z0-9_]*[A-Z0-9]|[A-Z])")
-_WHOLE = re.compile(r"\$\{?([A-Z][A-Z0-9_]*)\}?")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-_DROP = object()
 _GENERATED = "__sfi_generated__"
 
 
@@ -66,127 +56,6 @@ class RootFields:
     run_number: int | None
     title: str | None
     experiment_identifier: str | None
-
-
-@dataclass(frozen=True)
-class ForwardedStream:
-    """One PV the forwarder forwards: its channel (PV name), flatbuffer schema and output topic."""
-
-    channel: str
-    schema: str
-    topic: str
-
-
-# --- templates ---------------------------------------------------------------------------------
-
-def load_template(instrument: str, template_dir: str | Path | None = None) -> tuple[dict[str, Any], str]:
-    """The template for ``instrument`` and where it came from.
-
-    ``<template_dir>/<INSTRUMENT>.json``, else ``<template_dir>/default.json``, else the built-in.
-    """
-    if template_dir is not None:
-        folder = Path(template_dir)
-        if not folder.is_dir():
-            raise ConfigError(f"[isis] template_dir {folder}: not a directory")
-        for candidate in (folder / f"{instrument}.json", folder / "default.json"):
-            if candidate.is_file():
-                return parse_template(_read_text(candidate), str(candidate)), str(candidate)
-    text = resources.files("scicat_fw_ingest").joinpath("templates", BUILTIN_TEMPLATE).read_text("utf-8")
-    return parse_template(text, f"built-in {BUILTIN_TEMPLATE}"), f"built-in {BUILTIN_TEMPLATE}"
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"template {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-
-
-def parse_template(text: str, source: str) -> dict[str, Any]:
-    """A template from its JSON text, checked: an object, only known placeholders, splices in lists."""
-    try:
-        template = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"template {source}: not valid JSON: {exc}") from None
-    if not isinstance(template, dict):
-        raise ConfigError(f"template {source}: must be a JSON object with 'children', not {type(template).__name__}")
-    _check_placeholders(template, source, in_list=False)
-    return template
-
-
-def _check_placeholders(node: Any, source: str, *, in_list: bool) -> None:
-    if isinstance(node, dict):
-        for value in node.values():
-            _check_placeholders(value, source, in_list=False)
-    elif isinstance(node, list):
-        for item in node:
-            _check_placeholders(item, source, in_list=True)
-    elif isinstance(node, str):
-        whole = _WHOLE.fullmatch(node)
-        if whole and whole.group(1) in SPLICE_PLACEHOLDERS:
-            if not in_list:
-                raise ConfigError(f"template {source}: '{node}' may only be an element of a list")
-            return
-        for match in _TOKEN.finditer(node):
-            name = match.group(1) or match.group(2)
-            if name is None:
-                continue
-            if name in SPLICE_PLACEHOLDERS:
-                raise ConfigError(f"template {source}: '{node}': ${name} may only be a whole element of a list")
-            if name not in SCALAR_PLACEHOLDERS:
-                known = ", ".join(SCALAR_PLACEHOLDERS + SPLICE_PLACEHOLDERS)
-                raise ConfigError(f"template {source}: unknown placeholder ${name} in '{node}' (known: {known})")
-
-
-def fill_template(template: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """A filled copy of ``template``: scalars substituted, splices expanded, unknown values dropped."""
-    filled = _fill(copy.deepcopy(dict(template)), values)
-    if filled is _DROP:
-        return {}
-    return filled  # type: ignore[no-any-return]
-
-
-def _fill(node: Any, values: Mapping[str, Any]) -> Any:
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            result = _fill(value, values)
-            if result is _DROP:
-                return _DROP
-            out[key] = result
-        return out
-    if isinstance(node, list):
-        items: list[Any] = []
-        for item in node:
-            whole = _WHOLE.fullmatch(item) if isinstance(item, str) else None
-            if whole and whole.group(1) in SPLICE_PLACEHOLDERS:
-                items.extend(copy.deepcopy(values.get(whole.group(1)) or []))
-                continue
-            result = _fill(item, values)
-            if result is not _DROP:
-                items.append(result)
-        return items
-    if isinstance(node, str) and "$" in node:
-        whole = _WHOLE.fullmatch(node)
-        if whole and whole.group(1) in values and node in (f"${whole.group(1)}", f"${{{whole.group(1)}}}"):
-            value = values[whole.group(1)]
-            return _DROP if value is None else value
-        missing = False
-
-        def replace(match: re.Match[str]) -> str:
-            nonlocal missing
-            name = match.group(1) or match.group(2)
-            if name is None:
-                return "$"
-            value = values.get(name)
-            if value is None:
-                missing = True
-                return ""
-            return str(value)
-
-        text = _TOKEN.sub(replace, node)
-        return _DROP if missing else text
-    return node
 
 
 # --- building blocks ---------------------------------------------------------------------------
@@ -447,41 +316,3 @@ def instrument_from_topic(topic: str) -> str:
     """``ZOOM_runInfo`` -> ``ZOOM`` (a topic without the suffix is its own instrument name)."""
     return topic.removesuffix("_runInfo") or topic
 
-
-# --- the forwarder's configuration -------------------------------------------------------------
-
-#: fc00/rf5k UpdateType values.
-_ADD, _REMOVE, _REMOVEALL, _REPLACE = 0, 1, 2, 3
-
-
-def forwarded_streams(updates: Iterable[Any]) -> list[ForwardedStream]:
-    """The PVs being forwarded after replaying fc00/rf5k updates (``ConfigurationUpdate``) in order.
-
-    ADD adds streams, REMOVE removes matching ones (fnmatch wildcards; empty topic/schema match any),
-    REMOVEALL clears, REPLACE replaces the whole set.
-    """
-    current: dict[tuple[str, str, str], ForwardedStream] = {}
-    for update in updates:
-        change = int(update.config_change)
-        streams = [ForwardedStream(s.channel or "", s.schema or "", s.topic or "") for s in update.streams or []]
-        if change == _REMOVEALL:
-            current.clear()
-        elif change == _REPLACE:
-            current = {(s.channel, s.schema, s.topic): s for s in streams}
-        elif change == _ADD:
-            current.update({(s.channel, s.schema, s.topic): s for s in streams})
-        elif change == _REMOVE:
-            for pattern in streams:
-                current = {k: s for k, s in current.items() if not _matches(pattern, s)}
-    return list(current.values())
-
-
-def _matches(pattern: ForwardedStream, stream: ForwardedStream) -> bool:
-    return (fnmatchcase(stream.channel, pattern.channel or "*")
-            and fnmatchcase(stream.topic, pattern.topic or "*")
-            and fnmatchcase(stream.schema, pattern.schema or "*"))
-
-
-def blocks_on_topic(streams: Iterable[ForwardedStream], topic: str) -> list[str]:
-    """The PV names forwarded to ``topic`` (e.g. ``ZOOM_sampleEnv``), sorted."""
-    return sorted({s.channel for s in streams if s.topic == topic and s.channel})

@@ -30,8 +30,10 @@ def base_config(cfg: Config) -> dict[str, Any]:
 
 
 def _logger_quiet() -> dict[str, Any]:
-    # librdkafka logs to stderr by default; keep only errors so operator output stays clean.
-    return {"log_level": 3}
+    # librdkafka's own stderr log repeats a connection failure every ~50 ms while a broker is down.
+    # sfi reports Kafka problems itself (one line per command; rate-limited warnings in daemons),
+    # from the error events librdkafka delivers through poll(), so its log is switched off.
+    return {"log_level": 0}
 
 
 def make_consumer(cfg: Config, group: str | None = None, *, offset_reset: str = "earliest",

@@ -17,7 +17,6 @@ import logging
 import random
 import threading
 import time
-from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from confluent_kafka import KafkaError as _LibKafkaError
 
 from .config import Config
 from .ingest import IngestResult, Ingestor, RunInfo, open_sink
+from ._offsets import OffsetTracker
 from .kafka import make_admin, make_consumer
 from .messages import DecodeError, Message, decode
 from .metrics import LISTEN_METRICS, Metrics
@@ -60,46 +60,6 @@ class ListenOptions:
     exit_when_idle: float | None = None
 
 
-class OffsetTracker:
-    """Per-partition offsets that are done; the commit point is the lowest offset still in flight."""
-
-    def __init__(self) -> None:
-        self._inflight: dict[tuple[str, int], set[int]] = defaultdict(set)
-        self._next: dict[tuple[str, int], int] = {}
-        self._committed: dict[tuple[str, int], int] = {}
-
-    def add(self, tp: tuple[str, int], offset: int) -> None:
-        self._inflight[tp].add(offset)
-        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
-
-    def done(self, tp: tuple[str, int], offset: int) -> None:
-        self._inflight[tp].discard(offset)
-
-    def inflight(self, tps: list[tuple[str, int]] | None = None) -> int:
-        return sum(len(v) for k, v in self._inflight.items() if tps is None or k in tps)
-
-    def to_commit(self, tps: list[tuple[str, int]] | None = None) -> list[TopicPartition]:
-        out = []
-        for tp, nxt in self._next.items():
-            if tps is not None and tp not in tps:
-                continue
-            pending = self._inflight.get(tp)
-            point = min(pending) if pending else nxt
-            if point > self._committed.get(tp, -1):
-                out.append(TopicPartition(tp[0], tp[1], point))
-        return out
-
-    def committed(self, offsets: list[TopicPartition]) -> None:
-        for tp in offsets:
-            self._committed[(tp.topic, tp.partition)] = tp.offset
-
-    def forget(self, tps: list[tuple[str, int]]) -> None:
-        for tp in tps:
-            self._inflight.pop(tp, None)
-            self._next.pop(tp, None)
-            self._committed.pop(tp, None)
-
-
 @dataclass
 class _Work:
     """One file being ingested, and the offsets (possibly several duplicate wrdns) waiting on it."""
@@ -124,6 +84,7 @@ class Listener:
         self._last_retry_scan = 0.0
         self._last_lag = 0.0
         self._assigned = False
+        self._kafka_errors: dict[int, float] = {}
         self._admin: Any = None
         self._admin_lock = threading.Lock()
 
@@ -183,7 +144,9 @@ class Listener:
     def _handle(self, msg: KafkaMessage) -> None:
         err = msg.error()
         if err is not None:
-            if err.code() != _LibKafkaError._PARTITION_EOF:
+            now = time.monotonic()
+            if err.code() != _LibKafkaError._PARTITION_EOF and now - self._kafka_errors.get(err.code(), -1e9) > 30:
+                self._kafka_errors[err.code()] = now  # the same problem at most every 30 s in the log
                 log.warning("Kafka: %s", err.str())
             return
         self._last_message = time.monotonic()

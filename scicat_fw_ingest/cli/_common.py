@@ -17,8 +17,8 @@ ConfigOpt = Annotated[
 ]
 BrokerOpt = Annotated[
     str | None,
-    typer.Option("--broker", "-b", help="Kafka bootstrap servers (else $SFI_KAFKA_BOOTSTRAP or [kafka]).",
-                 show_default=False),
+    typer.Option("--broker", "-b", show_default=False,
+                 help="Kafka bootstrap servers (else $SFI_KAFKA_BOOTSTRAP or \\[kafka] bootstrap.servers)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output: one JSON object per line.")]
 

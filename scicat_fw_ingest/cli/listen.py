@@ -15,7 +15,7 @@ from ..state import FAILED, QUEUED, StateStore
 from ._app import app
 from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout
 
-StateDirOpt = Annotated[str | None, typer.Option("--state-dir", help="State directory (else $SFI_STATE_DIR or "
+StateDirOpt = Annotated[str | None, typer.Option("--state-dir", help="State directory (else $SFI_STATE_DIR or \\"
                                                  "[listen] state_dir).", show_default=False)]
 
 

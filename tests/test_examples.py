@@ -1,0 +1,34 @@
+"""The shipped examples stay valid: the sample config loads and the sample profile maps a real file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from scicat_fw_ingest.config import load_config
+
+from .conftest import ROOT
+from .listen_helpers import make_jobs
+
+EXAMPLES = ROOT / "examples"
+
+
+def test_sample_config_loads_with_every_table() -> None:
+    cfg = load_config(EXAMPLES / "sfi.toml", env={})
+    assert cfg.bootstrap and cfg.scicat.url and cfg.defaults and cfg.ingest.path_map
+    assert cfg.listen.processes >= 0 and cfg.isis.output_topic == "ALL_runInfo"
+
+
+def test_sample_profile_is_selected_and_maps_a_dream_file(tmp_path: Path, sfi) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    shutil.copy(EXAMPLES / "profile-dream.toml", profiles / "dream.toml")
+    data = tmp_path / "data"
+    (job,) = make_jobs(data, 1, topic="unused")
+    run = sfi("ingest-file", "--dry-run", "--json", str(data / job.filename),
+              env={"SFI_INGEST_PROFILE_DIRS": str(profiles)})
+    assert run.returncode == 0, run.stderr
+    dataset = json.loads(run.stdout)["dataset"]
+    assert dataset["creationLocation"] == "ESS:DREAM" and dataset["accessGroups"] == ["dream"]
+    assert dataset["proposalId"] == "p2026001"
