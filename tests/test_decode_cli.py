@@ -20,7 +20,7 @@ def lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("schema", ["pl72", "6s4t", "answ", "x5f2", "wrdn"])
+@pytest.mark.parametrize("schema", ["pl72", "6s4t", "answ", "x5f2", "wrdn", "f144", "ev44"])
 def test_each_input_kind_gives_the_same_json(schema: str, tmp_path: Path, sfi) -> None:
     data, expected = SAMPLES[schema]
     path = tmp_path / f"{schema}.bin"
@@ -112,6 +112,22 @@ def test_topic_from_beginning_gives_the_job_in_order(kafka_config, kafka_bootstr
     assert all(m["topic"] == topic and m["partition"] == 0 and m["timestamp"].endswith("Z") for m in got)
     assert got[0]["job_id"] == job.job_id and got[-1]["file_name"] == "/data/run1.nxs"
     assert got[-1]["metadata"] == {"proposal_id": "p1"}
+
+
+@pytest.mark.kafka
+def test_every_sample_schema_round_trips_through_a_topic(kafka_config, kafka_bootstrap, topic, sfi) -> None:
+    ensure_topics(kafka_config, [topic])
+    producer = make_producer(kafka_config)
+    schemas = sorted(SAMPLES)
+    for schema in schemas:
+        producer.produce(topic, SAMPLES[schema][0])
+    assert producer.flush(10) == 0
+    run = sfi("decode", "--json", "-b", kafka_bootstrap, "--topic", topic)
+    assert run.returncode == 0, run.stderr
+    got = lines(run.stdout)
+    meta = ("topic", "partition", "offset", "timestamp")
+    assert [{k: v for k, v in m.items() if k not in meta} for m in got] == [
+        {"schema": s, **SAMPLES[s][1]} for s in schemas]
 
 
 @pytest.mark.kafka

@@ -128,8 +128,9 @@ def test_scicat_refusing_connections_loses_nothing(tmp_path, data_dir, kafka_con
         wait_for(lambda: len(scicat.datasets) == 2, 60, "the first 2 datasets")
         scicat.refuse()
         publish(kafka_config, jobs[2:])
-        time.sleep(4.0)  # the listener keeps consuming while SciCat is away
+        time.sleep(30.0)  # SciCat away for 30 s mid-stream; the listener keeps consuming and queues
         assert len(scicat.datasets) == 2
+        assert committed(kafka_config, f"g-{topic}", topic) == [60]  # all recorded (queued), all committed
         scicat.resume()
         wait_for(lambda: sum(len(v) for v in scicat.origdatablocks.values()) >= 10, 60, "all 10 after the outage")
     finally:

@@ -112,7 +112,7 @@ def main() -> int:
         console.print(table)
 
         _say("sfi list-status: the writer's jobs")
-        _sfi("list-status", "--topic", TOPIC, "--from-beginning", env={**env, "COLUMNS": "160"}, check=False)
+        _sfi("list-status", "--topic", TOPIC, "--from-beginning", env=env, check=False)
         if not env.get("SFI_SCICAT_URL"):
             console.print(f"\nThe documents are in {out / 'catalogue'}; send them to a SciCat with\n"
                           f"    SFI_SCICAT_URL=https://scicat.example/api/v3 SFI_SCICAT_TOKEN=... "
