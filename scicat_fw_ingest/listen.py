@@ -37,7 +37,10 @@ log = logging.getLogger("sfi.listen")
 #: Consumer settings the listener prefers unless [kafka] says otherwise. A short fetch wait bounds
 #: the time from wrdn to dataset on brokers that do not answer a long poll as soon as data arrives
 #: (Tansu waits out fetch.wait.max.ms: 500 ms by default); ~10 idle fetches/s cost nothing.
-CONSUMER_DEFAULTS = {"fetch.wait.max.ms": 100}
+CONSUMER_DEFAULTS: dict[str, int] = {"fetch.wait.max.ms": 100}
+#: With a ``^regex`` subscription, new matching topics (a control topic per job) are found at the next
+#: metadata refresh: every 10 s instead of librdkafka's 5 minutes.
+PATTERN_DEFAULTS: dict[str, int] = {"topic.metadata.refresh.interval.ms": 10_000}
 
 #: The control-channel schemas the listener understands; anything else on its topics is recorded as bad.
 HANDLED = ("pl72", "wrdn", "answ", "x5f2", "6s4t")
@@ -98,7 +101,8 @@ class Listener:
 
     def run(self) -> None:
         opts = self.options
-        defaults = {k: v for k, v in CONSUMER_DEFAULTS.items() if k not in self.cfg.kafka}
+        wanted = {**CONSUMER_DEFAULTS, **(PATTERN_DEFAULTS if any(t.startswith("^") for t in opts.topics) else {})}
+        defaults = {k: v for k, v in wanted.items() if k not in self.cfg.kafka}
         self._consumer = make_consumer(self.cfg, opts.group, offset_reset=opts.auto_offset_reset, **defaults)
         self._consumer.subscribe(opts.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_revoke)

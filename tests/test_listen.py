@@ -304,3 +304,20 @@ def _get(url: str) -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def test_pattern_subscription_picks_up_a_control_topic_created_later(tmp_path, data_dir, kafka_config,
+                                                                     kafka_bootstrap, scicat, topic) -> None:
+    first, later = f"{topic}_a_control", f"{topic}_b_control"
+    jobs = make_jobs(data_dir, 2, topic=first)
+    jobs[1].control_topic = later
+    publish(kafka_config, jobs[:1])
+    proc = listener(tmp_path, "p", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=config_file(tmp_path, data_dir),
+                    topic=f"^{topic}_.*_control$", group=f"g-{topic}").start()
+    try:
+        wait_for(lambda: len(scicat.origdatablocks) == 1, 60, "the dataset from the first control topic")
+        publish(kafka_config, jobs[1:])  # a new job, on a control topic that did not exist at start
+        wait_for(lambda: len(scicat.origdatablocks) == 2, 60, "the dataset from the new control topic")
+    finally:
+        assert proc.terminate() == 0, proc.log()[-3000:]
+    assert_each_once(scicat, jobs, data_dir)
