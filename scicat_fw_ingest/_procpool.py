@@ -50,10 +50,10 @@ def _ingest_in_worker(path: str, run: RunInfo | None, wait_missing: float, skip_
 class ProcessIngestor:
     """``Ingestor.ingest`` run in ``processes`` worker processes; thread-safe to call."""
 
-    def __init__(self, cfg: Config, processes: int) -> None:
+    def __init__(self, cfg: Config, processes: int, sink: Any) -> None:
         self.cfg = cfg
         self.processes = processes
-        self.sink: Any = open_sink(cfg)[0]  # this process's own, for health checks
+        self.sink = sink  # this process's own (health checks); each worker opens its own from cfg
         self._lock = threading.Lock()
         self._pool = self._new_pool()
 

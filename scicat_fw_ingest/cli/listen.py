@@ -69,8 +69,7 @@ def listen_command(
     if lc.processes > 0:
         from .._procpool import ProcessIngestor
 
-        sink.close()
-        ingestor: Any = ProcessIngestor(cfg, lc.processes)
+        ingestor: Any = ProcessIngestor(cfg, lc.processes, sink)
         release = ingestor.close
     else:
         ingestor = Ingestor(cfg, sink)
