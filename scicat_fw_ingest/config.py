@@ -106,6 +106,8 @@ class ListenConfig:
     #: Retry-queue backoff: first delay and cap, seconds (doubling per attempt, with jitter).
     retry_base: float = 2.0
     retry_max: float = 300.0
+    #: Cached run starts older than this many days are dropped (a wrdn that late still ingests from the file).
+    run_start_days: float = 30.0
 
 
 @dataclass

@@ -59,6 +59,8 @@ class ListenOptions:
     retry_max: float = 300.0
     commit_interval: float = 1.0
     drain_timeout: float = 30.0
+    #: Cached run starts older than this are pruned (at start, then hourly).
+    run_start_max_age: float = 30 * 86400.0
     #: Exit once nothing arrived for this long, nothing is in flight and the retry queue is empty.
     exit_when_idle: float | None = None
 
@@ -86,6 +88,7 @@ class Listener:
         self._last_commit = 0.0
         self._last_retry_scan = 0.0
         self._last_lag = 0.0
+        self._last_prune = -1e18
         self._assigned = False
         self._kafka_errors: dict[int, float] = {}
         self._admin: Any = None
@@ -119,6 +122,12 @@ class Listener:
                     self._schedule_retries()
                 if now - self._last_commit >= opts.commit_interval:
                     self._commit()
+                if now - self._last_prune >= 3600.0:
+                    self._last_prune = now
+                    pruned = self.state.prune_run_starts(opts.run_start_max_age)
+                    if pruned:
+                        log.info("pruned %d cached run start(s) older than %.0f days", pruned,
+                                 opts.run_start_max_age / 86400)
                 if now - self._last_lag >= 10.0:
                     self._last_lag = now
                     self._update_lag()

@@ -70,6 +70,15 @@ def test_state_store_survives_reopening_and_keeps_the_queue(tmp_path: Path) -> N
     assert mode == "wal"
 
 
+def test_old_run_starts_are_pruned_and_recent_ones_kept(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    store.put_run_start("old", b"a", "t/0@0")
+    store._db.execute("UPDATE run_starts SET received_at = ? WHERE job_id = 'old'", (time.time() - 40 * 86400,))
+    store.put_run_start("new", b"b", "t/0@1")
+    assert store.prune_run_starts(30 * 86400) == 1
+    assert store.get_run_start("old") is None and store.get_run_start("new") == b"b"
+
+
 def test_unusable_state_directory_is_one_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

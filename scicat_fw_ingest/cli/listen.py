@@ -76,7 +76,8 @@ def listen_command(
         release = sink.close
     options = ListenOptions(topics=lc.topics, group=lc.group, auto_offset_reset=lc.auto_offset_reset,
                             on_writer_error=lc.on_writer_error, workers=lc.workers, wait_missing=cfg.ingest.file_wait,
-                            retry_base=lc.retry_base, retry_max=lc.retry_max, exit_when_idle=exit_when_idle)
+                            retry_base=lc.retry_base, retry_max=lc.retry_max, exit_when_idle=exit_when_idle,
+                            run_start_max_age=lc.run_start_days * 86400)
     listener = Listener(cfg, options, ingestor=ingestor, state=state)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: listener.stop())
