@@ -15,6 +15,8 @@ import pytest
 from scicat_fw_ingest.config import Config, load_config
 from scicat_fw_ingest.testing.broker import TansuBroker
 
+pytest_plugins = ("scicat_fw_ingest.testing.fixtures",)
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
