@@ -7,7 +7,9 @@ keeps Kafka, offsets and the state store in its own process; only ``(path, RunIn
 worker and only the ``IngestResult`` comes back.
 
 Workers are spawned (never forked: the parent runs librdkafka threads), ignore SIGINT (the parent
-drains them on Ctrl-C) and exit by themselves when the parent disappears (kill -9).
+drains them on Ctrl-C) and exit by themselves when the parent disappears (kill -9). Their log
+records travel to the parent over a queue and are written by the parent's one formatter, so
+``--log-format json`` holds for every line.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from ._logging import ParentLogListener, sfi_level, worker_logging
 from .config import Config
 from .ingest import IngestResult, Ingestor, RunInfo, open_sink
 
@@ -34,9 +37,10 @@ def _watch_parent(parent: int) -> None:
             os._exit(0)  # orphaned: the listener is gone, its offsets uncommitted; nothing to finish
 
 
-def _init_worker(cfg: Config, parent: int) -> None:
+def _init_worker(cfg: Config, parent: int, log_queue: Any, level: int) -> None:
     global _worker_ingestor
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker_logging(log_queue, level)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     sink, _ = open_sink(cfg)
     _worker_ingestor = Ingestor(cfg, sink)
@@ -55,11 +59,15 @@ class ProcessIngestor:
         self.processes = processes
         self.sink = sink  # this process's own (health checks); each worker opens its own from cfg
         self._lock = threading.Lock()
+        context = multiprocessing.get_context("spawn")
+        self._log_queue = context.Queue()
+        self._log_listener = ParentLogListener(self._log_queue)
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.cfg, os.getpid()))
+                                   initializer=_init_worker,
+                                   initargs=(self.cfg, os.getpid(), self._log_queue, sfi_level()))
 
     def ingest(self, writer_path: str, run: RunInfo | None = None, *, wait_missing: float = 0.0,
                skip_existing: bool = True) -> IngestResult:
@@ -75,4 +83,5 @@ class ProcessIngestor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._log_listener.stop()
         self.sink.close()

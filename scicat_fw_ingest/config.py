@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,10 @@ class IngestConfig:
     workers: int = 4
     source_folder_host: str | None = None
     pattern: str = "*.nxs,*.nx5,*.hdf,*.hdf5,*.h5"
+    #: Folders every ingested file must lie in (after resolving symlinks); default: path_map's local sides.
+    data_roots: list[str] = field(default_factory=list)
+    #: Hours a missing or unreadable file stays in the listener's retry queue before it is ``failed``.
+    missing_hours: float = 6.0
 
 
 @dataclass
@@ -108,6 +113,13 @@ class ListenConfig:
     retry_max: float = 300.0
     #: Cached run starts older than this many days are dropped (a wrdn that late still ingests from the file).
     run_start_days: float = 30.0
+    #: Seconds a state-store write waits for another process's lock before the listener pauses.
+    state_busy_timeout: float = 30.0
+    #: Bad messages kept in the state (newest first), and for how many days.
+    bad_messages_max: int = 2000
+    bad_messages_days: float = 30.0
+    #: Seconds between background health checks; /health answers from the last one.
+    health_interval: float = 15.0
 
 
 @dataclass
@@ -162,8 +174,9 @@ class Config:
         return str(value) if value else None
 
     def masked(self) -> dict[str, Any]:
-        """The whole configuration as JSON-ready data with every secret replaced by ``***``."""
-        out: dict[str, Any] = {"kafka": {k: (MASK if is_secret_kafka_key(k) else v) for k, v in self.kafka.items()}}
+        """The whole configuration as JSON-ready data with every secret (and URL password) replaced by ``***``."""
+        out: dict[str, Any] = {"kafka": {k: (MASK if is_secret_kafka_key(k) else _plain(v))
+                                         for k, v in self.kafka.items()}}
         for name in _SECTIONS:
             out[name] = {k: _plain(v) for k, v in dataclasses.asdict(getattr(self, name)).items()}
         out["defaults"] = dict(self.defaults)
@@ -179,7 +192,21 @@ def is_secret_kafka_key(key: str) -> bool:
 
 
 def _plain(value: Any) -> Any:
-    return MASK if isinstance(value, SecretStr) else value
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, str):
+        return mask_url_credentials(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s@:]*):([^/\s@]*)@")
+
+
+def mask_url_credentials(text: str) -> str:
+    """``https://user:secret@host`` -> ``https://user:***@host`` wherever a URL appears in ``text``."""
+    return _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
 
 
 def load_config(
@@ -275,7 +302,10 @@ def _coerce(f: dataclasses.Field, value: Any, where: str, from_text: bool) -> An
         return None
     try:
         if base == "SecretStr":
-            return SecretStr(_expect(value, str))
+            if not isinstance(value, str):  # never echo the value: it is a secret, whatever its type
+                kind = "a boolean" if isinstance(value, bool) else f"a value of type {type(value).__name__}"
+                raise TypeError(f"expected a string, got {kind} (not shown: a secret)")
+            return SecretStr(value)
         if base == "str":
             result = _expect(value, str)
             choices = f.metadata.get("choices")
@@ -306,7 +336,7 @@ def _coerce(f: dataclasses.Field, value: Any, where: str, from_text: bool) -> An
                 value = json.loads(value)
             return {str(k): [_expect(v, str) for v in _expect(vs, list)] for k, vs in _expect(value, dict).items()}
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(mask_url_credentials(f"{where}: {exc}")) from None
     raise ConfigError(f"{where}: unsupported type {kind}")  # a programming error, named like the others
 
 

@@ -9,9 +9,12 @@ daemon can requeue and a batch can move on.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -96,9 +99,11 @@ def _json_object(text: Any) -> dict:
 class IngestResult:
     file: str
     pid: str | None
-    status: str  # "created" | "exists" | "repaired" | "failed" | "dry-run"
+    status: str  # "created" | "exists" | "repaired" | "failed" | "rejected" | "dry-run"
     error: str | None = None
     retryable: bool = False
+    #: The failure is the file itself (missing, unreadable): a daemon gives up after ``[ingest] missing_hours``.
+    file_problem: bool = False
     dataset: dict | None = None
     origdatablock: dict | None = None
 
@@ -114,9 +119,33 @@ class Sink(Protocol):
 
 
 class _Failed(Exception):
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool, *, file_problem: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.file_problem = file_problem
+
+
+class _Rejected(Exception):
+    """The path breaks a data-root rule: the file is never opened."""
+
+
+#: OS errors no amount of waiting cures: the file fails at once instead of after the deadline.
+PERMANENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EINVAL, errno.EISDIR})
+_GLOB_CHARS = set("*?[")
+
+
+def explicit_roots(arguments: Sequence[str]) -> list[str]:
+    """The data roots implied by paths an operator typed (``ingest-file``): each file or folder, or a glob's fixed part.
+
+    Why: a backfill of a folder must not follow a symlink out of it, but what the operator named is trusted.
+    """
+    roots = []
+    for given in arguments:
+        if _GLOB_CHARS & set(given) and not os.path.exists(given):
+            fixed = given[:min(given.index(c) for c in _GLOB_CHARS if c in given)]
+            given = fixed if fixed.endswith("/") else os.path.dirname(fixed)
+        roots.append(given or ".")
+    return roots
 
 
 @dataclass
@@ -130,8 +159,11 @@ class Ingestor:
     """Turns finished files into datasets in a ``Sink`` (SciCat), or only builds them (``sink=None``)."""
 
     def __init__(self, cfg: Config, sink: Sink | None, *, checksum: str | None = None,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, explicit_paths: Sequence[str] | None = None) -> None:
+        """``explicit_paths``: what an operator named on a command line (relative names allowed; see ``data_roots``)."""
         self.cfg = cfg
+        self.accept_relative = explicit_paths is not None
+        self.data_roots = self._roots(cfg, explicit_paths)
         self.sink = sink
         self.checksum = checksum or cfg.ingest.checksum
         if self.checksum not in ALGORITHMS:
@@ -143,6 +175,34 @@ class Ingestor:
             self.profiles.get(self.profile_name)  # an unknown or broken profile fails now, not per file
 
     # -- paths ---------------------------------------------------------------------------------
+    @staticmethod
+    def _roots(cfg: Config, explicit_paths: Sequence[str] | None) -> list[str]:
+        """``[ingest] data_roots``, else the local sides of ``path_map`` (+ the cwd and the named paths for a CLI)."""
+        if cfg.ingest.data_roots:
+            roots = list(cfg.ingest.data_roots)
+        else:
+            roots = [local for _writer, local in cfg.ingest.path_map]
+            if explicit_paths is not None:
+                roots += [os.getcwd(), *explicit_roots(explicit_paths)]
+        return sorted({os.path.realpath(r) for r in roots})
+
+    def check_path(self, writer_path: str, local: str) -> str:
+        """The real path of ``local`` when it lies inside a data root; ``_Rejected`` naming the rule otherwise.
+
+        Nothing is opened: ``realpath`` only reads directory entries and links, so a FIFO or a device
+        outside the roots is never touched.
+        """
+        if not os.path.isabs(writer_path) and not self.accept_relative:
+            raise _Rejected(f"{writer_path}: rejected: a relative writer path (the writer must name absolute paths)")
+        if not self.data_roots:
+            raise _Rejected(f"{writer_path}: rejected: no data root configured ([ingest] data_roots or path_map)")
+        real = os.path.realpath(local)
+        for root in self.data_roots:
+            if real == root or real.startswith(root.rstrip("/") + "/"):
+                return real
+        shown = local if real == local else f"{local} (resolves to {real})"
+        raise _Rejected(f"{shown}: rejected: outside the data roots ({', '.join(self.data_roots)})")
+
     def local_path(self, writer_path: str) -> str:
         """The writer's path mapped through ``[ingest] path_map`` (longest matching prefix), made absolute."""
         best: tuple[str, str] | None = None
@@ -176,8 +236,11 @@ class Ingestor:
                 return result
             result.status = self.sink.upsert(dataset, datablock)
             return result
+        except _Rejected as exc:
+            result.status, result.error = "rejected", str(exc)
+            return result
         except _Failed as exc:
-            result.error, result.retryable = str(exc), exc.retryable
+            result.error, result.retryable, result.file_problem = str(exc), exc.retryable, exc.file_problem
         except SfiError as exc:  # ScicatError, MappingError, ProfileError ...
             result.error = f"{writer_path}: {exc}" if writer_path not in str(exc) else str(exc)
             result.retryable = bool(getattr(exc, "retryable", False))
@@ -190,7 +253,7 @@ class Ingestor:
         """(field, value, origin) of everything the dataset would hold; raises ``SfiError`` when unreadable."""
         try:
             prepared = self._prepare(writer_path, run, 0.0, complete=False)
-        except _Failed as exc:
+        except (_Failed, _Rejected) as exc:
             raise SfiError(str(exc)) from None
         mapped = prepared.mapped
         rows: list[tuple[str, object, str]] = [
@@ -207,13 +270,14 @@ class Ingestor:
     def _prepare(self, writer_path: str, run: RunInfo | None, wait_missing: float,
                  *, complete: bool = True) -> _Prepared:
         local = self.local_path(writer_path)
+        self.check_path(writer_path, local)
         shown = local if local == os.path.abspath(writer_path) else f"{local} (writer path {writer_path})"
         self._wait_for(local, shown, wait_missing)
         deadline = time.monotonic() + max(0.0, self.cfg.ingest.file_wait)
         try:
             st = os.stat(local)
         except OSError as exc:
-            raise _Failed(f"{shown}: cannot stat: {exc.strerror or exc}", True) from None
+            raise _Failed(f"{shown}: cannot stat: {exc.strerror or exc}", exc.errno not in PERMANENT_ERRNOS) from None
         facts = _file_facts(local, writer_path, st)
         run = run or RunInfo()
 
@@ -230,6 +294,8 @@ class Ingestor:
             raise _Failed(f"{shown}: file not found (it disappeared)", True) from None
         except NexusError as exc:
             raise _Failed(str(exc), exc.retryable) from None
+        except OSError as exc:
+            raise _Failed(f"{shown}: cannot read: {exc.strerror or exc}", exc.errno not in PERMANENT_ERRNOS) from None
         if complete:
             require_complete(mapped, local)
         return _Prepared(local, mapped, facts)
@@ -238,14 +304,21 @@ class Ingestor:
     def _wait_for(local: str, shown: str, wait_missing: float) -> None:
         deadline = time.monotonic() + max(0.0, wait_missing)
         delay = 0.1
-        while not os.path.exists(local):
+        while True:
+            try:
+                st = os.stat(local)  # stat, never open: a FIFO or device must not block or be read
+                break
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # a name too long, a link loop...: waiting does not help
+                raise _Failed(f"{shown}: {exc.strerror or exc}", exc.errno not in PERMANENT_ERRNOS) from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 waited = f" after waiting {wait_missing:g} s" if wait_missing > 0 else ""
                 raise _Failed(f"{shown}: file not found{waited}", True)
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 2.0)
-        if not os.path.isfile(local):
+        if not stat.S_ISREG(st.st_mode):
             raise _Failed(f"{shown}: not a regular file", False)
 
     def _already_there(self, pid: str) -> bool:

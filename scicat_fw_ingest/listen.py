@@ -5,16 +5,20 @@ Why it is shaped like this:
   (no max.poll.interval.ms eviction) whatever SciCat does. Ingestion runs on a worker pool, so a
   slow checksum of one big file does not hold back the others.
 - An offset is committed only after what its message asked for is durably recorded in the state
-  store (run start cached; file ingested, skipped, failed or queued for retry), and commits move in
-  offset order per partition. At-least-once delivery plus idempotent ingestion = exactly once.
+  store (run start cached; file ingested, skipped, failed, rejected or queued for retry), and
+  commits move in offset order per partition. At-least-once delivery plus idempotent ingestion =
+  exactly once.
+- When the state store cannot record (disk full, locked by another process), nothing is committed:
+  the listener pauses consumption with one ERROR naming the state file and the cause, holds the
+  outcomes it could not write, probes the store every few seconds and resumes once it is writable.
 - Retryable failures (SciCat down, file not visible yet) go to the durable retry queue with
-  exponential backoff; the queue survives restarts. Bad messages are recorded and committed.
+  exponential backoff; the queue survives restarts. A file missing for ``[ingest] missing_hours``
+  becomes ``failed``. Bad messages are recorded (truncated) and committed.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,13 +28,15 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message as KafkaMessage, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
 
-from .config import Config
-from .ingest import IngestResult, Ingestor, RunInfo, open_sink
+from ._listen_health import BrokerProblems, HealthMonitor
+from ._listen_record import OutcomeNotRecorded, ingest_and_record, record_outcome, retry_now, run_info_for
 from ._offsets import OffsetTracker
+from .config import Config
+from .ingest import IngestResult
 from .kafka import make_admin, make_consumer
 from .messages import DecodeError, Message, decode
 from .metrics import LISTEN_METRICS, Metrics
-from .state import DONE, FAILED, QUEUED, StateStore
+from .state import DONE, QUEUED, REJECTED, StateError, StateStore, file_identity
 
 log = logging.getLogger("sfi.listen")
 
@@ -44,6 +50,8 @@ PATTERN_DEFAULTS: dict[str, int] = {"topic.metadata.refresh.interval.ms": 10_000
 
 #: The control-channel schemas the listener understands; anything else on its topics is recorded as bad.
 HANDLED = ("pl72", "wrdn", "answ", "x5f2", "6s4t")
+#: Seconds between attempts to write held outcomes while consumption is paused.
+PROBE_INTERVAL = 2.0
 
 
 @dataclass
@@ -63,6 +71,10 @@ class ListenOptions:
     run_start_max_age: float = 30 * 86400.0
     #: Exit once nothing arrived for this long, nothing is in flight and the retry queue is empty.
     exit_when_idle: float | None = None
+    #: Seconds a missing or unreadable file stays queued before it is ``failed``.
+    missing_deadline: float = 6 * 3600.0
+    #: Seconds between background health checks (/health answers from the last one).
+    health_interval: float = 15.0
 
 
 @dataclass
@@ -70,8 +82,13 @@ class _Work:
     """One file being ingested, and the offsets (possibly several duplicate wrdns) waiting on it."""
 
     key: str
+    writer_path: str
+    wrdn: bytes
+    source: str
     offsets: list[tuple[tuple[str, int], int]] = field(default_factory=list)
     future: Future | None = None
+    #: Set when the outcome is known but could not be written (held until the store is writable).
+    unrecorded: IngestResult | None = None
 
 
 class Listener:
@@ -93,6 +110,16 @@ class Listener:
         self._kafka_errors: dict[int, float] = {}
         self._admin: Any = None
         self._admin_lock = threading.Lock()
+        self.broker_problems = BrokerProblems(cfg.bootstrap)
+        self._health = HealthMonitor({"kafka": self._check_kafka, "scicat": self._check_scicat,
+                                      "state": self._check_state}, interval=options.health_interval)
+        # -- consumption paused because the state store cannot record ---------------------------
+        self._paused_since: float | None = None
+        self._held: list[KafkaMessage] = []  # messages read but not yet handled (store not writable)
+        self._unrecorded: list[_Work] = []
+        self._last_probe = 0.0
+        #: Outcomes still unrecorded when the listener stopped (their messages will be read again).
+        self.unrecorded_at_stop = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -102,32 +129,35 @@ class Listener:
     def consumer(self) -> Consumer | None:
         return self._consumer
 
+    @property
+    def paused(self) -> bool:
+        return self._paused_since is not None
+
     def run(self) -> None:
         opts = self.options
         wanted = {**CONSUMER_DEFAULTS, **(PATTERN_DEFAULTS if any(t.startswith("^") for t in opts.topics) else {})}
-        defaults = {k: v for k, v in wanted.items() if k not in self.cfg.kafka}
-        self._consumer = make_consumer(self.cfg, opts.group, offset_reset=opts.auto_offset_reset, **defaults)
+        defaults: dict[str, Any] = {k: v for k, v in wanted.items() if k not in self.cfg.kafka}
+        self._consumer = make_consumer(self.cfg, opts.group, offset_reset=opts.auto_offset_reset,
+                                       error_cb=self.broker_problems, **defaults)
         self._consumer.subscribe(opts.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_revoke)
+        self._health.start()
         log.info("listening on %s as group %s (%d workers)", ", ".join(opts.topics), opts.group, opts.workers)
         try:
             while not self._stop.is_set():
                 msg = self._consumer.poll(0.2)
                 if msg is not None:
-                    self._handle(msg)
+                    self._receive(msg)
                 self._reap()
                 now = time.monotonic()
-                if now - self._last_retry_scan >= 1.0:
-                    self._last_retry_scan = now
-                    self._schedule_retries()
+                if self.paused:
+                    if now - self._last_probe >= PROBE_INTERVAL:
+                        self._last_probe = now
+                        self._try_resume()
+                else:
+                    self._housekeeping(now)
                 if now - self._last_commit >= opts.commit_interval:
                     self._commit()
-                if now - self._last_prune >= 3600.0:
-                    self._last_prune = now
-                    pruned = self.state.prune_run_starts(opts.run_start_max_age)
-                    if pruned:
-                        log.info("pruned %d cached run start(s) older than %.0f days", pruned,
-                                 opts.run_start_max_age / 86400)
                 if now - self._last_lag >= 10.0:
                     self._last_lag = now
                     self._update_lag()
@@ -135,11 +165,35 @@ class Listener:
                     log.info("idle for %.0f s with nothing pending: stopping", opts.exit_when_idle)
                     break
         finally:
+            self._health.stop()
             self._drain()
 
+    def _housekeeping(self, now: float) -> None:
+        opts = self.options
+        try:
+            if now - self._last_retry_scan >= 1.0:
+                self._last_retry_scan = now
+                self._schedule_retries()
+            if now - self._last_prune >= 3600.0:
+                self._last_prune = now
+                pruned = self.state.prune_run_starts(opts.run_start_max_age)
+                if pruned:
+                    log.info("pruned %d cached run start(s) older than %.0f days", pruned,
+                             opts.run_start_max_age / 86400)
+                pruned = self.state.prune_bad_messages()
+                if pruned:
+                    log.info("pruned %d recorded bad message(s) (by age or count)", pruned)
+        except StateError as exc:
+            self._pause(exc)
+
     def _idle(self, now: float) -> bool:
-        return (self._assigned and now - self._last_message >= (self.options.exit_when_idle or 0) and not self._work
-                and not self.state.counts().get(QUEUED))
+        if self.paused or self._work or self._unrecorded or self._held:
+            return False
+        try:
+            queued = self.state.counts().get(QUEUED)
+        except StateError:
+            return False
+        return self._assigned and now - self._last_message >= (self.options.exit_when_idle or 0) and not queued
 
     def _drain(self) -> None:
         log.info("stopping: finishing %d file(s) in flight", len(self._work))
@@ -147,14 +201,79 @@ class Listener:
         while self._work and time.monotonic() < deadline:
             time.sleep(0.05)
             self._reap()
+        if self.paused:
+            self._try_resume(resume_consumer=False)
         self._commit()
+        self.unrecorded_at_stop = len(self._unrecorded) + len(self._held)
+        if self.unrecorded_at_stop:
+            log.error("stopping with %d outcome(s)/message(s) not recorded in %s: their offsets stay uncommitted "
+                      "and they are processed again at the next start", self.unrecorded_at_stop, self.state.path)
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._consumer is not None:
             self._consumer.close()
         log.info("stopped")
 
+    # -- pausing while the state store cannot record --------------------------------------------
+    def _pause(self, cause: BaseException) -> None:
+        if self._paused_since is not None:
+            return
+        self._paused_since = time.monotonic()
+        self._last_probe = time.monotonic()
+        self.metrics.set("sfi_consumption_paused", 1)
+        if self._consumer is not None:
+            try:
+                self._consumer.pause(self._consumer.assignment())
+            except KafkaException:
+                pass  # messages still delivered are held, not handled: see _receive
+        reason = cause.cause if isinstance(cause, OutcomeNotRecorded) else cause
+        log.error("cannot record outcomes in the state store %s (%s): consumption paused, offsets not committed; "
+                  "resuming when it is writable again", self.state.path, reason)
+
+    def _try_resume(self, *, resume_consumer: bool = True) -> None:
+        """Write the held outcomes, handle the held messages; resume consumption when all went in."""
+        try:
+            while self._unrecorded:
+                work = self._unrecorded[0]
+                if work.unrecorded is not None:
+                    record_outcome(self.state, work.key, work.unrecorded, job_id=self._job_of(work),
+                                   writer_path=work.writer_path, source=work.source, wrdn=work.wrdn,
+                                   retry_base=self.options.retry_base, retry_max=self.options.retry_max,
+                                   missing_deadline=self.options.missing_deadline)
+                    self._unrecorded.pop(0)
+                    for tp, offset in work.offsets:
+                        self._offsets.done(tp, offset)
+                else:  # not even processed: ingest again (idempotent) once writable
+                    self.state.put_meta_probe()
+                    self._unrecorded.pop(0)
+                    work.future = None
+                    self._submit(work, wait_missing=0.0)
+            self.state.put_meta_probe()
+            while self._held:
+                msg = self._held.pop(0)
+                if not self._handle_or_hold(msg, front=True):
+                    return
+        except (StateError, OutcomeNotRecorded):
+            return  # still not writable: stay paused, no new log line
+        if not resume_consumer:
+            return
+        waited = time.monotonic() - (self._paused_since or time.monotonic())
+        self._paused_since = None
+        self.metrics.set("sfi_consumption_paused", 0)
+        if self._consumer is not None:
+            try:
+                self._consumer.resume(self._consumer.assignment())
+            except KafkaException as exc:
+                log.warning("resuming consumption: %s", exc)
+        log.info("state store %s writable again after %.0f s: consumption resumed", self.state.path, waited)
+
+    def _job_of(self, work: _Work) -> str | None:
+        try:
+            return decode(work.wrdn, expect="wrdn").value.job_id or None
+        except DecodeError:
+            return None
+
     # -- messages -----------------------------------------------------------------------------
-    def _handle(self, msg: KafkaMessage) -> None:
+    def _receive(self, msg: KafkaMessage) -> None:
         err = msg.error()
         if err is not None:
             now = time.monotonic()
@@ -162,11 +281,27 @@ class Listener:
                 self._kafka_errors[err.code()] = now  # the same problem at most every 30 s in the log
                 log.warning("Kafka: %s", err.str())
             return
+        self.broker_problems.ok()
         self._last_message = time.monotonic()
+        self._offsets.add((msg.topic(), msg.partition()), msg.offset())  # in flight from now: never committed past
+        if self.paused:
+            self._held.append(msg)
+            return
+        self._handle_or_hold(msg)
+
+    def _handle_or_hold(self, msg: KafkaMessage, *, front: bool = False) -> bool:
+        try:
+            self._handle(msg)
+            return True
+        except StateError as exc:
+            self._held.insert(0, msg) if front else self._held.append(msg)
+            self._pause(exc)
+            return False
+
+    def _handle(self, msg: KafkaMessage) -> None:
         tp, offset = (msg.topic(), msg.partition()), msg.offset()
         source = f"{tp[0]}/{tp[1]}@{offset}"
         payload = msg.value() or b""
-        self._offsets.add(tp, offset)
         try:
             message = decode(payload)
         except DecodeError as exc:
@@ -201,52 +336,64 @@ class Listener:
     def _finished(self, message: Message, payload: bytes, source: str, tp: tuple[str, int], offset: int) -> bool:
         """Start ingesting a finished file; False when its offset is already done."""
         wrdn = message.value
-        key = wrdn.file_name
-        if not key:
+        path = wrdn.file_name
+        if not path:
             self._bad(source, "wrdn without file_name", payload)
             return False
+        key = file_identity(path, wrdn.job_id)  # path AND job: a new run may reuse a path
         if key in self._work:  # a duplicate while the first is still being ingested
             self._work[key].offsets.append((tp, offset))
             return True
         record = self.state.get_file(key)
-        if record is not None and record.status in DONE:
-            log.info("already done %s: %s (%s)", source, key, record.status)
+        if record is not None and record.status in (*DONE, REJECTED):
+            log.info("already %s %s: %s", "done" if record.status in DONE else REJECTED, source, path)
             return False
         if record is not None and record.status == QUEUED:
-            log.info("already queued %s: %s", source, key)
+            log.info("already queued %s: %s", source, path)
             return False
         if wrdn.error_encountered and self.options.on_writer_error == "skip":
-            self.state.record_file(key, job_id=wrdn.job_id, writer_path=key, status="skipped", source=source,
+            self.state.record_file(key, job_id=wrdn.job_id, writer_path=path, status="skipped", source=source,
                                    wrdn=payload, error=f"writer error: {wrdn.message or 'no message'}")
             self.metrics.inc("sfi_datasets_total", outcome="skipped")
-            log.warning("writer reported an error for %s (%s): not ingested (on_writer_error=skip)", key,
+            log.warning("writer reported an error for %s (%s): not ingested (on_writer_error=skip)", path,
                         wrdn.message)
             return False
-        work = _Work(key, [(tp, offset)])
-        self._submit(work, payload, source, wait_missing=self.options.wait_missing)
+        self._submit(_Work(key, path, payload, source, [(tp, offset)]), wait_missing=self.options.wait_missing)
         return True
 
     # -- ingestion ----------------------------------------------------------------------------
-    def _submit(self, work: _Work, wrdn_payload: bytes, source: str, *, wait_missing: float) -> None:
+    def _submit(self, work: _Work, *, wait_missing: float) -> None:
         self._work[work.key] = work
         self.metrics.set("sfi_inflight_files", len(self._work))
-        work.future = self._pool.submit(self._ingest, work.key, wrdn_payload, source, wait_missing)
+        work.future = self._pool.submit(self._ingest, work, wait_missing)
 
-    def _ingest(self, key: str, wrdn_payload: bytes, source: str, wait_missing: float) -> IngestResult:
-        """Worker thread: ingest one file and durably record what happened."""
-        result = ingest_and_record(self.ingestor, self.state, key, wrdn_payload, source,
+    def _ingest(self, work: _Work, wait_missing: float) -> IngestResult:
+        """Worker thread: ingest one file and durably record what happened (``OutcomeNotRecorded`` if not)."""
+        result = ingest_and_record(self.ingestor, self.state, work.key, work.wrdn, work.source,
                                    wait_missing=wait_missing, retry_base=self.options.retry_base,
-                                   retry_max=self.options.retry_max)
+                                   retry_max=self.options.retry_max, writer_path=work.writer_path,
+                                   missing_deadline=self.options.missing_deadline)
         if result.status in DONE:
             self.metrics.set("sfi_last_success_timestamp_seconds", time.time())
-        outcome = result.status if result.status in DONE else ("queued" if result.retryable else "failed")
+        outcome = result.status if result.status in (*DONE, REJECTED) else (
+            "queued" if result.retryable else "failed")
         self.metrics.inc("sfi_datasets_total", outcome=outcome)
         return result
 
     def _reap(self) -> None:
-        """Mark the offsets of finished work as done (their outcome is recorded by now)."""
+        """Mark the offsets of finished work as done — only when its outcome was recorded."""
         for key in [k for k, w in self._work.items() if w.future is not None and w.future.done()]:
             work = self._work.pop(key)
+            exc = work.future.exception() if work.future is not None and not work.future.cancelled() else None
+            if work.future is not None and work.future.cancelled():
+                continue  # shutting down: the offsets stay in flight, the message is read again
+            if exc is not None:
+                if not isinstance(exc, OutcomeNotRecorded):
+                    log.error("ingesting %s: %s: %s", work.writer_path, type(exc).__name__, exc)
+                work.unrecorded = exc.result if isinstance(exc, OutcomeNotRecorded) else None
+                self._unrecorded.append(work)
+                self._pause(exc)
+                continue
             for tp, offset in work.offsets:
                 self._offsets.done(tp, offset)
         self.metrics.set("sfi_inflight_files", len(self._work))
@@ -256,8 +403,8 @@ class Listener:
         for record in self.state.due(now, limit=max(1, self.options.workers * 2)):
             if record.file_key in self._work:
                 continue
-            log.info("retrying %s (attempt %d)", record.file_key, record.attempts + 1)
-            self._submit(_Work(record.file_key), record.wrdn, record.source, wait_missing=0.0)
+            log.info("retrying %s (attempt %d)", record.writer_path, record.attempts + 1)
+            self._submit(_Work(record.file_key, record.writer_path, record.wrdn, record.source), wait_missing=0.0)
         self.metrics.set("sfi_retry_queue_depth", self.state.counts().get(QUEUED, 0))
 
     # -- offsets ------------------------------------------------------------------------------
@@ -274,17 +421,28 @@ class Listener:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = True
+        self.broker_problems.ok()
         self._last_message = time.monotonic()  # idleness counts from having something to read
         log.info("partitions assigned: %s", ", ".join(f"{p.topic}/{p.partition}" for p in partitions) or "none")
+        if self.paused and partitions:
+            try:
+                consumer.pause(partitions)
+            except KafkaException:
+                pass
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         deadline = time.monotonic() + self.options.drain_timeout
-        while self._offsets.inflight(tps) and time.monotonic() < deadline:
+        while self._work and self._offsets.inflight(tps) and time.monotonic() < deadline:
             time.sleep(0.05)
             self._reap()
         self._commit(tps)
         self._offsets.forget(tps)
+        # what was held for these partitions is the new owner's to read again
+        self._held = [m for m in self._held if (m.topic(), m.partition()) not in tps]
+        for work in self._unrecorded:
+            work.offsets = [(tp, o) for tp, o in work.offsets if tp not in tps]
+        self._unrecorded = [w for w in self._unrecorded if w.offsets]
         log.info("partitions revoked: %s", ", ".join(f"{t}/{p}" for t, p in tps))
 
     def _update_lag(self) -> None:
@@ -301,79 +459,28 @@ class Listener:
         except KafkaException:
             return
 
+    # -- health (cached: see _listen_health) ----------------------------------------------------
     def health(self) -> dict[str, tuple[bool, str]]:
-        checks: dict[str, tuple[bool, str]] = {}
-        try:
-            with self._admin_lock:  # its own client: the consumer belongs to the polling thread
-                if self._admin is None:
-                    self._admin = make_admin(self.cfg)
-                n = len(self._admin.list_topics(timeout=2.0).brokers)
-            checks["kafka"] = (n > 0, f"{n} broker(s) reachable")
-        except Exception as exc:  # any failure here is the answer, not a crash
-            checks["kafka"] = (False, _reason(exc))
-        sink: Any = self.ingestor.sink
-        try:
-            sink.ping()
-            checks["scicat"] = (True, "reachable")
-        except Exception as exc:
-            checks["scicat"] = (False, _reason(exc))
-        try:
-            self.state.ping()
-            checks["state"] = (True, str(self.state.path))
-        except Exception as exc:
-            checks["state"] = (False, _reason(exc))
+        checks = self._health.report()
+        if self.paused:
+            checks["state"] = (False, f"{self.state.path}: not writable; consumption paused")
         return checks
 
+    def _check_kafka(self) -> tuple[bool, str]:
+        with self._admin_lock:  # its own client: the consumer belongs to the polling thread
+            if self._admin is None:
+                self._admin = make_admin(self.cfg)
+            n = len(self._admin.list_topics(timeout=min(5.0, self.options.health_interval)).brokers)
+        return n > 0, f"{n} broker(s) reachable"
 
-def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    def _check_scicat(self) -> tuple[bool, str]:
+        self.ingestor.sink.ping()
+        return True, "reachable"
 
-
-def run_info_for(state: StateStore, wrdn_payload: bytes) -> RunInfo:
-    """What Kafka said about a file: its wrdn and, when cached, its run start."""
-    wrdn = decode(wrdn_payload, expect="wrdn").value
-    cached = state.get_run_start(wrdn.job_id) if wrdn.job_id else None
-    run_start = None
-    if cached is not None:
-        try:
-            run_start = decode(cached, expect="pl72").value
-        except DecodeError:
-            run_start = None
-    return RunInfo.from_messages(run_start, wrdn)
+    def _check_state(self) -> tuple[bool, str]:
+        self.state.ping()
+        return True, str(self.state.path)
 
 
-def ingest_and_record(ingestor: Any, state: StateStore, key: str, wrdn_payload: bytes, source: str, *,
-                      wait_missing: float, retry_base: float = 2.0, retry_max: float = 300.0) -> IngestResult:
-    """Ingest one finished file and durably record its outcome (done, queued with backoff, or failed)."""
-    run = run_info_for(state, wrdn_payload)
-    try:
-        # skip_existing=False: the state store already knows what is done, and upsert looks the pid up
-        result = ingestor.ingest(key, run, wait_missing=wait_missing, skip_existing=False)
-    except Exception as exc:  # a bug must not lose the file: queue it like a retryable failure
-        log.exception("unexpected error ingesting %s", key)
-        result = IngestResult(file=key, pid=None, status="failed", error=f"internal error: {exc}", retryable=True)
-    previous = state.get_file(key)
-    attempts = (previous.attempts if previous else 0) + 1
-    common = dict(job_id=run.job_id, writer_path=key, pid=result.pid, source=source, wrdn=wrdn_payload)
-    if result.status in DONE:
-        state.record_file(key, status=result.status, **common)
-        log.info("%s %s -> pid %s", result.status, key, result.pid)
-    elif result.retryable:
-        delay = min(retry_max, retry_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
-        state.record_file(key, status=QUEUED, error=result.error, next_attempt=time.time() + delay, **common)
-        log.warning("will retry %s in %.0f s (attempt %d): %s", key, delay, attempts, result.error)
-    else:
-        state.record_file(key, status=FAILED, error=result.error, **common)
-        log.error("failed %s: %s", key, result.error)
-    return result
-
-
-def retry_now(cfg: Config, state: StateStore) -> list[IngestResult]:
-    """``sfi retry --now``: ingest every due file of the queue in this process."""
-    sink, _ = open_sink(cfg)
-    ingestor = Ingestor(cfg, sink)
-    try:
-        return [ingest_and_record(ingestor, state, r.file_key, r.wrdn, r.source, wait_missing=0.0)
-                for r in state.due(time.time(), limit=1_000_000)]
-    finally:
-        sink.close()
+__all__ = ["Listener", "ListenOptions", "OutcomeNotRecorded", "ingest_and_record", "record_outcome",
+           "retry_now", "run_info_for"]

@@ -26,7 +26,10 @@ LISTEN_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "sfi_messages_invalid_total": (
         COUNTER, "Messages that could not be decoded, had an unexpected schema or carried bad JSON.", ()),
     "sfi_datasets_total": (
-        COUNTER, "Finished files by outcome: created, exists, repaired, failed, skipped.", ("outcome",)),
+        COUNTER, "Finished files by outcome: created, exists, repaired, skipped, queued, failed, rejected.",
+        ("outcome",)),
+    "sfi_consumption_paused": (
+        GAUGE, "1 while the listener holds consumption because the state store cannot record outcomes.", ()),
     "sfi_retry_queue_depth": (
         GAUGE, "Files waiting in the durable retry queue.", ()),
     "sfi_last_success_timestamp_seconds": (

@@ -11,6 +11,7 @@ keeps SQLite simple. ``synchronous=FULL`` so that a recorded outcome survives po
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -39,23 +40,56 @@ CREATE TABLE IF NOT EXISTS files (
     next_attempt REAL,
     updated_at   REAL NOT NULL,
     source       TEXT NOT NULL,
-    wrdn         BLOB NOT NULL
+    wrdn         BLOB NOT NULL,
+    first_seen   REAL
 );
 CREATE INDEX IF NOT EXISTS files_due ON files (status, next_attempt);
 CREATE TABLE IF NOT EXISTS bad_messages (
-    source      TEXT PRIMARY KEY,
-    reason      TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    payload     BLOB
+    source         TEXT PRIMARY KEY,
+    reason         TEXT NOT NULL,
+    received_at    REAL NOT NULL,
+    payload        BLOB,
+    payload_length INTEGER,
+    payload_sha256 TEXT
+);
+CREATE INDEX IF NOT EXISTS bad_messages_age ON bad_messages (received_at);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
 );
 """
+
+#: Schema versions (PRAGMA user_version): 0 = files keyed by path only, big bad-message payloads;
+#: 2 = files keyed by path and job (``file_identity``), ``first_seen``, truncated bad payloads.
+SCHEMA_VERSION = 2
 
 #: Final outcomes (nothing more to do) and the ones that still owe work.
 DONE = ("created", "exists", "repaired", "skipped")
 QUEUED = "queued"
 FAILED = "failed"
-#: Payloads of undecodable messages are kept up to this size for later inspection.
-MAX_BAD_PAYLOAD = 1 << 20
+#: A path outside every data root (or relative): never opened, never retried.
+REJECTED = "rejected"
+#: Outcomes that end a file's life in the listener (a repeated wrdn for it is not ingested again).
+TERMINAL = (*DONE, FAILED, REJECTED)
+#: Of an undecodable message only this much is kept (plus its length and sha256) for inspection.
+BAD_PAYLOAD_KEPT = 4096
+_COLUMNS = ("file_key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source, wrdn, "
+            "first_seen")
+
+
+def file_identity(writer_path: str, job_id: str | None = None, *, size: int | None = None,
+                  mtime: float | None = None) -> str:
+    """The key a file's outcome is stored under: its path plus the job that wrote it (or size+mtime).
+
+    Why not the path alone: a writer reusing a path for a new run would otherwise see its new file
+    deduplicated against the old one and never ingested. A folder watcher without job ids passes the
+    file's size and mtime instead.
+    """
+    if job_id:
+        return f"{writer_path}#job={job_id}"
+    if size is not None and mtime is not None:
+        return f"{writer_path}#size={size},mtime={mtime:.6f}"
+    return writer_path
 
 
 class StateError(SfiError):
@@ -75,6 +109,7 @@ class FileRecord:
     updated_at: float
     source: str
     wrdn: bytes
+    first_seen: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,23 +117,62 @@ class BadMessage:
     source: str
     reason: str
     received_at: float
+    payload_length: int | None = None
+    payload_sha256: str | None = None
+
+
+def _record(row: tuple) -> FileRecord:
+    return FileRecord(*row[:10], bytes(row[10] or b""), row[11])
 
 
 class StateStore:
-    """Run-start cache, file outcomes, retry queue and bad messages of one listener (or group member)."""
+    """Run-start cache, file outcomes, retry queue and bad messages of one listener (or group member).
 
-    def __init__(self, state_dir: str | Path) -> None:
+    ``busy_timeout``: seconds a write waits for another connection's lock before it fails with
+    ``StateError`` (the listener then pauses; see listen.py). ``bad_max``/``bad_days`` bound the
+    bad-message table by count and age.
+    """
+
+    def __init__(self, state_dir: str | Path, *, busy_timeout: float = 30.0, bad_max: int = 2000,
+                 bad_days: float = 30.0) -> None:
         self.directory = Path(state_dir)
+        self.bad_max, self.bad_days = bad_max, bad_days
+        self._bad_since_prune = 0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.path = self.directory / "sfi-state.sqlite3"
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                       timeout=busy_timeout)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"state directory {state_dir}: cannot open the state store: {exc}") from None
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring an older state database up to ``SCHEMA_VERSION`` in place."""
+        db = self._db
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        existed = bool(db.execute("SELECT 1 FROM sqlite_master WHERE name='files'").fetchall())
+        if existed and version < SCHEMA_VERSION:
+            db.execute("BEGIN IMMEDIATE")
+            columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
+            if "first_seen" not in columns:
+                db.execute("ALTER TABLE files ADD COLUMN first_seen REAL")
+            db.execute("UPDATE files SET first_seen = updated_at WHERE first_seen IS NULL")
+            db.execute("""UPDATE OR IGNORE files SET file_key = writer_path || '#job=' || job_id
+                          WHERE job_id IS NOT NULL AND job_id != '' AND file_key = writer_path""")
+            bad_columns = {r[1] for r in db.execute("PRAGMA table_info(bad_messages)")}
+            for name, kind in (("payload_length", "INTEGER"), ("payload_sha256", "TEXT")):
+                if name not in bad_columns:
+                    db.execute(f"ALTER TABLE bad_messages ADD COLUMN {name} {kind}")
+            db.execute("UPDATE bad_messages SET payload_length = length(payload) WHERE payload_length IS NULL")
+            db.execute("UPDATE bad_messages SET payload = substr(payload, 1, ?) WHERE length(payload) > ?",
+                       (BAD_PAYLOAD_KEPT, BAD_PAYLOAD_KEPT))
+            db.execute("COMMIT")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -112,7 +186,11 @@ class StateStore:
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK") if self._db.in_transaction else None
+                try:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the original error is the one worth reporting
                 raise StateError(f"state store {self.path}: {exc}") from None
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -124,6 +202,11 @@ class StateStore:
 
     def ping(self) -> None:
         self._query("SELECT 1")
+
+    def put_meta_probe(self) -> None:
+        """A real write (``StateError`` when the store cannot take one): is it writable again?"""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('last_write_probe', ?)", (repr(time.time()),))
 
     # -- run starts ---------------------------------------------------------------------------
     def put_run_start(self, job_id: str, payload: bytes, source: str) -> None:
@@ -140,57 +223,91 @@ class StateStore:
 
     # -- files --------------------------------------------------------------------------------
     def get_file(self, file_key: str) -> FileRecord | None:
-        rows = self._query("SELECT * FROM files WHERE file_key = ?", (file_key,))
-        return FileRecord(*rows[0][:10], bytes(rows[0][10])) if rows else None
+        rows = self._query(f"SELECT {_COLUMNS} FROM files WHERE file_key = ?", (file_key,))
+        return _record(rows[0]) if rows else None
 
     def record_file(self, file_key: str, *, job_id: str | None, writer_path: str, status: str, source: str,
-                    wrdn: bytes, pid: str | None = None, error: str | None = None,
+                    wrdn: bytes | None, pid: str | None = None, error: str | None = None,
                     next_attempt: float | None = None, attempt: bool = True) -> None:
-        """Insert or update a file's outcome; ``attempt`` counts one more ingestion attempt."""
+        """Insert or update a file's outcome; ``attempt`` counts one more ingestion attempt.
+
+        ``wrdn`` may be empty for a file that no finished-writing message announced (a folder watcher).
+        """
+        now = time.time()
         with self._tx() as db:
             db.execute(
-                """INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                f"""INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(file_key) DO UPDATE SET status=excluded.status, pid=COALESCE(excluded.pid, pid),
                    error=excluded.error, attempts=attempts + ?, next_attempt=excluded.next_attempt,
                    updated_at=excluded.updated_at, job_id=COALESCE(excluded.job_id, job_id)""",
-                (file_key, job_id, writer_path, status, pid, error, int(attempt), next_attempt, time.time(), source,
-                 wrdn, int(attempt)),
+                (file_key, job_id, writer_path, status, pid, error, int(attempt), next_attempt, now, source,
+                 wrdn or b"", now, int(attempt)),
             )
 
     def due(self, now: float, limit: int = 100) -> list[FileRecord]:
-        rows = self._query("SELECT * FROM files WHERE status = ? AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
-                           (QUEUED, now, limit))
-        return [FileRecord(*r[:10], bytes(r[10])) for r in rows]
+        rows = self._query(f"SELECT {_COLUMNS} FROM files WHERE status = ? AND next_attempt <= ? "
+                           "ORDER BY next_attempt LIMIT ?", (QUEUED, now, limit))
+        return [_record(r) for r in rows]
 
     def files(self, statuses: tuple[str, ...] | None = None) -> list[FileRecord]:
         if statuses:
             marks = ",".join("?" * len(statuses))
-            rows = self._query(f"SELECT * FROM files WHERE status IN ({marks}) ORDER BY updated_at", statuses)
+            rows = self._query(f"SELECT {_COLUMNS} FROM files WHERE status IN ({marks}) ORDER BY updated_at",
+                               statuses)
         else:
-            rows = self._query("SELECT * FROM files ORDER BY updated_at")
-        return [FileRecord(*r[:10], bytes(r[10])) for r in rows]
+            rows = self._query(f"SELECT {_COLUMNS} FROM files ORDER BY updated_at")
+        return [_record(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         return {status: n for status, n in self._query("SELECT status, COUNT(*) FROM files GROUP BY status")}
 
     def requeue(self, keys: list[str] | None = None) -> int:
-        """Put failed files (all, or the named ones) back in the retry queue, due now."""
+        """Put failed files (all, or the named ones: writer path or state key) back in the queue, due now."""
         with self._tx() as db:
             if keys is None:
-                return db.execute("UPDATE files SET status=?, next_attempt=? WHERE status=?",
-                                  (QUEUED, time.time(), FAILED)).rowcount
+                return db.execute("UPDATE files SET status=?, next_attempt=?, first_seen=? WHERE status=?",
+                                  (QUEUED, time.time(), time.time(), FAILED)).rowcount
             n = 0
             for key in keys:
-                n += db.execute("UPDATE files SET status=?, next_attempt=? WHERE file_key=? AND status IN (?, ?)",
-                                (QUEUED, time.time(), key, FAILED, QUEUED)).rowcount
+                n += db.execute("UPDATE files SET status=?, next_attempt=?, first_seen=? "
+                                "WHERE (file_key=? OR writer_path=?) AND status IN (?, ?)",
+                                (QUEUED, time.time(), time.time(), key, key, FAILED, QUEUED)).rowcount
             return n
 
     # -- bad messages -------------------------------------------------------------------------
     def record_bad_message(self, source: str, reason: str, payload: bytes | None) -> None:
-        kept = payload if payload is not None and len(payload) <= MAX_BAD_PAYLOAD else None
+        """Keep the first ``BAD_PAYLOAD_KEPT`` bytes, the length and the sha256; prune by count and age.
+
+        Why truncated: a misrouted detector stream is megabytes per message and would fill the disk the
+        outcomes need; the head of a payload is what identifies it, the hash what matches it to a dump.
+        """
+        kept = payload[:BAD_PAYLOAD_KEPT] if payload is not None else None
+        length = len(payload) if payload is not None else None
+        digest = hashlib.sha256(payload).hexdigest() if payload is not None else None
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO bad_messages VALUES (?, ?, ?, ?)", (source, reason, time.time(), kept))
+            db.execute("INSERT OR REPLACE INTO bad_messages VALUES (?, ?, ?, ?, ?, ?)",
+                       (source, reason, time.time(), kept, length, digest))
+            self._bad_since_prune += 1
+            if self._bad_since_prune >= max(1, self.bad_max // 20):
+                self._bad_since_prune = 0
+                self._prune_bad(db)
+
+    def prune_bad_messages(self) -> int:
+        with self._tx() as db:
+            return self._prune_bad(db)
+
+    def _prune_bad(self, db: sqlite3.Connection) -> int:
+        n = db.execute("DELETE FROM bad_messages WHERE received_at < ?",
+                       (time.time() - self.bad_days * 86400,)).rowcount
+        n += db.execute("""DELETE FROM bad_messages WHERE source IN (SELECT source FROM bad_messages
+                           ORDER BY received_at DESC LIMIT -1 OFFSET ?)""", (self.bad_max,)).rowcount
+        return n
 
     def bad_messages(self) -> list[BadMessage]:
         return [BadMessage(*r) for r in self._query(
-            "SELECT source, reason, received_at FROM bad_messages ORDER BY received_at")]
+            "SELECT source, reason, received_at, payload_length, payload_sha256 FROM bad_messages "
+            "ORDER BY received_at")]
+
+    def bad_payload(self, source: str) -> bytes | None:
+        rows = self._query("SELECT payload FROM bad_messages WHERE source = ?", (source,))
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None

@@ -272,7 +272,8 @@ def test_health_and_metrics_endpoints(tmp_path, data_dir, kafka_config, kafka_bo
     jobs = make_jobs(data_dir, 3, topic=topic)
     publish(kafka_config, jobs)
     port = free_port()
-    proc = listener(tmp_path, "h", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=config_file(tmp_path, data_dir),
+    proc = listener(tmp_path, "h", bootstrap=kafka_bootstrap, scicat=scicat,
+                    cfg_path=config_file(tmp_path, data_dir, "health_interval = 0.5\n"),
                     topic=topic, group=f"g-{topic}", extra=["--http-port", str(port), "--log-format", "json"]).start()
     base = f"http://127.0.0.1:{port}"
     try:
@@ -284,10 +285,14 @@ def test_health_and_metrics_endpoints(tmp_path, data_dir, kafka_config, kafka_bo
         assert 'sfi_datasets_total{outcome="created"} 3' in metrics
         assert 'sfi_messages_consumed_total{schema="wrdn"} 3' in metrics
         assert "sfi_retry_queue_depth 0" in metrics
-        scicat.refuse()
-        status, body = _get(f"{base}/health")
-        assert status == 503 and json.loads(body)["checks"]["scicat"]["ok"] is False
+        scicat.refuse()  # checks run in the background: /health answers from the last one
+        wait_for(lambda: _get(f"{base}/health")[0] == 503, 10, "/health to see SciCat gone")
+        assert json.loads(_get(f"{base}/health")[1])["checks"]["scicat"]["ok"] is False
         scicat.resume()
+        wait_for(lambda: _get(f"{base}/health")[0] == 200, 10, "/health to see SciCat back")
+        scicat.slow(8.0)  # SciCat hangs: /health still answers (from the cache) and says so
+        wait_for(lambda: "no answer for" in _get(f"{base}/health")[1], 15, "/health to report the hanging SciCat")
+        scicat.slow(0.0)
     finally:
         assert proc.terminate() == 0
     lines = [json.loads(line) for line in proc.log().splitlines() if line.startswith("{")]

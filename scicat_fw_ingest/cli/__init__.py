@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="sfi")
     except SfiError as exc:
-        sys.stderr.write(f"sfi: error: {exc}\n")
+        from ..config import mask_url_credentials  # a URL with user:password@ must not reach the terminal
+
+        sys.stderr.write(f"sfi: error: {mask_url_credentials(str(exc))}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

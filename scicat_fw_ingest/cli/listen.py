@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..state import FAILED, QUEUED, StateStore
 from ._app import app
-from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout
+from ._common import BrokerOpt, ConfigOpt, JsonOpt, LogLevelOpt, QuietOpt, VerboseOpt, load, start_logging, stdout
 
 StateDirOpt = Annotated[str | None, typer.Option("--state-dir", help="State directory (else $SFI_STATE_DIR or \\"
                                                  "[listen] state_dir).", show_default=False)]
@@ -48,6 +48,9 @@ def listen_command(
     log_format: Annotated[str | None, typer.Option("--log-format", help="text|json.", show_default=False)] = None,
     exit_when_idle: Annotated[float | None, typer.Option("--exit-when-idle", help="Stop after S seconds without "
                                                          "messages and nothing pending.", show_default=False)] = None,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+    log_level: LogLevelOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Consume file-writer channels and ingest every finished file into SciCat, exactly once."""
@@ -55,16 +58,23 @@ def listen_command(
                ingest={"checksum": checksum},
                listen={"state_dir": state_dir, "group": group, "topics": topic or None, "workers": workers,
                        "processes": processes, "catalogue_dir": catalogue_dir, "on_writer_error": on_writer_error,
-                       "auto_offset_reset": auto_offset_reset, "http_port": http_port, "http_host": http_host, "log_format": log_format})
+                       "auto_offset_reset": auto_offset_reset, "http_port": http_port, "http_host": http_host,
+                       "log_format": log_format})
     lc = cfg.listen
     if not lc.topics:
         raise typer.BadParameter("give at least one --topic (or [listen] topics)")
-    from .._logging import setup_logging
+    from ..config import mask_url_credentials
+    from ..errors import ConfigError
     from ..ingest import Ingestor, open_sink
     from ..listen import Listener, ListenOptions
 
-    setup_logging(lc.log_format)
-    state = StateStore(lc.state_dir)
+    start_logging(cfg, lc.log_format, verbose, quiet, log_level)
+    roots = Ingestor._roots(cfg, None)
+    if not roots:
+        raise ConfigError("sfi listen: no data root: set [ingest] data_roots (folders the writer's files may be "
+                          "in) or [ingest] path_map; files outside them are rejected, never read")
+    state = StateStore(lc.state_dir, busy_timeout=lc.state_busy_timeout, bad_max=lc.bad_messages_max,
+                       bad_days=lc.bad_messages_days)
     sink, where = open_sink(cfg)
     if lc.processes > 0:
         from .._procpool import ProcessIngestor
@@ -77,7 +87,8 @@ def listen_command(
     options = ListenOptions(topics=lc.topics, group=lc.group, auto_offset_reset=lc.auto_offset_reset,
                             on_writer_error=lc.on_writer_error, workers=lc.workers, wait_missing=cfg.ingest.file_wait,
                             retry_base=lc.retry_base, retry_max=lc.retry_max, exit_when_idle=exit_when_idle,
-                            run_start_max_age=lc.run_start_days * 86400)
+                            run_start_max_age=lc.run_start_days * 86400,
+                            missing_deadline=cfg.ingest.missing_hours * 3600, health_interval=lc.health_interval)
     listener = Listener(cfg, options, ingestor=ingestor, state=state)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: listener.stop())
@@ -89,7 +100,8 @@ def listen_command(
         ops.start()
     import logging
 
-    logging.getLogger("sfi.listen").info("datasets go to %s; state in %s", where, state.path)
+    logging.getLogger("sfi.listen").info("datasets go to %s; state in %s; data roots %s",
+                                         mask_url_credentials(where), state.path, ", ".join(roots))
     try:
         listener.run()
     finally:
@@ -97,6 +109,8 @@ def listen_command(
             ops.stop()
         release()
         state.close()
+    if listener.unrecorded_at_stop:
+        raise typer.Exit(1)
 
 
 @app.command("failures")

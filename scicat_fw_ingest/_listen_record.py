@@ -1,0 +1,117 @@
+"""One finished file: ingest it and durably record what happened (done, queued with backoff, failed, rejected).
+
+Why its own module: the listener, ``sfi retry --now`` and a folder watcher share this step unchanged.
+What is stored and logged is scrubbed of secrets first (a server's error may echo a token).
+A state store that cannot take the outcome raises ``OutcomeNotRecorded`` carrying the result, so the
+caller can keep the message uncommitted and record the outcome later without ingesting again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from ._logging import scrub
+from .errors import SfiError
+from .ingest import IngestResult, RunInfo
+from .messages import DecodeError, decode
+from .state import DONE, FAILED, QUEUED, REJECTED, StateError, StateStore
+
+log = logging.getLogger("sfi.listen")
+
+
+class OutcomeNotRecorded(SfiError):
+    """The file was processed but its outcome could not be written to the state store."""
+
+    def __init__(self, result: IngestResult | None, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.result = result
+        self.cause = cause
+
+
+def run_info_for(state: StateStore, wrdn_payload: bytes | None) -> RunInfo:
+    """What Kafka said about a file: its wrdn and, when cached, its run start (nothing for a watched file)."""
+    if not wrdn_payload:
+        return RunInfo()
+    wrdn = decode(wrdn_payload, expect="wrdn").value
+    cached = state.get_run_start(wrdn.job_id) if wrdn.job_id else None
+    run_start = None
+    if cached is not None:
+        try:
+            run_start = decode(cached, expect="pl72").value
+        except DecodeError:
+            run_start = None
+    return RunInfo.from_messages(run_start, wrdn)
+
+
+def ingest_and_record(ingestor: Any, state: StateStore, key: str, wrdn_payload: bytes | None, source: str, *,
+                      wait_missing: float, retry_base: float = 2.0, retry_max: float = 300.0,
+                      writer_path: str | None = None, missing_deadline: float = 6 * 3600.0) -> IngestResult:
+    """Ingest one finished file and durably record its outcome under ``key`` (see ``state.file_identity``).
+
+    ``writer_path`` defaults to ``key``. Raises ``OutcomeNotRecorded`` when the state store fails.
+    """
+    path = writer_path or key
+    try:
+        run = run_info_for(state, wrdn_payload)
+    except StateError as exc:
+        raise OutcomeNotRecorded(None, exc) from None
+    try:
+        # skip_existing=False: the state store already knows what is done, and upsert looks the pid up
+        result = ingestor.ingest(path, run, wait_missing=wait_missing, skip_existing=False)
+    except Exception as exc:  # a bug must not lose the file: queue it like a retryable failure
+        log.exception("unexpected error ingesting %s", path)
+        result = IngestResult(file=path, pid=None, status="failed", error=f"internal error: {exc}", retryable=True)
+    record_outcome(state, key, result, job_id=run.job_id, writer_path=path, source=source, wrdn=wrdn_payload,
+                   retry_base=retry_base, retry_max=retry_max, missing_deadline=missing_deadline)
+    return result
+
+
+def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id: str | None, writer_path: str,
+                   source: str, wrdn: bytes | None, retry_base: float = 2.0, retry_max: float = 300.0,
+                   missing_deadline: float = 6 * 3600.0) -> str:
+    """Write ``result`` to the state (status returned); ``OutcomeNotRecorded`` when the store refuses."""
+    error = scrub(result.error) if result.error else None
+    common = dict(job_id=job_id, writer_path=writer_path, pid=result.pid, source=source, wrdn=wrdn)
+    try:
+        previous = state.get_file(key)
+        attempts = (previous.attempts if previous else 0) + 1
+        first_seen = previous.first_seen if previous and previous.first_seen and previous.status == QUEUED else None
+        waited = time.time() - first_seen if first_seen else 0.0
+        if result.status in DONE:
+            state.record_file(key, status=result.status, **common)
+            log.info("%s %s -> pid %s", result.status, writer_path, result.pid)
+            return result.status
+        if result.status == REJECTED:
+            state.record_file(key, status=REJECTED, error=error, **common)
+            log.warning("%s", error)
+            return REJECTED
+        if result.retryable and result.file_problem and waited >= missing_deadline:
+            error = f"{error} (gave up after {waited / 3600:.1f} h, [ingest] missing_hours)"
+            result.retryable = False
+        if result.retryable:
+            delay = min(retry_max, retry_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+            state.record_file(key, status=QUEUED, error=error, next_attempt=time.time() + delay, **common)
+            log.warning("will retry %s in %.0f s (attempt %d): %s", writer_path, delay, attempts, error)
+            return QUEUED
+        state.record_file(key, status=FAILED, error=error, **common)
+        log.error("failed %s: %s", writer_path, error)
+        return FAILED
+    except StateError as exc:
+        raise OutcomeNotRecorded(result, exc) from None
+
+
+def retry_now(cfg: Any, state: StateStore) -> list[IngestResult]:
+    """``sfi retry --now``: ingest every due file of the queue in this process."""
+    from .ingest import Ingestor, open_sink
+
+    sink, _ = open_sink(cfg)
+    ingestor = Ingestor(cfg, sink)
+    try:
+        return [ingest_and_record(ingestor, state, r.file_key, r.wrdn, r.source, wait_missing=0.0,
+                                  writer_path=r.writer_path, missing_deadline=cfg.ingest.missing_hours * 3600)
+                for r in state.due(time.time(), limit=1_000_000)]
+    finally:
+        sink.close()
