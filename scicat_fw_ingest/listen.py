@@ -226,6 +226,7 @@ class Listener:
             except KafkaException:
                 pass  # messages still delivered are held, not handled: see _receive
         reason = cause.cause if isinstance(cause, OutcomeNotRecorded) else cause
+        reason = getattr(reason, "reason", None) or reason
         log.error("cannot record outcomes in the state store %s (%s): consumption paused, offsets not committed; "
                   "resuming when it is writable again", self.state.path, reason)
 

@@ -93,7 +93,11 @@ def file_identity(writer_path: str, job_id: str | None = None, *, size: int | No
 
 
 class StateError(SfiError):
-    """The state directory cannot be opened or written."""
+    """The state directory cannot be opened or written; ``reason`` is SQLite's own words."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)
@@ -191,14 +195,14 @@ class StateStore:
                         self._db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass  # the original error is the one worth reporting
-                raise StateError(f"state store {self.path}: {exc}") from None
+                raise StateError(f"state store {self.path}: {exc}", str(exc)) from None
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise StateError(f"state store {self.path}: {exc}") from None
+                raise StateError(f"state store {self.path}: {exc}", str(exc)) from None
 
     def ping(self) -> None:
         self._query("SELECT 1")

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
+from confluent_kafka import TopicPartition
 
 from scicat_fw_ingest.config import Config
-from scicat_fw_ingest.kafka import ensure_topics, make_producer
+from scicat_fw_ingest.kafka import ensure_topics, make_consumer, make_producer
 from scicat_fw_ingest.simulate import Job, job_messages
+from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 #: Where the simulated writer "writes"; the listener maps it to the test's directory.
 WRITER_PREFIX = "/writer/out"
@@ -129,3 +131,35 @@ class ListenerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def listener(tmp_path: Path, name: str, *, bootstrap: str, scicat: ScicatTestServer, cfg_path: Path,
+             topic: str, group: str, extra: list[str] | None = None,
+             env_extra: dict[str, str] | None = None) -> ListenerProcess:
+    env = {"SFI_KAFKA_BOOTSTRAP": bootstrap, "SFI_SCICAT_URL": scicat.url, "SFI_SCICAT_TOKEN": scicat.token,
+           "SFI_CONFIG": str(cfg_path), "SFI_STATE_DIR": str(tmp_path / f"state-{name}"), **(env_extra or {})}
+    return ListenerProcess(["--topic", topic, "--group", group, *(extra or [])], env, tmp_path / f"{name}.log")
+
+
+def assert_each_once(scicat: ScicatTestServer, jobs, data_dir: Path) -> None:
+    """Every job's file is one dataset with exactly one datablock listing that file."""
+    pids = {p.split("/")[-1] if "/" in p else p: p for p in scicat.datasets}
+    assert len(scicat.datasets) == len(jobs), f"{len(scicat.datasets)} datasets for {len(jobs)} jobs"
+    for job in jobs:
+        matching = [p for p in scicat.datasets if p.endswith(job.job_id)]
+        assert len(matching) == 1, f"job {job.job_id}: {len(matching)} datasets"
+        blocks = scicat.origdatablocks.get(matching[0], [])
+        assert len(blocks) == 1, f"job {job.job_id}: {len(blocks)} datablocks"
+        files = blocks[0]["dataFileList"]
+        assert [Path(f["path"]).name for f in files] == [job.filename]
+        assert files[0]["size"] == (data_dir / job.filename).stat().st_size
+    assert pids  # silence unused
+
+
+def committed(bootstrap_cfg, group: str, topic: str, partitions: int = 1) -> list[int]:
+    consumer = make_consumer(bootstrap_cfg, group)
+    try:
+        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [tp.offset for tp in got]
+    finally:
+        consumer.close()
