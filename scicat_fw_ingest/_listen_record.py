@@ -89,7 +89,7 @@ def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id:
             log.warning("%s", error)
             return REJECTED
         if result.retryable and result.file_problem and waited >= missing_deadline:
-            error = f"{error} (gave up after {waited / 3600:.1f} h, [ingest] missing_hours)"
+            error = f"{error} (gave up after {_duration(waited)}: [ingest] missing_hours)"
             result.retryable = False
         if result.retryable:
             delay = min(retry_max, retry_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
@@ -101,6 +101,12 @@ def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id:
         return FAILED
     except StateError as exc:
         raise OutcomeNotRecorded(result, exc) from None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def retry_now(cfg: Any, state: StateStore) -> list[IngestResult]:

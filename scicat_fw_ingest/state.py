@@ -266,7 +266,7 @@ class StateStore:
         return {status: n for status, n in self._query("SELECT status, COUNT(*) FROM files GROUP BY status")}
 
     def requeue(self, keys: list[str] | None = None) -> int:
-        """Put failed files (all, or the named ones: writer path or state key) back in the queue, due now."""
+        """Put failed files (all, or the named ones: writer path or state key, rejected too) back in the queue."""
         with self._tx() as db:
             if keys is None:
                 return db.execute("UPDATE files SET status=?, next_attempt=?, first_seen=? WHERE status=?",
@@ -274,8 +274,8 @@ class StateStore:
             n = 0
             for key in keys:
                 n += db.execute("UPDATE files SET status=?, next_attempt=?, first_seen=? "
-                                "WHERE (file_key=? OR writer_path=?) AND status IN (?, ?)",
-                                (QUEUED, time.time(), time.time(), key, key, FAILED, QUEUED)).rowcount
+                                "WHERE (file_key=? OR writer_path=?) AND status IN (?, ?, ?)",
+                                (QUEUED, time.time(), time.time(), key, key, FAILED, QUEUED, REJECTED)).rowcount
             return n
 
     # -- bad messages -------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def ingest_file_command(
     early = [IngestResult(path, None, "failed", error=problem) for path, problem in items if problem]
 
     if explain:
-        ingestor = Ingestor(cfg, None)
+        ingestor = Ingestor(cfg, None, explicit_paths=paths)
         failed = len(early)
         for result in early:
             warn(f"ingest-file: {result.error}")
@@ -119,7 +119,7 @@ def ingest_file_command(
 
         sink = ScicatClient.from_config(cfg.scicat)
     try:
-        ingestor = Ingestor(cfg, sink)
+        ingestor = Ingestor(cfg, sink, explicit_paths=paths)  # what the operator named is a data root
         results = early + _run(ingestor, files, cfg.ingest.workers, as_json, dry_run)
     finally:
         if sink is not None:
@@ -128,7 +128,7 @@ def ingest_file_command(
         _emit(result, as_json, dry_run)
     if not as_json:
         _summary(results)
-    raise typer.Exit(1 if any(r.status == "failed" for r in results) else 0)
+    raise typer.Exit(1 if any(r.status in ("failed", "rejected") for r in results) else 0)
 
 
 def _run(ingestor: Ingestor, files: list[str], workers: int, as_json: bool, dry_run: bool) -> list[IngestResult]:
@@ -154,7 +154,7 @@ def _emit(result: IngestResult, as_json: bool, dry_run: bool, *, quiet: bool = F
         stdout.file.write(json.dumps(record, ensure_ascii=False) + "\n")
         stdout.file.flush()
         return
-    if result.status == "failed":
+    if result.status in ("failed", "rejected"):
         warn(f"ingest-file: {result.error}")
         return
     if dry_run:
@@ -172,7 +172,7 @@ def _summary(results: list[IngestResult]) -> None:
     table = Table(title="ingest-file summary", show_edge=False)
     table.add_column("status")
     table.add_column("files", justify="right")
-    for status in ("created", "repaired", "exists", "dry-run", "failed"):
+    for status in ("created", "repaired", "exists", "dry-run", "failed", "rejected"):
         if counts.get(status):
             table.add_row(status, str(counts[status]))
     table.add_row("total", str(len(results)))

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..state import FAILED, QUEUED, StateStore
+from ..state import FAILED, QUEUED, REJECTED, StateStore
 from ._app import app
 from ._common import BrokerOpt, ConfigOpt, JsonOpt, LogLevelOpt, QuietOpt, VerboseOpt, load, start_logging, stdout
 
@@ -116,11 +116,11 @@ def listen_command(
 @app.command("failures")
 def failures_command(state_dir: StateDirOpt = None, as_json: JsonOpt = False,
                      config: ConfigOpt = None) -> None:
-    """List what the listener could not process: failed and queued files, and bad messages."""
+    """List what the listener could not process: failed, rejected and queued files, and bad messages."""
     cfg = load(config, listen={"state_dir": state_dir})
     _require_state(cfg.listen.state_dir)
     state = StateStore(cfg.listen.state_dir)
-    files = state.files((FAILED, QUEUED))
+    files = state.files((FAILED, REJECTED, QUEUED))
     bad = state.bad_messages()
     if as_json:
         for r in files:
@@ -128,7 +128,8 @@ def failures_command(state_dir: StateDirOpt = None, as_json: JsonOpt = False,
                               "pid": r.pid, "attempts": r.attempts, "error": r.error, "source": r.source,
                               "next_attempt": r.next_attempt}))
         for b in bad:
-            print(json.dumps({"kind": "message", "source": b.source, "error": b.reason}))
+            print(json.dumps({"kind": "message", "source": b.source, "error": b.reason, "length": b.payload_length,
+                              "sha256": b.payload_sha256}))
         return
     table = Table(title=f"files not ingested ({len(files)})", title_justify="left")
     for col in ("file", "status", "attempts", "next try", "error"):
