@@ -84,3 +84,72 @@ def test_unusable_state_directory_is_one_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(StateError, match="cannot open the state store"):
         StateStore(blocker / "state")
+
+
+@pytest.mark.slow
+def test_ten_thousand_one_megabyte_garbage_messages_keep_the_state_small(tmp_path: Path) -> None:
+    import os
+
+    store = StateStore(tmp_path / "state")
+    garbage = bytearray(os.urandom(1 << 20))  # 1 MiB; a different first bytes per message, generated cheaply
+    for i in range(10_000):
+        garbage[:8] = i.to_bytes(8, "big")
+        store.record_bad_message(f"detector/0@{i}", "unknown schema id", bytes(garbage))
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = sum(p.stat().st_size for p in (tmp_path / "state").iterdir())
+    assert size < 50 * 1024 * 1024, f"state is {size / 1e6:.1f} MB"
+    kept = store.bad_messages()
+    assert store.bad_max <= len(kept) <= store.bad_max * 1.05 + 1  # pruned by count, newest kept
+    assert kept[-1].source == "detector/0@9999"
+    assert kept[-1].payload_length == 1 << 20 and len(kept[-1].payload_sha256) == 64
+    assert len(store.bad_payload("detector/0@9999")) == 4096
+    print(f"state after 10,000 x 1 MiB garbage: {size / 1e6:.1f} MB")  # the figure for the docs
+
+
+def test_old_bad_messages_are_pruned_by_age(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state", bad_days=7)
+    store.record_bad_message("t/0@1", "old", b"x")
+    store._db.execute("UPDATE bad_messages SET received_at = ?", (time.time() - 8 * 86400,))
+    store.record_bad_message("t/0@2", "new", b"y")
+    assert store.prune_bad_messages() == 1 and [b.source for b in store.bad_messages()] == ["t/0@2"]
+
+
+def test_a_file_is_identified_by_path_and_job() -> None:
+    from scicat_fw_ingest.state import file_identity
+
+    assert file_identity("/d/a.nxs", "job-1") != file_identity("/d/a.nxs", "job-2")
+    assert file_identity("/d/a.nxs", None, size=10, mtime=1.5) != file_identity("/d/a.nxs", None, size=11, mtime=1.5)
+    assert file_identity("/d/a.nxs") == "/d/a.nxs"
+
+
+def test_a_state_database_of_the_previous_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    from scicat_fw_ingest.state import SCHEMA_VERSION, file_identity
+
+    (tmp_path / "state").mkdir()
+    old = sqlite3.connect(tmp_path / "state" / "sfi-state.sqlite3", isolation_level=None)
+    old.executescript("""
+        CREATE TABLE run_starts (job_id TEXT PRIMARY KEY, received_at REAL NOT NULL, source TEXT NOT NULL,
+                                 payload BLOB NOT NULL);
+        CREATE TABLE files (file_key TEXT PRIMARY KEY, job_id TEXT, writer_path TEXT NOT NULL, status TEXT NOT NULL,
+                            pid TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL,
+                            updated_at REAL NOT NULL, source TEXT NOT NULL, wrdn BLOB NOT NULL);
+        CREATE TABLE bad_messages (source TEXT PRIMARY KEY, reason TEXT NOT NULL, received_at REAL NOT NULL,
+                                   payload BLOB);
+    """)
+    old.execute("INSERT INTO files VALUES ('/w/a.nxs', 'job-1', '/w/a.nxs', 'created', 'p', NULL, 1, NULL, 5.0, "
+                "'t/0@3', x'00')")
+    old.execute("INSERT INTO files VALUES ('/w/b.nxs', NULL, '/w/b.nxs', 'failed', NULL, 'bad', 1, NULL, 6.0, "
+                "'t/0@4', x'00')")
+    old.execute("INSERT INTO bad_messages VALUES ('t/0@1', 'junk', 1.0, ?)", (b"z" * 100_000,))
+    old.close()
+    store = StateStore(tmp_path / "state")
+    assert store._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    done = store.get_file(file_identity("/w/a.nxs", "job-1"))
+    assert done is not None and done.status == "created" and done.first_seen == 5.0
+    assert store.get_file("/w/b.nxs").status == "failed"
+    (bad,) = store.bad_messages()
+    assert bad.payload_length == 100_000 and len(store.bad_payload("t/0@1")) == 4096
+    store.close()
+    assert StateStore(tmp_path / "state").get_file(file_identity("/w/a.nxs", "job-1")).pid == "p"  # idempotent
