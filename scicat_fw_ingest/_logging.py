@@ -91,8 +91,8 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": safe_message(record),
         }
-        if getattr(record, "process_name", None):
-            entry["process"] = record.process_name
+        if record.processName and record.processName != "MainProcess":
+            entry["process"] = record.processName  # a worker process (its record came over the log queue)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
