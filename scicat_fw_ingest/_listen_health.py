@@ -16,8 +16,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import KafkaError as _LibKafkaError
+
+from .kafka import make_admin
 
 log = logging.getLogger("sfi.listen")
 
@@ -118,3 +121,37 @@ class BrokerProblems:
             log.info("Kafka at %s reachable again after %.0f s", self.bootstrap, time.monotonic() - self._since)
             self._since = None
             self._last_logged = -1e18
+
+
+class ListenerChecks:
+    """The listener's three health checks (run by ``HealthMonitor``) and the cached answer for /health."""
+
+    _health: HealthMonitor
+    _admin: Any
+    _admin_lock: threading.Lock
+    cfg: Any
+    options: Any
+    ingestor: Any
+    state: Any
+    paused: bool
+
+    def health(self) -> dict[str, tuple[bool, str]]:
+        checks = self._health.report()
+        if self.paused:
+            checks["state"] = (False, f"{self.state.path}: not writable; consumption paused")
+        return checks
+
+    def _check_kafka(self) -> tuple[bool, str]:
+        with self._admin_lock:  # its own client: the consumer belongs to the polling thread
+            if self._admin is None:
+                self._admin = make_admin(self.cfg)
+            n = len(self._admin.list_topics(timeout=min(5.0, self.options.health_interval)).brokers)
+        return n > 0, f"{n} broker(s) reachable"
+
+    def _check_scicat(self) -> tuple[bool, str]:
+        self.ingestor.sink.ping()
+        return True, "reachable"
+
+    def _check_state(self) -> tuple[bool, str]:
+        self.state.ping()
+        return True, str(self.state.path)

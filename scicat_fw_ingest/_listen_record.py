@@ -114,7 +114,7 @@ def retry_now(cfg: Any, state: StateStore) -> list[IngestResult]:
     from .ingest import Ingestor, open_sink
 
     sink, _ = open_sink(cfg)
-    ingestor = Ingestor(cfg, sink)
+    ingestor = Ingestor(cfg, sink, require_roots=True)  # the paths came from wrdn messages
     try:
         return [ingest_and_record(ingestor, state, r.file_key, r.wrdn, r.source, wait_missing=0.0,
                                   writer_path=r.writer_path, missing_deadline=cfg.ingest.missing_hours * 3600)

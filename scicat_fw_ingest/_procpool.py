@@ -43,7 +43,7 @@ def _init_worker(cfg: Config, parent: int, log_queue: Any, level: int) -> None:
     worker_logging(log_queue, level)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     sink, _ = open_sink(cfg)
-    _worker_ingestor = Ingestor(cfg, sink)
+    _worker_ingestor = Ingestor(cfg, sink, require_roots=True)  # paths from wrdn messages
 
 
 def _ingest_in_worker(path: str, run: RunInfo | None, wait_missing: float, skip_existing: bool) -> IngestResult:

@@ -159,11 +159,19 @@ class Ingestor:
     """Turns finished files into datasets in a ``Sink`` (SciCat), or only builds them (``sink=None``)."""
 
     def __init__(self, cfg: Config, sink: Sink | None, *, checksum: str | None = None,
-                 profile: str | None = None, explicit_paths: Sequence[str] | None = None) -> None:
-        """``explicit_paths``: what an operator named on a command line (relative names allowed; see ``data_roots``)."""
+                 profile: str | None = None, explicit_paths: Sequence[str] | None = None,
+                 require_roots: bool = False) -> None:
+        """Paths are checked against ``data_roots`` (see ``check_path``).
+
+        ``explicit_paths``: what an operator named on a command line (roots too; relative names allowed).
+        ``require_roots``: the paths come from others (wrdn messages, a watched folder): without any configured
+        root every file is rejected, and relative paths always are. Otherwise, with no root configured, the
+        caller named the file itself and it is not restricted.
+        """
         self.cfg = cfg
-        self.accept_relative = explicit_paths is not None
-        self.data_roots = self._roots(cfg, explicit_paths)
+        self.accept_relative = explicit_paths is not None or not require_roots
+        roots = self._roots(cfg, explicit_paths)
+        self.data_roots: list[str] | None = roots if roots or require_roots else None
         self.sink = sink
         self.checksum = checksum or cfg.ingest.checksum
         if self.checksum not in ALGORITHMS:
@@ -194,6 +202,8 @@ class Ingestor:
         """
         if not os.path.isabs(writer_path) and not self.accept_relative:
             raise _Rejected(f"{writer_path}: rejected: a relative writer path (the writer must name absolute paths)")
+        if self.data_roots is None:  # unrestricted: the caller named the file (see __init__)
+            return os.path.realpath(local)
         if not self.data_roots:
             raise _Rejected(f"{writer_path}: rejected: no data root configured ([ingest] data_roots or path_map)")
         real = os.path.realpath(local)

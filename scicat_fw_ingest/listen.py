@@ -21,19 +21,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message as KafkaMessage, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
 
-from ._listen_health import BrokerProblems, HealthMonitor
+from ._listen_health import BrokerProblems, HealthMonitor, ListenerChecks
+from ._listen_pause import PauseOnStateErrors, _Work
 from ._listen_record import OutcomeNotRecorded, ingest_and_record, record_outcome, retry_now, run_info_for
 from ._offsets import OffsetTracker
 from .config import Config
 from .ingest import IngestResult
-from .kafka import make_admin, make_consumer
+from .kafka import make_consumer
 from .messages import DecodeError, Message, decode
 from .metrics import LISTEN_METRICS, Metrics
 from .state import DONE, QUEUED, REJECTED, StateError, StateStore, file_identity
@@ -77,21 +78,9 @@ class ListenOptions:
     health_interval: float = 15.0
 
 
-@dataclass
-class _Work:
-    """One file being ingested, and the offsets (possibly several duplicate wrdns) waiting on it."""
+class Listener(PauseOnStateErrors, ListenerChecks):
+    """Consumes control topics and drives each finished file to a recorded outcome (see the module docstring)."""
 
-    key: str
-    writer_path: str
-    wrdn: bytes
-    source: str
-    offsets: list[tuple[tuple[str, int], int]] = field(default_factory=list)
-    future: Future | None = None
-    #: Set when the outcome is known but could not be written (held until the store is writable).
-    unrecorded: IngestResult | None = None
-
-
-class Listener:
     def __init__(self, cfg: Config, options: ListenOptions, *, ingestor: Any, state: StateStore,
                  metrics: Metrics | None = None) -> None:
         self.cfg, self.options, self.ingestor, self.state = cfg, options, ingestor, state
@@ -213,66 +202,6 @@ class Listener:
             self._consumer.close()
         log.info("stopped")
 
-    # -- pausing while the state store cannot record --------------------------------------------
-    def _pause(self, cause: BaseException) -> None:
-        if self._paused_since is not None:
-            return
-        self._paused_since = time.monotonic()
-        self._last_probe = time.monotonic()
-        self.metrics.set("sfi_consumption_paused", 1)
-        if self._consumer is not None:
-            try:
-                self._consumer.pause(self._consumer.assignment())
-            except KafkaException:
-                pass  # messages still delivered are held, not handled: see _receive
-        reason = cause.cause if isinstance(cause, OutcomeNotRecorded) else cause
-        reason = getattr(reason, "reason", None) or reason
-        log.error("cannot record outcomes in the state store %s (%s): consumption paused, offsets not committed; "
-                  "resuming when it is writable again", self.state.path, reason)
-
-    def _try_resume(self, *, resume_consumer: bool = True) -> None:
-        """Write the held outcomes, handle the held messages; resume consumption when all went in."""
-        try:
-            while self._unrecorded:
-                work = self._unrecorded[0]
-                if work.unrecorded is not None:
-                    record_outcome(self.state, work.key, work.unrecorded, job_id=self._job_of(work),
-                                   writer_path=work.writer_path, source=work.source, wrdn=work.wrdn,
-                                   retry_base=self.options.retry_base, retry_max=self.options.retry_max,
-                                   missing_deadline=self.options.missing_deadline)
-                    self._unrecorded.pop(0)
-                    for tp, offset in work.offsets:
-                        self._offsets.done(tp, offset)
-                else:  # not even processed: ingest again (idempotent) once writable
-                    self.state.put_meta_probe()
-                    self._unrecorded.pop(0)
-                    work.future = None
-                    self._submit(work, wait_missing=0.0)
-            self.state.put_meta_probe()
-            while self._held:
-                msg = self._held.pop(0)
-                if not self._handle_or_hold(msg, front=True):
-                    return
-        except (StateError, OutcomeNotRecorded):
-            return  # still not writable: stay paused, no new log line
-        if not resume_consumer:
-            return
-        waited = time.monotonic() - (self._paused_since or time.monotonic())
-        self._paused_since = None
-        self.metrics.set("sfi_consumption_paused", 0)
-        if self._consumer is not None:
-            try:
-                self._consumer.resume(self._consumer.assignment())
-            except KafkaException as exc:
-                log.warning("resuming consumption: %s", exc)
-        log.info("state store %s writable again after %.0f s: consumption resumed", self.state.path, waited)
-
-    def _job_of(self, work: _Work) -> str | None:
-        try:
-            return decode(work.wrdn, expect="wrdn").value.job_id or None
-        except DecodeError:
-            return None
-
     # -- messages -----------------------------------------------------------------------------
     def _receive(self, msg: KafkaMessage) -> None:
         err = msg.error()
@@ -289,15 +218,6 @@ class Listener:
             self._held.append(msg)
             return
         self._handle_or_hold(msg)
-
-    def _handle_or_hold(self, msg: KafkaMessage, *, front: bool = False) -> bool:
-        try:
-            self._handle(msg)
-            return True
-        except StateError as exc:
-            self._held.insert(0, msg) if front else self._held.append(msg)
-            self._pause(exc)
-            return False
 
     def _handle(self, msg: KafkaMessage) -> None:
         tp, offset = (msg.topic(), msg.partition()), msg.offset()
@@ -460,27 +380,6 @@ class Listener:
         except KafkaException:
             return
 
-    # -- health (cached: see _listen_health) ----------------------------------------------------
-    def health(self) -> dict[str, tuple[bool, str]]:
-        checks = self._health.report()
-        if self.paused:
-            checks["state"] = (False, f"{self.state.path}: not writable; consumption paused")
-        return checks
-
-    def _check_kafka(self) -> tuple[bool, str]:
-        with self._admin_lock:  # its own client: the consumer belongs to the polling thread
-            if self._admin is None:
-                self._admin = make_admin(self.cfg)
-            n = len(self._admin.list_topics(timeout=min(5.0, self.options.health_interval)).brokers)
-        return n > 0, f"{n} broker(s) reachable"
-
-    def _check_scicat(self) -> tuple[bool, str]:
-        self.ingestor.sink.ping()
-        return True, "reachable"
-
-    def _check_state(self) -> tuple[bool, str]:
-        self.state.ping()
-        return True, str(self.state.path)
 
 
 __all__ = ["Listener", "ListenOptions", "OutcomeNotRecorded", "ingest_and_record", "record_outcome",

@@ -22,7 +22,7 @@ def ingestor_for(tmp_path: Path, root: Path, **ingest: object) -> Ingestor:
     cfg_file.write_text(f'{DEFAULTS_TOML}\n[ingest]\nchecksum = "none"\nfile_wait = 0.5\n'
                         f'path_map = [["/writer/data", "{root}"]]\n')
     cfg = load_config(cfg_file, env={}, overrides={"ingest": ingest})
-    return Ingestor(cfg, None)
+    return Ingestor(cfg, None, require_roots=True)
 
 
 def ingest_within(ingestor: Ingestor, path: str, seconds: float = 20.0) -> IngestResult:
@@ -81,10 +81,12 @@ def test_configured_data_roots_replace_the_path_map_default(tmp_path, layout) ->
     assert fifo.status == "failed" and "not a regular file" in fifo.error
 
 
-def test_no_root_at_all_rejects_everything(tmp_path, layout) -> None:
+def test_no_root_at_all_rejects_every_path_from_others(tmp_path, layout) -> None:
     cfg = load_config(None, env={}, overrides={})
-    result = Ingestor(cfg, None).ingest(str(layout["root"] / "good.nxs"))
+    result = Ingestor(cfg, None, require_roots=True).ingest(str(layout["root"] / "good.nxs"))
     assert result.status == "rejected" and "no data root" in result.error
+    # a library caller naming the file itself, with no root configured, is not restricted
+    assert Ingestor(cfg, None).ingest(str(layout["root"] / "good.nxs")).status == "dry-run"
 
 
 def test_explicit_roots_of_command_line_arguments(tmp_path) -> None:

@@ -254,3 +254,48 @@ def test_concurrent_increments_are_not_lost(metrics: Metrics) -> None:
     assert metrics.get("sfi_messages_consumed_total", schema="wrdn") == 16000
     _, samples = parse_exposition(metrics.render())
     assert samples[("sfi_inflight_files", frozenset())] == 16000
+
+
+def test_health_monitor_answers_from_its_cache_and_checks_once_per_interval() -> None:
+    """/health must answer at once whatever a check does, and never run (log in) more than once per interval."""
+    import time
+
+    from scicat_fw_ingest._listen_health import HealthMonitor
+
+    calls = {"scicat": 0}
+    release = threading.Event()
+
+    def scicat() -> tuple[bool, str]:
+        calls["scicat"] += 1
+        return True, "reachable"
+
+    def hanging() -> tuple[bool, str]:
+        release.wait(30)
+        return True, "late"
+
+    monitor = HealthMonitor({"scicat": scicat, "kafka": hanging}, interval=3600, stuck_after=0.2).start()
+    try:
+        for _ in range(50):  # a scrape storm
+            report = monitor.report(wait_first=0.5)
+        assert report["scicat"] == (True, "reachable")
+        assert calls["scicat"] == 1  # one check per interval however often /health is asked
+        time.sleep(0.3)
+        ok, detail = monitor.report(wait_first=0)["kafka"]
+        assert not ok and detail.startswith("no answer for")
+    finally:
+        release.set()
+        monitor.stop()
+
+
+def test_ops_server_health_comes_back_while_a_check_hangs() -> None:
+    from scicat_fw_ingest._listen_health import HealthMonitor
+
+    release = threading.Event()
+    monitor = HealthMonitor({"scicat": lambda: (release.wait(30), "late")}, interval=3600, stuck_after=0.1).start()
+    try:
+        with OpsServer(0, health=monitor.report, metrics=lambda: "") as server:
+            status, _, body = get(f"{server.url}/health")  # urlopen timeout 5 s: a hang would fail here
+        assert status == 503 and json.loads(body)["checks"]["scicat"]["ok"] is False
+    finally:
+        release.set()
+        monitor.stop()

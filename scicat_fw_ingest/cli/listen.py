@@ -82,7 +82,7 @@ def listen_command(
         ingestor: Any = ProcessIngestor(cfg, lc.processes, sink)
         release = ingestor.close
     else:
-        ingestor = Ingestor(cfg, sink)
+        ingestor = Ingestor(cfg, sink, require_roots=True)  # paths from wrdn messages
         release = sink.close
     options = ListenOptions(topics=lc.topics, group=lc.group, auto_offset_reset=lc.auto_offset_reset,
                             on_writer_error=lc.on_writer_error, workers=lc.workers, wait_missing=cfg.ingest.file_wait,
