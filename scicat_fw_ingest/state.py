@@ -243,7 +243,8 @@ class StateStore:
                 f"""INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(file_key) DO UPDATE SET status=excluded.status, pid=COALESCE(excluded.pid, pid),
                    error=excluded.error, attempts=attempts + ?, next_attempt=excluded.next_attempt,
-                   updated_at=excluded.updated_at, job_id=COALESCE(excluded.job_id, job_id)""",
+                   updated_at=excluded.updated_at, job_id=COALESCE(excluded.job_id, job_id),
+                   first_seen=CASE WHEN status != 'queued' THEN excluded.first_seen ELSE first_seen END""",
                 (file_key, job_id, writer_path, status, pid, error, int(attempt), next_attempt, now, source,
                  wrdn or b"", now, int(attempt)),
             )

@@ -100,3 +100,24 @@ def test_json_log_of_a_run_with_scicat_retries_and_worker_processes(tmp_path, ka
     assert any(e["level"] == "debug" for e in entries)  # -v
     assert any("odd\\nname.nxs" in e["msg"] for e in entries)
     assert scicat.token not in proc.log()
+
+
+def test_broker_problems_are_logged_at_once_then_every_few_minutes(caplog) -> None:
+    from confluent_kafka import KafkaError
+
+    from scicat_fw_ingest._listen_health import BrokerProblems
+
+    problems = BrokerProblems("127.0.0.1:1", repeat=0.2)
+    with caplog.at_level(logging.INFO, logger="sfi.listen"):
+        for _ in range(20):  # librdkafka repeats the error on every reconnect attempt
+            problems(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
+        assert [r.levelname for r in caplog.records] == ["ERROR"]
+        assert "127.0.0.1:1 unreachable" in caplog.records[0].getMessage()
+        wait_for(lambda: (problems(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all down")),
+                          len(caplog.records) == 2)[1], 5, "the reminder while the problem lasts")
+        problems(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "bad password"))
+        problems.ok()
+        assert problems.active is False
+        assert "reachable again" in caplog.records[-1].getMessage()
+        problems(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "bad password"))
+        assert "refuses authentication" in caplog.records[-1].getMessage()

@@ -153,3 +153,15 @@ def test_a_state_database_of_the_previous_schema_is_migrated_in_place(tmp_path: 
     assert bad.payload_length == 100_000 and len(store.bad_payload("t/0@1")) == 4096
     store.close()
     assert StateStore(tmp_path / "state").get_file(file_identity("/w/a.nxs", "job-1")).pid == "p"  # idempotent
+
+
+def test_the_missing_file_clock_starts_when_a_file_enters_the_queue(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    common = dict(job_id="j", writer_path="/w/a.nxs", source="t/0@1", wrdn=b"")
+    store.record_file("k", status="failed", **common)
+    store._db.execute("UPDATE files SET first_seen = 1.0")
+    store.record_file("k", status=QUEUED, next_attempt=0.0, **common)  # queued again (a new wrdn): a new clock
+    first = store.get_file("k").first_seen
+    assert first > 1.0
+    store.record_file("k", status=QUEUED, next_attempt=0.0, **common)  # still queued: the clock keeps running
+    assert store.get_file("k").first_seen == first
