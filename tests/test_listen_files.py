@@ -61,3 +61,48 @@ def test_rejected_failed_and_reused_paths(tmp_path, kafka_config, kafka_bootstra
     rejected_lines = [line for line in log.splitlines() if "/etc/passwd" in line and "rejected" in line]
     assert len(rejected_lines) == 1 and "WARNING" in rejected_lines[0]
     assert Path("/etc/passwd").exists()
+
+
+def test_garbage_through_the_broker_keeps_the_state_small_and_health_logs_in_once(
+        tmp_path, kafka_config, kafka_bootstrap, topic, sfi) -> None:
+    import os
+    import urllib.request
+
+    from scicat_fw_ingest.kafka import ensure_topics, make_producer
+    from scicat_fw_ingest.testing.broker import free_port
+
+    data_dir = tmp_path / "data"
+    (job,) = make_jobs(data_dir, 1, topic=topic)
+    ensure_topics(kafka_config, [topic])
+    producer = make_producer(kafka_config)
+    garbage = bytearray(os.urandom(512 * 1024))  # a misrouted detector stream: big undecodable messages
+    for i in range(60):
+        garbage[:4] = i.to_bytes(4, "big")
+        producer.produce(topic, bytes(garbage))
+    assert producer.flush(30) == 0
+    publish(kafka_config, [job])
+    cfg_path = config_file(tmp_path, data_dir, "bad_messages_max = 20\nhealth_interval = 3600\n")
+    port = free_port()
+    with ScicatTestServer(users={"ingestor": "ingestor-password"}) as scicat:
+        proc = listener(tmp_path, "g", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                        group=f"g-{topic}", extra=["--http-port", str(port), "--processes", "0"],
+                        env_extra={"SFI_SCICAT_TOKEN": "", "SFI_SCICAT_USERNAME": "ingestor",
+                                   "SFI_SCICAT_PASSWORD": "ingestor-password"})
+        proc.start()
+        try:
+            wait_for(lambda: len(scicat.origdatablocks) == 1, 60, "the good file's dataset after the garbage")
+            for _ in range(20):  # a scrape storm: answered from the cache, no login per request
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+                    assert json.loads(answer.read())["status"] == "ok"
+            logins = [r for r in scicat.requests if r.path.endswith("/auth/login") or r.path.endswith("/Users/login")]
+        finally:
+            assert proc.terminate() == 0, proc.log()[-3000:]
+    assert 1 <= len(logins) <= 2  # the health thread's client and the ingest worker's, never one per /health
+    state = tmp_path / "state-g" / "sfi-state.sqlite3"
+    size = sum(f.stat().st_size for f in state.parent.iterdir())
+    assert size < 2 * 1024 * 1024  # 60 x 512 KiB went through: ~30 MB if kept whole
+    rows = [json.loads(line) for line in sfi("failures", "--json", env={"SFI_STATE_DIR": str(state.parent)})
+            .stdout.splitlines()]
+    messages = [r for r in rows if r["kind"] == "message"]
+    assert 20 <= len(messages) <= 21 and all(r["length"] == 512 * 1024 and len(r["sha256"]) == 64 for r in messages)
+    assert f"{topic}/0@59" in {r["source"] for r in messages}  # the newest are kept
