@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError as _LibKafkaError
 
+from ._logging import scrub
 from .kafka import make_admin
 
 log = logging.getLogger("sfi.listen")
@@ -59,7 +60,7 @@ class HealthMonitor:
                 answer = (False, str(exc) or type(exc).__name__)
             with self._lock:
                 self._running_since.pop(name, None)
-                self._results[name] = (bool(answer[0]), " ".join(str(answer[1]).split()))
+                self._results[name] = (bool(answer[0]), scrub(" ".join(str(answer[1]).split())))
                 if len(self._results) == len(self.checks):
                     self._first.set()
             self._stop.wait(self.interval)

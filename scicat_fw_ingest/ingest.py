@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._logging import scrub
 from .config import Config
 from .datablock import ALGORITHMS, make_datablock
 from .errors import ConfigError, SfiError
@@ -257,6 +258,7 @@ class Ingestor:
         except Exception as exc:  # a bug must not stop a batch or the daemon; say it is one
             result.error = f"{writer_path}: internal error: {type(exc).__name__}: {exc}"[:500]
         result.status = "failed"
+        result.error = scrub(result.error) if result.error else result.error  # a server may echo a token
         return result
 
     def explain(self, writer_path: str, run: RunInfo | None = None) -> list[tuple[str, object, str]]:
