@@ -171,7 +171,7 @@ class Ingestor:
         """
         self.cfg = cfg
         self.accept_relative = explicit_paths is not None or not require_roots
-        roots = self._roots(cfg, explicit_paths)
+        roots = self.configured_roots(cfg, explicit_paths)
         self.data_roots: list[str] | None = roots if roots or require_roots else None
         self.sink = sink
         self.checksum = checksum or cfg.ingest.checksum
@@ -185,7 +185,7 @@ class Ingestor:
 
     # -- paths ---------------------------------------------------------------------------------
     @staticmethod
-    def _roots(cfg: Config, explicit_paths: Sequence[str] | None) -> list[str]:
+    def configured_roots(cfg: Config, explicit_paths: Sequence[str] | None) -> list[str]:
         """``[ingest] data_roots``, else the local sides of ``path_map`` (+ the cwd and the named paths for a CLI)."""
         if cfg.ingest.data_roots:
             roots = list(cfg.ingest.data_roots)

@@ -69,7 +69,7 @@ def listen_command(
     from ..listen import Listener, ListenOptions
 
     start_logging(cfg, lc.log_format, verbose, quiet, log_level)
-    roots = Ingestor._roots(cfg, None)
+    roots = Ingestor.configured_roots(cfg, None)
     if not roots:
         raise ConfigError("sfi listen: no data root: set [ingest] data_roots (folders the writer's files may be "
                           "in) or [ingest] path_map; files outside them are rejected, never read")
