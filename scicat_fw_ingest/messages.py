@@ -27,6 +27,10 @@ from streaming_data_types.fbschemas.action_response_answ.ActionType import Actio
 
 from .errors import SfiError
 
+#: kafka-to-nexus's "no stop time yet" (``time_point::max()`` in ms) in x5f2 status_json.stop_time and
+#: answ(StartJob).stop_time: not a time (it would be year 2262).
+NO_STOP_TIME_MS = 9223372036854
+
 #: How many leading values of an array are shown when it is summarised.
 ARRAY_PREVIEW = 8
 

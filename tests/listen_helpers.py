@@ -16,7 +16,7 @@ import h5py
 
 from scicat_fw_ingest.config import Config
 from scicat_fw_ingest.kafka import ensure_topics, make_producer
-from scicat_fw_ingest.simulate import Job, job_messages
+from scicat_fw_ingest.simulate import SimulatedJob as Job, job_messages
 
 #: Where the simulated writer "writes"; the listener maps it to the test's directory.
 WRITER_PREFIX = "/writer/out"

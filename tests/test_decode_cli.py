@@ -9,7 +9,7 @@ import pytest
 from streaming_data_types import serialise_pl72
 
 from scicat_fw_ingest.kafka import ensure_topics, make_producer
-from scicat_fw_ingest.simulate import Job, job_messages
+from scicat_fw_ingest.simulate import SimulatedJob, job_messages
 
 from .test_messages import SAMPLES
 
@@ -91,8 +91,8 @@ def test_usage_errors_exit_2(args: list[str], sfi) -> None:
     assert "Traceback" not in run.stderr
 
 
-def _publish_job(kafka_config, topic: str) -> Job:
-    job = Job(filename="/data/run1.nxs", control_topic=topic, pool_topic=topic, metadata='{"proposal_id": "p1"}')
+def _publish_job(kafka_config, topic: str) -> SimulatedJob:
+    job = SimulatedJob(filename="/data/run1.nxs", control_topic=topic, pool_topic=topic, metadata='{"proposal_id": "p1"}')
     ensure_topics(kafka_config, [topic])
     producer = make_producer(kafka_config)
     for _, value in job_messages(job)[1:]:  # the control topic's view of one job

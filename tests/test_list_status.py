@@ -12,17 +12,17 @@ import pytest
 
 from scicat_fw_ingest.config import Config
 from scicat_fw_ingest.kafka import ensure_topics, make_producer
-from scicat_fw_ingest.simulate import Job, job_messages
+from scicat_fw_ingest.simulate import SimulatedJob, job_messages
 
 pytestmark = pytest.mark.kafka
 
 
-def _jobs(prefix: str, errors: list[str | None]) -> list[Job]:
-    return [Job(filename=f"/data/{prefix}_{i}.nxs", control_topic=f"{prefix}_ctl_{i}", pool_topic=f"{prefix}_pool",
+def _jobs(prefix: str, errors: list[str | None]) -> list[SimulatedJob]:
+    return [SimulatedJob(filename=f"/data/{prefix}_{i}.nxs", control_topic=f"{prefix}_ctl_{i}", pool_topic=f"{prefix}_pool",
                 run_name=f"{prefix}-run{i}", error=error) for i, error in enumerate(errors)]
 
 
-def _publish(cfg: Config, jobs: list[Job], timestamp_ms: int | None = None, extra: list[tuple[str, bytes]] = ()
+def _publish(cfg: Config, jobs: list[SimulatedJob], timestamp_ms: int | None = None, extra: list[tuple[str, bytes]] = ()
              ) -> None:
     items = [item for job in jobs for item in job_messages(job)] + list(extra)
     ensure_topics(cfg, sorted({t for t, _ in items}))
@@ -38,13 +38,13 @@ def _status(result) -> dict:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def three_jobs(kafka_config: Config, topic: str) -> list[Job]:
+def three_jobs(kafka_config: Config, topic: str) -> list[SimulatedJob]:
     jobs = _jobs(topic, [None, None, "HDF5 error: disk full"])
     _publish(kafka_config, jobs)
     return jobs
 
 
-def test_three_jobs_listed_done_done_error_with_files(sfi, kafka_bootstrap: str, three_jobs: list[Job]) -> None:
+def test_three_jobs_listed_done_done_error_with_files(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob]) -> None:
     topics = [arg for job in three_jobs for arg in ("--topic", job.control_topic)]
     data = _status(sfi("list-status", "-b", kafka_bootstrap, *topics, "--from-beginning", "--json"))
     assert set(data) == {"workers", "jobs", "commands"}
@@ -57,7 +57,7 @@ def test_three_jobs_listed_done_done_error_with_files(sfi, kafka_bootstrap: str,
         {("StartJob", 201, "success"), ("SetStopTime", 201, "success")}
 
 
-def test_regex_topics_and_tables(sfi, kafka_bootstrap: str, three_jobs: list[Job], topic: str) -> None:
+def test_regex_topics_and_tables(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob], topic: str) -> None:
     result = sfi("list-status", "-b", kafka_bootstrap, "--topic", f"^{topic}_ctl_[0-9]+$", "--from-beginning",
                  env={"COLUMNS": "250"})
     assert result.returncode == 0, result.stderr
@@ -70,7 +70,7 @@ def test_regex_topics_and_tables(sfi, kafka_bootstrap: str, three_jobs: list[Job
     assert sorted(j["job_id"] for j in data["jobs"]) == sorted(job.job_id for job in three_jobs[:2])
 
 
-def test_pool_topic_alone_shows_waiting_jobs_and_pending_starts(sfi, kafka_bootstrap: str, three_jobs: list[Job],
+def test_pool_topic_alone_shows_waiting_jobs_and_pending_starts(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob],
                                                                  topic: str) -> None:
     data = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", f"{topic}_pool", "--json"))
     assert sorted(j["state"] for j in data["jobs"]) == ["waiting"] * 3
@@ -132,7 +132,7 @@ def test_duration_listens_for_news_including_new_regex_topics(kafka_config: Conf
     assert states == {first.job_id: "done", later.job_id: "done"}
 
 
-def test_follow_view_ends_after_duration(sfi, kafka_bootstrap: str, three_jobs: list[Job], topic: str) -> None:
+def test_follow_view_ends_after_duration(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob], topic: str) -> None:
     result = sfi("list-status", "-b", kafka_bootstrap, "-t", f"^{topic}_ctl_", "--from-beginning", "--follow",
                  "--duration", "1")
     assert result.returncode == 0, result.stderr

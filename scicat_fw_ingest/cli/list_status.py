@@ -88,8 +88,9 @@ def list_status(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Live view, refreshed every second, "
                                          "until Ctrl-C (or --duration).")] = False,
     as_json: JsonOpt = False,
-    job_grace: Annotated[float, typer.Option("--job-grace", help="Seconds of silence past a job's stop time "
-                                             "(or last news) before it counts as timed out.", min=0)] = 60.0,
+    job_timeout: Annotated[float, typer.Option("--job-timeout", help="Seconds without news of a waiting or "
+                                               "writing job (heartbeat, answer) before it counts as timed "
+                                               "out.", min=0)] = 15.0,
     command_timeout: Annotated[float, typer.Option("--command-timeout", help="Seconds without a response "
                                                    "before a command counts as timed out.", min=0)] = 30.0,
     worker_intervals: Annotated[float, typer.Option("--worker-intervals", help="A worker unseen for this many "
@@ -112,10 +113,10 @@ def list_status(
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     selection = TopicSelection.parse(topic)
     cfg = load(config, kafka={"bootstrap.servers": broker})
-    tracker = Tracker(Timeouts(worker_intervals=worker_intervals, job_grace_ms=int(job_grace * 1000),
+    tracker = Tracker(Timeouts(worker_intervals=worker_intervals, job_silence_ms=int(job_timeout * 1000),
                                command_ms=int(command_timeout * 1000)))
     with StatusFeed(cfg, selection, tracker, since_s=since_s, on_warning=_warn) as feed:
-        feed.start(wait_for_topics=follow)
+        feed.start(wait_for_topics=follow or duration is not None)
         if follow:
             with Live(_view(feed, "catching up"), console=stdout, auto_refresh=False) as live:
                 def redraw(caught_up: bool) -> None:
