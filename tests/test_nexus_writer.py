@@ -221,3 +221,24 @@ def test_existing_file_is_not_overwritten_and_missing_directory_is_named(tmp_pat
     assert h5py.is_hdf5(target)
     with pytest.raises(NexusWriteError, match="no_such_dir"):
         write_nexus(tmp_path / "no_such_dir" / "f.nxs", structure)
+
+
+def test_kafka_to_nexus_conventions_units_types_and_stream_group_attributes(tmp_path: Path) -> None:
+    structure = {"children": [_group("entry", [
+        {"module": "dataset", "config": {"name": "untyped", "values": [1, 2, 3]}},
+        _group("log", [{"module": "f144", "config": {"topic": "motion", "source": "m:pos", "dtype": "double"}}],
+               "NXlog"),
+        _group("events", [{"module": "ev44", "config": {"topic": "det", "source": "det1"}}], "NXevent_data"),
+    ])]}
+    path, _ = _write(tmp_path, structure, start_time_ms=START_MS, stop_time_ms=STOP_MS)
+    with h5py.File(path, "r") as f:
+        assert f["entry/untyped"].dtype == np.float64  # a dataset without a type is double
+        log = f["entry/log"]
+        assert {k: _text(log.attrs[k]) for k in ("topic", "source", "writer_module")} == \
+            {"topic": "motion", "source": "m:pos", "writer_module": "f144"}
+        for name in ("value", "minimum_value", "maximum_value", "average_value"):
+            assert _text(log[name].attrs["units"]) == ""  # present even when none is configured
+        assert log["time"].dtype == np.uint64 and log["cue_index"].dtype == np.int64
+        assert log["cue_timestamp_zero"].dtype == np.uint64 and "start" in log["cue_timestamp_zero"].attrs
+        events = f["entry/events"]
+        assert events["event_time_zero"].dtype == np.uint64 and _text(events.attrs["writer_module"]) == "ev44"
