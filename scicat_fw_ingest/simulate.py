@@ -43,12 +43,12 @@ from streaming_data_types.fbschemas.action_response_answ.ActionType import Actio
 from .config import Config
 from .errors import KafkaError
 from .kafka import ensure_topics, make_producer
+from ._time import iso_ms
 from .messages import NO_STOP_TIME_MS
 from .nexus.writer import (
     NexusStructureError,
     WriteReport,
     check_structure,
-    iso_ms,
     parse_structure,
     unknown_stream_modules,
     write_nexus,

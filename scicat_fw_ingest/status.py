@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .messages import NO_STOP_TIME_MS, Message, iso_from_ms
+from ._time import iso_from_ms
+from .messages import NO_STOP_TIME_MS, Message
 
 WORKER_STATES = ("idle", "writing", "unknown")
 JOB_STATES = ("waiting", "writing", "done", "error", "timeout")

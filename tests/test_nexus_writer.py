@@ -10,12 +10,12 @@ import h5py
 import numpy as np
 import pytest
 
+from scicat_fw_ingest._time import iso_ms
 from scicat_fw_ingest.nexus.writer import (
     KNOWN_MODULES,
     NexusStructureError,
     NexusWriteError,
     check_structure,
-    iso_ms,
     write_nexus,
 )
 

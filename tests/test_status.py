@@ -389,6 +389,6 @@ def test_json_snapshot_has_iso_utc_times() -> None:
     data = _feed(Tracker(), _timed(_job(0))).to_jsonable(NOW)
     assert set(data) == {"workers", "jobs", "commands"}
     job = data["jobs"][0]
-    assert job["start"] == "2023-11-14T22:13:20Z" and job["stop"] == "2023-11-14T22:13:21Z"
+    assert job["start"] == "2023-11-14T22:13:20.000Z" and job["stop"] == "2023-11-14T22:13:21.000Z"
     assert data["workers"][0]["last_seen"].endswith("Z")
     json.dumps(data)  # plain data throughout

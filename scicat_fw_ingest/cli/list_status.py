@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..messages import iso_from_ms
+from .._time import iso_from_ms
 from ..status import Timeouts, Tracker
 from ..status_feed import StatusFeed, TopicSelection, parse_since
 from ._app import app

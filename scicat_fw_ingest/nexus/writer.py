@@ -23,13 +23,13 @@ import posixpath
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from .._time import iso_ms
 from ..errors import SfiError
 from ._streams import STREAMS, STRING, StreamData, numpy_dtype
 
@@ -61,12 +61,6 @@ class WriteReport:
     modules: dict[str, int] = field(default_factory=dict)
     #: Unknown modules, dangling links and the like: one line each, naming the place.
     warnings: list[str] = field(default_factory=list)
-
-
-def iso_ms(ms: int) -> str:
-    """ISO-8601 UTC with milliseconds, the form kafka-to-nexus writes for mdat times."""
-    stamp = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
 
 
 def parse_structure(nexus_structure: dict[str, Any] | str, source: str = "nexus_structure") -> dict[str, Any]:
