@@ -119,6 +119,8 @@ class IsisConfig:
     output_topic: str = "ALL_runInfo"
     group: str = "sfi-forward-runinfo"
     auto_offset_reset: str = field(default="latest", metadata=_choices("earliest", "latest"))
+    #: With "latest": a partition without committed offset starts at messages this many seconds old (0: at the end).
+    new_group_lookback: float = 300.0
     template_dir: str | None = None
     #: ``{INSTRUMENT = ["block", ...]}``: sample-environment blocks per instrument.
     sample_env: dict[str, list[str]] = field(default_factory=dict)
