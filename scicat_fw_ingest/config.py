@@ -126,7 +126,7 @@ class IsisConfig:
     sample_env: dict[str, list[str]] = field(default_factory=dict)
     #: ``{INSTRUMENT = ["name", ...]}``: run-log values (f144 on ``<INST>_runLog``) per instrument.
     runlog: dict[str, list[str]] = field(default_factory=dict)
-    #: ``{INSTRUMENT = ["monitor_1", ...]}``: monitor histogram sources (hs01 on ``<INST>_monitorHistograms``).
+    #: ``{INSTRUMENT = ["monitor_1", ...]}``: monitor histogram sources (da00 on ``<INST>_monitorHistograms``).
     monitors: dict[str, list[str]] = field(default_factory=dict)
     #: The forwarder's configuration topic (fc00/rf5k): PVs forwarded to ``<INST>_sampleEnv`` become blocks.
     forwarder_config_topic: str | None = None

@@ -125,7 +125,7 @@ def test_icp_run_start_on_zoom_runinfo_comes_out_enriched_on_the_output_topic(
     for stream in streams(icp_structure()):  # the ICP's ev44 and f144 streams are all kept
         assert stream in produced
     assert ("f144", "ZOOM_sampleEnv", "IN:ZOOM:P1") in produced  # configured block added
-    assert ("hs01", "ZOOM_monitorHistograms", "monitor_1") in produced
+    assert ("da00", "ZOOM_monitorHistograms", "monitor_1") in produced
 
 
 def test_bad_messages_are_logged_committed_and_not_forwarded_and_a_restart_does_not_reforward(
