@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -19,10 +19,12 @@ from rich.table import Table
 from rich.text import Text
 
 from .._time import iso_from_ms
-from ..status import Timeouts, Tracker
-from ..status_feed import StatusFeed, TopicSelection, parse_since
 from ._app import app
 from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
+
+if TYPE_CHECKING:  # the reading side (confluent_kafka, streaming_data_types) is imported when the command runs
+    from ..status import Tracker
+    from ..status_feed import StatusFeed
 
 DEFAULT_SINCE = "1h"
 _STATE_STYLE = {"writing": "cyan", "idle": "green", "done": "green", "success": "green", "error": "red",
@@ -103,6 +105,9 @@ def list_status(
     prints tables, or with --json one object {"workers": [...], "jobs": [...], "commands": [...]}.
     Undecodable messages are reported on stderr, one line each, and skipped.
     """
+    from ..status import Timeouts, Tracker
+    from ..status_feed import StatusFeed, TopicSelection, parse_since
+
     if since is not None and from_beginning:
         raise typer.BadParameter("--since and --from-beginning exclude each other")
     if follow and as_json:
