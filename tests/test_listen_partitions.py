@@ -61,26 +61,3 @@ def test_two_listeners_pl72_and_wrdn_on_different_partitions_all_complete(tmp_pa
             assert dataset["ownerGroup"] == f"group-{job.job_id[:8]}", dataset  # from the metadata, pl72 or wrdn
             assert dataset["accessGroups"] == ["dream", "split"]
 
-
-@pytest.mark.slow
-def test_a_named_topic_created_after_the_start_is_picked_up(tmp_path, kafka_config, kafka_bootstrap, topic) -> None:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (job,) = make_jobs(data_dir, 1, topic=topic)
-    cfg_path = config_file(tmp_path, data_dir)
-    with ScicatTestServer() as scicat:
-        env = {"SFI_KAFKA_BOOTSTRAP": kafka_bootstrap, "SFI_SCICAT_URL": scicat.url,
-               "SFI_SCICAT_TOKEN": scicat.token, "SFI_CONFIG": str(cfg_path), "SFI_STATE_DIR": str(tmp_path / "s")}
-        member = ListenerProcess(["--topic", topic, "--group", f"g-{topic}"], env,
-                                 tmp_path / "late.log").start()
-        try:
-            time.sleep(2.0)  # listening on a topic that does not exist yet
-            ensure_topics(kafka_config, [topic])
-            producer = make_producer(kafka_config)
-            for _, value in job_messages(job)[1:]:
-                producer.produce(topic, value)
-            assert producer.flush(10) == 0
-            wait_for(lambda: len(scicat.origdatablocks) >= 1, 40, "the dataset of a job on a topic created late")
-        finally:
-            assert member.terminate() == 0, member.log()[-3000:]
-        assert [pid.rsplit("/", 1)[-1] for pid in scicat.datasets] == [job.job_id]

@@ -342,3 +342,16 @@ def test_sample_config_has_every_table_and_loads() -> None:
     for line in ("ExecStart=/opt/sfi/bin/sfi listen --config /etc/sfi/sfi.toml", "Restart=on-failure",
                  "Environment=SFI_STATE_DIR=/var/lib/sfi", "User=sfi"):
         assert line in unit.splitlines(), line
+
+
+@pytest.mark.kafka
+def test_an_idle_writer_heartbeats_every_2_s_on_its_status_topic(kafka_config: Config, topic: str,
+                                                                tmp_path: Path) -> None:
+    status = f"{topic}_status"
+    (result,) = simulate_jobs(kafka_config, 1, output_dir=tmp_path, pool_topic=topic, status_topic=status,
+                              linger_s=2.5)
+    beats = [m for m, _ in _messages(kafka_config, status)]
+    # one when it starts, one when it is back from the job, one from the 2 s timer while lingering
+    assert len(beats) >= 3 and {m.json_values["status_json"]["state"] for m in beats} == {"idle"}
+    assert {m.value.service_id for m in beats} == {beats[0].value.service_id}
+    assert SERVICE_ID.fullmatch(beats[0].value.service_id) and beats[0].value.update_interval == 2000
