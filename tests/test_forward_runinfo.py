@@ -216,6 +216,7 @@ def produce_at(cfg: Config, topic: str, items: list[tuple[bytes, int]]) -> None:
     assert producer.flush(10) == 0
 
 
+@pytest.mark.slow
 def test_a_new_group_starts_at_the_look_back_not_at_old_run_starts(
         services: list[Service], kafka_bootstrap: str, kafka_config: Config) -> None:
     inst, out = f"LAT{uid()}", f"out_{uid()}"
@@ -233,6 +234,7 @@ def test_a_new_group_starts_at_the_look_back_not_at_old_run_starts(
     assert [r.job_id for r in read_run_starts(kafka_config, out)] == ["recent-run", "new-run"]
 
 
+@pytest.mark.slow
 def test_restart_before_the_first_commit_loses_no_run_start(
         services: list[Service], kafka_bootstrap: str, kafka_config: Config) -> None:
     inst, out, group = f"RST{uid()}", f"out_{uid()}", f"g_{uid()}"
