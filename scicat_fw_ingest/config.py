@@ -131,12 +131,14 @@ class IsisConfig:
     output_topic: str = "ALL_runInfo"
     group: str = "sfi-forward-runinfo"
     auto_offset_reset: str = field(default="latest", metadata=_choices("earliest", "latest"))
+    #: With "latest": a partition without committed offset starts at messages this many seconds old (0: at the end).
+    new_group_lookback: float = 300.0
     template_dir: str | None = None
     #: ``{INSTRUMENT = ["block", ...]}``: sample-environment blocks per instrument.
     sample_env: dict[str, list[str]] = field(default_factory=dict)
     #: ``{INSTRUMENT = ["name", ...]}``: run-log values (f144 on ``<INST>_runLog``) per instrument.
     runlog: dict[str, list[str]] = field(default_factory=dict)
-    #: ``{INSTRUMENT = ["monitor_1", ...]}``: monitor histogram sources (hs01 on ``<INST>_monitorHistograms``).
+    #: ``{INSTRUMENT = ["monitor_1", ...]}``: monitor histogram sources (da00 on ``<INST>_monitorHistograms``).
     monitors: dict[str, list[str]] = field(default_factory=dict)
     #: The forwarder's configuration topic (fc00/rf5k): PVs forwarded to ``<INST>_sampleEnv`` become blocks.
     forwarder_config_topic: str | None = None

@@ -1,7 +1,11 @@
 """Forwarding ISIS run starts: consume ``<INST>_runInfo``, enrich (``isis``), produce for the writer.
 
 At-least-once: a run start's offset is committed only after the enriched copy's delivery report,
-so a crash re-forwards at most the message in flight and never drops one. A bad message (not a
+so a crash re-forwards at most the message in flight and never drops one. A partition without a
+committed offset (a new group, a topic created after start, a restart before the first commit)
+starts ``[isis] new_group_lookback`` seconds back instead of at the end, so the run starts
+published meanwhile are not lost; older ones are never forwarded (a writer would start a job for
+a run that is long over). A bad message (not a
 pl72, undecodable, nexus_structure not a JSON object) is logged with topic/partition/offset and
 committed without forwarding, so that it is not re-read forever.
 
@@ -25,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message as KafkaMessage, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message as KafkaMessage, Producer, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
 
 from .config import Config
@@ -44,8 +48,9 @@ from .messages import DecodeError, decode
 _POLL_SECONDS = 0.5
 #: The same client error is logged again only after this long.
 _REPEAT_SECONDS = 60.0
-#: How often a pattern subscription looks for new ``<INST>_runInfo`` topics (unless [kafka] sets it).
-_PATTERN_REFRESH_MS = 5000
+#: How often the subscription looks for new (or newly created) topics, unless [kafka] sets it:
+#: librdkafka's default (5 min) would leave a ``<INST>_runInfo`` created after start unread that long.
+_METADATA_REFRESH_MS = 5000
 
 #: Receives one dry-run record (input position, output topic, the decoded enriched pl72).
 DryRunSink = Callable[[dict[str, Any]], None]
@@ -236,6 +241,61 @@ class _ErrorLog:
             self.log(f"{msg.topic()}: {err.str()}" if msg.topic() else err.str())
 
 
+class _Lookback:
+    """Start positions of partitions without committed offset: ``seconds`` back instead of the end.
+
+    Some brokers (Tansu) answer ``offsets_for_times`` with the earliest offset whatever the time, so
+    messages older than the look-back are also skipped here, by their timestamp, until the first
+    younger one. Skipped messages are not committed: a restart before the first forward looks back
+    again from its own start.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._since: dict[tuple[str, int], int] = {}
+        self._skipped: dict[tuple[str, int], int] = {}
+
+    def on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        _log("assigned " + ", ".join(f"{p.topic}[{p.partition}]" for p in parts))
+        if self.seconds <= 0 or not parts:
+            return
+        committed = consumer.committed(parts, timeout=10)
+        fresh = [tp for tp in committed if tp.offset < 0]
+        if not fresh:
+            return
+        since = int((time.time() - self.seconds) * 1000)
+        found = consumer.offsets_for_times([TopicPartition(tp.topic, tp.partition, since) for tp in fresh],
+                                           timeout=10)
+        starts = {}
+        for tp in found:
+            offset = tp.offset
+            if offset < 0:  # nothing that young yet: start at the current end (not "end at assign time")
+                offset = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1]
+            starts[(tp.topic, tp.partition)] = offset
+        for tp in parts:
+            key = (tp.topic, tp.partition)
+            if key in starts:
+                tp.offset = starts[key] if starts[key] >= 0 else OFFSET_END
+                self._since[key] = since
+        consumer.assign(parts)
+        _log(f"no committed offset for {', '.join(f'{t}[{p}]' for t, p in starts)}: starting at run starts "
+             f"younger than {self.seconds:g} s")
+
+    def too_old(self, msg: KafkaMessage) -> bool:
+        key = (msg.topic(), msg.partition())
+        since = self._since.get(key)
+        if since is None:
+            return False
+        ts_type, ts = msg.timestamp()
+        if ts_type and ts < since:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return True
+        del self._since[key]
+        if self._skipped.get(key):
+            _log(f"{key[0]}[{key[1]}]: skipped {self._skipped[key]} run start(s) older than the look-back")
+        return False
+
+
 def _dry_run_record(msg: KafkaMessage, output_topic: str, payload: bytes) -> dict[str, Any]:
     """What a dry run shows instead of producing: where the run start came from and what would go out."""
     return {"input": f"{msg.topic()}/{msg.partition()}@{msg.offset()}", "output_topic": output_topic,
@@ -264,8 +324,8 @@ def _run(cfg: Config, *, dry_run: bool, count: int | None, on_dry_run: DryRunSin
     fwd = _Forwarder(cfg, cfg.isis.output_topic, dry_run)
     bootstrap = cfg.bootstrap or ""
     extra: dict[str, Any] = {}
-    if pattern and "topic.metadata.refresh.interval.ms" not in cfg.kafka:
-        extra["topic.metadata.refresh.interval.ms"] = _PATTERN_REFRESH_MS
+    if "topic.metadata.refresh.interval.ms" not in cfg.kafka:
+        extra["topic.metadata.refresh.interval.ms"] = _METADATA_REFRESH_MS
     errors = _ErrorLog(bootstrap)
     quiet = {"log_level": 0, "error_cb": errors}  # client errors come through ``errors``, rate-limited
     consumer = make_consumer(cfg, cfg.isis.group, offset_reset=cfg.isis.auto_offset_reset, **quiet, **extra)
@@ -277,15 +337,17 @@ def _run(cfg: Config, *, dry_run: bool, count: int | None, on_dry_run: DryRunSin
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     forwarded = 0
+    lookback = _Lookback(cfg.isis.new_group_lookback if cfg.isis.auto_offset_reset == "latest" else 0.0)
     try:
         consumer.subscribe(
             topics,
-            on_assign=lambda _c, parts: _log("assigned " + ", ".join(f"{p.topic}[{p.partition}]" for p in parts)),
+            on_assign=lookback.on_assign,
             on_revoke=lambda _c, parts: _log("revoked " + ", ".join(f"{p.topic}[{p.partition}]" for p in parts)),
         )
         mode = "dry run, nothing produced or committed" if dry_run else f"group {cfg.isis.group}"
+        start = (f"{lookback.seconds:g} s back" if lookback.seconds > 0 else cfg.isis.auto_offset_reset)
         _log(f"forwarding {', '.join(topics)} -> {fwd.output_topic} ({mode}; "
-             f"new group starts at {cfg.isis.auto_offset_reset})")
+             f"a partition without committed offset starts {start})")
         while not fwd.stop and (count is None or forwarded < count):
             msg = consumer.poll(_POLL_SECONDS)
             if msg is None:
@@ -294,6 +356,8 @@ def _run(cfg: Config, *, dry_run: bool, count: int | None, on_dry_run: DryRunSin
                 errors.message(msg)
                 continue
             where = f"{msg.topic()}/{msg.partition()}@{msg.offset()}"
+            if lookback.too_old(msg):
+                continue
             if msg.topic() == fwd.output_topic:  # a pattern also matching our own output: never loop
                 if not dry_run:
                     _commit(consumer, msg)

@@ -65,6 +65,8 @@ class RunInfo:
             info.service_id = info.service_id or _text(finished.service_id)
             info.filename = _text(finished.file_name) or info.filename
             info.wrdn_metadata = _json_object(finished.metadata)
+            if run_start is None:  # kafka-to-nexus copies the pl72 metadata verbatim into the wrdn
+                info.metadata = info.wrdn_metadata
             if finished.error_encountered:
                 info.writer_error = _text(finished.message) or "the writer reported an error"
         return info

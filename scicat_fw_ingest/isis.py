@@ -104,8 +104,12 @@ def runlog_groups(blocks: Sequence[str], topic: str) -> list[dict[str, Any]]:
 
 
 def monitor_groups(monitors: Sequence[str], topic: str) -> list[dict[str, Any]]:
-    """``monitor_N`` (NXmonitor) with the monitor's hs01 histogram stream."""
-    return [_generated(_group(name, "NXmonitor", [{"module": "hs01", "config": {"topic": topic, "source": source}}]))
+    """``monitor_N`` (NXmonitor) with the monitor's histogram as a da00 stream.
+
+    Not hs01: kafka-to-nexus has no hs01 writer module, and a job naming a module it lacks is
+    rejected whole (answ 500, no file), which would lose every ISIS run with monitors configured.
+    """
+    return [_generated(_group(name, "NXmonitor", [{"module": "da00", "config": {"topic": topic, "source": source}}]))
             for name, source in _unique_blocks(monitors)]
 
 

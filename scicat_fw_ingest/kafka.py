@@ -6,10 +6,12 @@ needs. Errors become ``KafkaError`` with the broker named, never a librdkafka tr
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
@@ -104,19 +106,13 @@ def _reason(exc: KafkaException) -> str:
 
 @dataclass(frozen=True)
 class Position:
-    """Where to start reading each partition: ``offset`` (absolute), ``last`` N, or beginning/end."""
+    """Where to start reading each partition: ``offset`` (absolute), the ``last`` N messages, messages
+    from ``from_time_ms`` on, or the beginning/end."""
 
     offset: int | None = None
     last: int | None = None
     from_end: bool = False
-
-    def resolve(self, consumer: Consumer, tp: TopicPartition) -> int:
-        if self.offset is not None:
-            return self.offset
-        if self.last is not None:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            return max(low, high - self.last)
-        return OFFSET_END if self.from_end else OFFSET_BEGINNING
+    from_time_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,36 +125,99 @@ class Record:
     timestamp: int | None  # ms since epoch, as the broker reports it
     value: bytes
     key: bytes | None
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
 
 
-def read_topic(cfg: Config, topic: str, *, partition: int | None = None, position: Position = Position(),
-               count: int | None = None, follow: bool = False, poll: float = 0.2,
-               idle_timeout: float = 10.0) -> Iterator[Record]:
-    """Yield messages of ``topic`` (one partition or all) from ``position``.
+def _wanted_partitions(consumer: Consumer, topics: list[str], partition: int | None,
+                       bootstrap: str) -> list[TopicPartition]:
+    """Named topics (must exist) and ``^regex`` patterns (must match one) -> their partitions."""
+    try:
+        md = consumer.list_topics(timeout=10)
+    except KafkaException as exc:
+        raise KafkaError(f"cannot reach Kafka at {bootstrap}: {_reason(exc)}") from None
+    present = {name: sorted(info.partitions) for name, info in md.topics.items() if info.error is None}
+    chosen: list[str] = []
+    for topic in topics:
+        if topic.startswith("^"):
+            try:
+                pattern = re.compile(topic)
+            except re.error as exc:
+                raise KafkaError(f"topic pattern '{topic}': not a valid regular expression: {exc}") from None
+            matched = sorted(n for n in present if not n.startswith("__") and pattern.search(n))
+            if not matched:
+                raise KafkaError(f"no topic on {bootstrap} matches '{topic}'")
+            chosen += [n for n in matched if n not in chosen]
+        elif topic not in present:
+            raise KafkaError(f"topic '{topic}' does not exist on {bootstrap}")
+        elif topic not in chosen:
+            chosen.append(topic)
+    out = []
+    for name in chosen:
+        parts = present[name]
+        if partition is not None:
+            if partition not in parts:
+                raise KafkaError(f"topic '{name}' has no partition {partition} (it has {len(parts)})")
+            parts = [partition]
+        out += [TopicPartition(name, p) for p in parts]
+    return out
+
+
+def _last_start(consumer: Consumer, tp: TopicPartition, n: int, bootstrap: str) -> int:
+    """The offset of the N-th last message actually in the partition.
+
+    ``high - N`` is not it: offsets can have gaps (compaction, transactions) and some brokers (Tansu)
+    report batch-based end offsets. So read the tail, and further back until N messages are found.
+    """
+    low, high = consumer.get_watermark_offsets(tp, timeout=10)
+    if n <= 0 or high <= low:
+        return high
+    window = n
+    while True:
+        start = max(low, high - window)
+        consumer.assign([TopicPartition(tp.topic, tp.partition, start)])
+        seen: deque[int] = deque(maxlen=n)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == _LibKafkaError._PARTITION_EOF:
+                    break
+                if err.fatal() or err.code() in (_LibKafkaError.UNKNOWN_TOPIC_OR_PART, _LibKafkaError._ALL_BROKERS_DOWN):
+                    raise KafkaError(f"reading {tp.topic} on {bootstrap}: {err.str()}")
+                continue
+            seen.append(msg.offset())
+            deadline = time.monotonic() + 10.0
+        consumer.unassign()
+        if len(seen) >= n or start <= low:
+            return seen[0] if seen else high
+        window *= 4
+
+
+def read_topic(cfg: Config, topic: str | list[str], *, partition: int | None = None,
+               position: Position = Position(), count: int | None = None, follow: bool = False,
+               poll: float = 0.2, idle_timeout: float = 10.0) -> Iterator[Record]:
+    """Yield messages of ``topic`` (a name, or a list of names and ``^regex`` patterns; one partition
+    or all) from ``position``.
 
     Without ``follow`` it stops when every partition has reached its end; with ``follow`` it waits
     for more until the caller stops iterating. No group membership, nothing committed: reading is
     side-effect free. End of partition is detected by librdkafka's EOF event, not the watermark
-    (some brokers under-report the high watermark after batched produces).
+    (some brokers under-report the high watermark after batched produces). With ``from_time_ms``,
+    messages older than it are skipped here too: some brokers (Tansu) answer ``offsets_for_times``
+    with the earliest offset.
     """
+    topics = [topic] if isinstance(topic, str) else list(topic)
     consumer = make_consumer(cfg, None, **{"enable.partition.eof": True})
     try:
         bootstrap = cfg.bootstrap or ""
-        parts = topic_partitions(consumer, topic, bootstrap)
-        if partition is not None:
-            if partition not in parts:
-                raise KafkaError(f"topic '{topic}' has no partition {partition} (it has {len(parts)})")
-            parts = [partition]
-        assignment = []
-        for p in parts:
-            tp = TopicPartition(topic, p)
-            try:
-                tp.offset = position.resolve(consumer, tp)
-            except KafkaException as exc:
-                raise KafkaError(f"cannot read offsets of {topic}/{p} on {bootstrap}: {_reason(exc)}") from None
-            assignment.append(tp)
+        wanted = _wanted_partitions(consumer, topics, partition, bootstrap)
+        assignment = _start_offsets(consumer, wanted, position, bootstrap)
         consumer.assign(assignment)
-        at_end: set[int] = set()
+        parts = {(tp.topic, tp.partition) for tp in assignment}
+        at_end: set[tuple[str, int]] = set()
         seen = 0
         last_activity = time.monotonic()
         while count is None or seen < count:
@@ -169,22 +228,50 @@ def read_topic(cfg: Config, topic: str, *, partition: int | None = None, positio
                 continue
             last_activity = time.monotonic()
             err = msg.error()
+            where = (msg.topic(), msg.partition())
             if err is not None:
                 if err.code() == _LibKafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition())
-                    if not follow and at_end >= set(parts):
+                    at_end.add(where)
+                    if not follow and at_end >= parts:
                         return
                     continue
                 if err.fatal() or err.code() in (_LibKafkaError.UNKNOWN_TOPIC_OR_PART, _LibKafkaError._ALL_BROKERS_DOWN):
-                    raise KafkaError(f"reading {topic} on {bootstrap}: {err.str()}")
+                    raise KafkaError(f"reading {msg.topic() or topics[0]} on {bootstrap}: {err.str()}")
                 continue
-            at_end.discard(msg.partition())
+            at_end.discard(where)
             ts_type, ts = msg.timestamp()
+            if position.from_time_ms is not None and ts_type and ts < position.from_time_ms:
+                continue
             seen += 1
+            headers = [(k, bytes(v) if v is not None else None) for k, v in (msg.headers() or [])]
             yield Record(msg.topic(), msg.partition(), msg.offset(), ts if ts_type else None, msg.value() or b"",
-                         msg.key())
+                         msg.key(), headers)
     finally:
         consumer.close()
+
+
+def _start_offsets(consumer: Consumer, wanted: list[TopicPartition], position: Position,
+                   bootstrap: str) -> list[TopicPartition]:
+    try:
+        if position.from_time_ms is not None:
+            query = [TopicPartition(tp.topic, tp.partition, position.from_time_ms) for tp in wanted]
+            found = consumer.offsets_for_times(query, timeout=10)
+            # -1: no message at or after the time, so start at the end
+            return [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+                    for tp in found]
+        out = []
+        for tp in wanted:
+            if position.offset is not None:
+                offset = position.offset
+            elif position.last is not None:
+                offset = _last_start(consumer, tp, position.last, bootstrap)
+            else:
+                offset = OFFSET_END if position.from_end else OFFSET_BEGINNING
+            out.append(TopicPartition(tp.topic, tp.partition, offset))
+        return out
+    except KafkaException as exc:
+        raise KafkaError(f"cannot read offsets of {wanted[0].topic if wanted else 'topics'} on {bootstrap}: "
+                         f"{_reason(exc)}") from None
 
 
 def produce_sync(producer: Producer, topic: str, value: bytes, key: bytes | None = None, timeout: float = 10.0) -> None:

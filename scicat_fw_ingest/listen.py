@@ -124,7 +124,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
 
     def run(self) -> None:
         opts = self.options
-        wanted = {**CONSUMER_DEFAULTS, **(PATTERN_DEFAULTS if any(t.startswith("^") for t in opts.topics) else {})}
+        wanted = {**CONSUMER_DEFAULTS, **PATTERN_DEFAULTS}  # also named topics created after the start
         defaults: dict[str, Any] = {k: v for k, v in wanted.items() if k not in self.cfg.kafka}
         self._consumer = make_consumer(self.cfg, opts.group, offset_reset=opts.auto_offset_reset,
                                        error_cb=self.broker_problems, **defaults)

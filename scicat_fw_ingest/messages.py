@@ -6,13 +6,17 @@ always surfaces as one ``DecodeError`` naming the schema id and the reason, whic
 one line and the listener records against its offset.
 
 The typed message is the NamedTuple (or flatbuffer object) that ess-streaming-data-types returns.
-``to_jsonable`` turns it into plain data: embedded JSON strings parsed (or kept, flagged, when
-invalid), numpy arrays summarised, times as ISO-8601 UTC, enums by name.
+``to_jsonable`` turns it into plain data, losing nothing with ``full``: embedded JSON strings parsed
+(or kept, flagged, when invalid), numpy arrays summarised unless ``full``, every field the schema
+defines as a time (scalar or array; ms, ns or s as the schema says) as ISO-8601 UTC with at least
+millisecond digits (more only when the value has them), enums by name, and the library's helper
+objects (da00 variables, ad00/ADAr attributes) as objects of their fields.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -25,7 +29,12 @@ import streaming_data_types as sdt
 from streaming_data_types.fbschemas.action_response_answ.ActionOutcome import ActionOutcome
 from streaming_data_types.fbschemas.action_response_answ.ActionType import ActionType
 
+from ._time import iso_datetime, iso_from_ns
 from .errors import SfiError
+
+#: kafka-to-nexus's "no stop time yet" (``time_point::max()`` in ms) in x5f2 status_json.stop_time and
+#: answ(StartJob).stop_time: not a time (it would be year 2262).
+NO_STOP_TIME_MS = 9223372036854
 
 #: How many leading values of an array are shown when it is summarised.
 ARRAY_PREVIEW = 8
@@ -48,7 +57,9 @@ _JSON_FIELDS: dict[str, tuple[str, ...]] = {
     "x5f2": ("status_json",),
 }
 
-#: Scalar time fields and their unit; 0 means "not set" for the run-control ones.
+#: Time fields (scalars or arrays) and their unit as each schema defines it: ms, ns or s since the
+#: epoch. 0 means "not set" for the run-control ones. (ADAr/senv/answ times arrive as datetimes;
+#: NDAr's ``timestamp`` is areaDetector's own clock, not defined by the schema: left as a number.)
 _TIME_FIELDS: dict[str, dict[str, str]] = {
     "pl72": {"start_time": "ms", "stop_time": "ms"},
     "6s4t": {"stop_time": "ms"},
@@ -59,9 +70,20 @@ _TIME_FIELDS: dict[str, dict[str, str]] = {
     "da00": {"timestamp_ns": "ns"},
     "ep00": {"timestamp": "ns"},
     "ep01": {"timestamp": "ns"},
-    "se00": {"timestamp_unix_ns": "ns"},
+    "se00": {"timestamp_unix_ns": "ns", "value_ts": "ns"},
+    "senv": {"value_ts": "ns"},
+    "ev42": {"pulse_time": "ns"},
+    "ev43": {"pulse_time": "ns"},
+    "ev44": {"reference_time": "ns"},
+    "an44": {"reference_time": "ns"},
+    "hs00": {"timestamp": "ns", "last_metadata_timestamp": "ns"},
+    "hs01": {"timestamp": "ns", "last_metadata_timestamp": "ns"},
+    "tdct": {"timestamps": "ns"},
+    "ns10": {"time_stamp": "s"},
 }
-_ZERO_IS_UNSET = {("pl72", "stop_time"), ("6s4t", "stop_time")}
+_ZERO_IS_UNSET = {("pl72", "stop_time"), ("6s4t", "stop_time"), ("answ", "stop_time"),
+                  ("hs00", "last_metadata_timestamp"), ("hs01", "last_metadata_timestamp")}
+_NS_PER = {"ns": 1, "ms": 1_000_000, "s": 1_000_000_000}
 
 
 def _enum_names(cls: type) -> dict[int, str]:
@@ -82,6 +104,10 @@ def _register_optional_enums() -> None:
         ("ep00", "type", "epics_connection_info_ep00.EventType", "EventType"),
         ("fc00", "config_change", "forwarder_config_update_fc00.UpdateType", "UpdateType"),
         ("rf5k", "config_change", "forwarder_config_update_rf5k.UpdateType", "UpdateType"),
+        ("fc00", "protocol", "forwarder_config_update_fc00.Protocol", "Protocol"),
+        ("rf5k", "protocol", "forwarder_config_update_rf5k.Protocol", "Protocol"),
+        ("se00", "ts_location", "array_1d_se00.Location", "Location"),
+        ("senv", "ts_location", "sample_environment_senv.Location", "Location"),
     ):
         try:
             mod = importlib.import_module(f"streaming_data_types.fbschemas.{module}")
@@ -203,15 +229,52 @@ def _field_value(message: Message, name: str, item: Any, full: bool) -> Any:
     schema = message.schema
     if name in message.json_values:
         return message.json_values[name]
+    unset = (schema, name) in _ZERO_IS_UNSET
+    if isinstance(item, dt.datetime):
+        ms = round(item.timestamp() * 1000)
+        return None if unset and (ms == 0 or ms >= NO_STOP_TIME_MS) else iso_datetime(item)
     unit = _TIME_FIELDS.get(schema, {}).get(name)
-    if unit and isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-        if item == 0 and (schema, name) in _ZERO_IS_UNSET:
-            return None
-        return iso_from_ns(int(item) * (1_000_000 if unit == "ms" else 1))
+    if unit:
+        if isinstance(item, np.ndarray) and item.dtype.kind in "iuf":
+            return _time_array(item, unit, full)
+        if isinstance(item, (list, tuple)) and all(_is_number(v) for v in item):
+            return [_iso(v, unit) for v in item]
+        if _is_number(item):
+            return None if item == 0 and unset else _iso(item, unit)
     names = _ENUMS.get((schema, name))
     if names is not None and isinstance(item, (int, np.integer)):
         return names.get(int(item), int(item))
+    if isinstance(item, list) and names is None:
+        return [_nested(schema, v, full) for v in item]
     return jsonable(item, full=full)
+
+
+def _nested(schema: str, item: Any, full: bool) -> Any:
+    """A list entry (fc00/rf5k stream, da00 variable, ...): its enum fields by name too."""
+    record = jsonable(item, full=full)
+    if isinstance(record, dict):
+        for key, value in record.items():
+            names = _ENUMS.get((schema, key))
+            if names is not None and isinstance(value, int):
+                record[key] = names.get(value, value)
+    return record
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _iso(value: Any, unit: str) -> str:
+    if isinstance(value, (float, np.floating)):
+        return iso_from_ns(round(float(value) * _NS_PER[unit]))
+    return iso_from_ns(int(value) * _NS_PER[unit])
+
+
+def _time_array(arr: np.ndarray, unit: str, full: bool) -> Any:
+    if full or arr.size <= ARRAY_PREVIEW and arr.ndim <= 1:
+        return np.vectorize(lambda v: _iso(v, unit), otypes=[object])(arr).tolist() if arr.size else []
+    first = [_iso(v, unit) for v in arr.reshape(-1)[:ARRAY_PREVIEW].tolist()]
+    return {"dtype": str(arr.dtype), "shape": list(arr.shape), "first": first}
 
 
 def _object_fields(value: Any) -> list[tuple[str, Any]]:
@@ -264,6 +327,10 @@ def jsonable(value: Any, *, full: bool = False) -> Any:
         return {str(k): jsonable(v, full=full) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v, full=full) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # da00 Variable
+        return {f.name: jsonable(getattr(value, f.name), full=full) for f in dataclasses.fields(value)}
+    if hasattr(value, "__dict__") and not isinstance(value, type):  # ad00/ADAr Attribute and the like
+        return {k: jsonable(v, full=full) for k, v in vars(value).items() if not k.startswith("_")}
     return str(value)
 
 
@@ -272,30 +339,3 @@ def _array(arr: np.ndarray, full: bool) -> Any:
         return jsonable(arr.tolist(), full=full)
     first = arr.reshape(-1)[:ARRAY_PREVIEW].tolist()
     return {"dtype": str(arr.dtype), "shape": list(arr.shape), "first": jsonable(first)}
-
-
-def iso_from_ns(ns: int) -> str:
-    """ISO-8601 UTC with nanosecond precision where the value has it."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    try:
-        base = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    except (OverflowError, OSError, ValueError):
-        return str(ns)
-    if rest == 0:
-        return base + "Z"
-    frac = f"{rest:09d}".rstrip("0")
-    return f"{base}.{frac}Z"
-
-
-def iso_datetime(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    text = value.astimezone(dt.timezone.utc).isoformat()
-    return text.replace("+00:00", "Z")
-
-
-def iso_from_ms(ms: int | None) -> str | None:
-    """Run-control times (ms since epoch); ``0``/``None`` means not set."""
-    if not ms:
-        return None
-    return iso_from_ns(int(ms) * 1_000_000)

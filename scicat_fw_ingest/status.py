@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .messages import Message, iso_from_ms
+from ._time import iso_from_ms
+from .messages import NO_STOP_TIME_MS, Message
 
 WORKER_STATES = ("idle", "writing", "unknown")
 JOB_STATES = ("waiting", "writing", "done", "error", "timeout")
@@ -39,8 +40,9 @@ class Timeouts:
 
     #: A worker unseen for longer than this many of its update intervals becomes ``unknown``.
     worker_intervals: float = 5.0
-    #: A waiting/writing job with no news for this long past max(stop time, last news) becomes ``timeout``.
-    job_grace_ms: int = 60_000
+    #: A waiting/writing job with no news (heartbeat, answer...) for this long becomes ``timeout``:
+    #: file-writer-control's rule and default (15 s); a live writer heartbeats every 2 s.
+    job_silence_ms: int = 15_000
     #: A command without an answ after this long becomes ``timeout``.
     command_ms: int = 30_000
 
@@ -122,8 +124,9 @@ class _JobFacts:
     stop: _Best = field(default_factory=_Best)
     service_id: _Best = field(default_factory=_Best)
     control_topic: _Best = field(default_factory=_Best)
-    started: bool = False  # answ StartJob success or an x5f2 writing this job
-    start_error: _Best = field(default_factory=_Best)  # message of a failed StartJob
+    #: The newest start outcome: (ts, failed) -> error text or None. An answ(StartJob) or an x5f2
+    #: writing this job; newest wins, so a job another writer took over after a failure is writing.
+    launch: _Best = field(default_factory=_Best)
     finished: _Best = field(default_factory=_Best)  # (error_encountered, file_name, message) of wrdn
     finished_at: int = -1
     last_update: int = -1
@@ -188,7 +191,8 @@ class Tracker:
             job.start.offer((1, _ts(ts)), int(v.start_time))
         if v.stop_time:
             job.stop.offer((0, _ts(ts)), int(v.stop_time))
-        _offer_text(job.service_id, v.service_id, ts, rank=1)
+        # kafka-to-nexus parses the pl72 service_id but does not use it: the writer that answers
+        # (answ, x5f2, wrdn) is the one doing the job, so only those name it.
         _offer_text(job.control_topic, v.control_topic, ts, rank=1)
         command = self._command((START_JOB, v.job_id))
         command.job_id.offer((0,), v.job_id)
@@ -227,16 +231,19 @@ class Tracker:
         if v.job_id:
             job = self._job(v.job_id, ts)
             _offer_text(job.service_id, v.service_id, ts)
-            _offer_text(job.control_topic, topic, ts)
             if action == START_JOB:
-                if failed:
-                    job.start_error.offer((_ts(ts),), v.message or f"start rejected (status {status})")
-                else:
-                    job.started = True
-            elif action == SET_STOP_TIME and not failed:
+                # A failed start is answered on the writer's default topic, not the control topic.
+                error = (v.message or f"start rejected (status {status})") if failed else None
+                job.launch.offer((_ts(ts), failed), error)
                 stop = _ms(v.stop_time)
-                if stop:
-                    job.stop.offer((3, _ts(ts)), stop)
+                if stop and not failed:
+                    job.stop.offer((0, _ts(ts)), stop)
+            else:
+                _offer_text(job.control_topic, topic, ts)
+                if action == SET_STOP_TIME and not failed:
+                    stop = _ms(v.stop_time)
+                    if stop:
+                        job.stop.offer((3, _ts(ts)), stop)
         # StartJob commands are keyed by job id (pl72 has no command id); others by command id.
         key = (action, (v.job_id or v.command_id) if action == START_JOB else (v.command_id or v.job_id))
         if not key[1]:
@@ -265,13 +272,14 @@ class Tracker:
                              interval, v.host_name or "", software))
         if state == "writing" and isinstance(job_id, str):
             job = self._job(job_id, ts)
-            job.started = True
+            job.launch.offer((_ts(ts), False), None)
             _offer_text(job.service_id, v.service_id, ts)
             _offer_text(job.filename, file if isinstance(file, str) else None, ts, rank=0)
             if isinstance(status.get("start_time"), int) and status["start_time"] > 0:
                 job.start.offer((0, _ts(ts)), status["start_time"])
-            if isinstance(status.get("stop_time"), int) and status["stop_time"] > 0:
-                job.stop.offer((1, _ts(ts)), status["stop_time"])
+            stop = status.get("stop_time")
+            if isinstance(stop, int) and 0 < stop < NO_STOP_TIME_MS:
+                job.stop.offer((1, _ts(ts)), stop)
 
     def _on_wrdn(self, message: Message, topic: str, ts: int | None) -> None:
         v = message.value
@@ -303,12 +311,13 @@ class Tracker:
             failed, written, text = f.finished.value
             state = "error" if failed else "done"
             error = text if failed else None
-        elif f.start_error.seen:
-            state, error = "error", f.start_error.value
+        elif f.launch.seen and f.launch.value is not None:
+            state, error = "error", f.launch.value
         else:
-            state = "writing" if f.started else "waiting"
-            quiet_since = max(stop or -1, f.last_update)
-            if quiet_since >= 0 and now - quiet_since > self.timeouts.job_grace_ms:
+            state = "writing" if f.launch.seen else "waiting"
+            # Like file-writer-control: silence, not the stop time, decides. A writer that died
+            # mid-run (with or without a stop time) stops heartbeating; a live one never goes quiet.
+            if f.last_update >= 0 and now - f.last_update > self.timeouts.job_silence_ms:
                 state = "timeout"
         return Job(job_id=job_id, run_name=f.run_name.value, filename=f.filename.value, file_written=written,
                    state=state, start=f.start.value, stop=stop, error=error, service_id=f.service_id.value,
@@ -363,10 +372,12 @@ class Tracker:
 
 
 def _ms(value: Any) -> int | None:
+    """A stop time in ms; None for 0 (unset) and for the no-stop-time sentinel."""
     if isinstance(value, datetime):
-        ms = int(value.timestamp() * 1000)
-        return ms if ms > 0 else None
-    return int(value) if value else None
+        ms = round(value.timestamp() * 1000)
+    else:
+        ms = int(value) if value else 0
+    return ms if 0 < ms < NO_STOP_TIME_MS else None
 
 
 def _now(now_ms: int | None) -> int:

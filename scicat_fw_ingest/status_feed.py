@@ -89,6 +89,8 @@ class _Reader:
     regexes: list[re.Pattern[str]]
     partitions: set[tuple[str, int]] = field(default_factory=set)
     at_end: set[tuple[str, int]] = field(default_factory=set)
+    #: Named topics not on the broker at the last lookup (waited for while listening).
+    missing: list[str] = field(default_factory=list)
 
     def _metadata(self) -> dict[str, list[int]]:
         try:
@@ -98,13 +100,12 @@ class _Reader:
                 from None
         return {name: sorted(info.partitions) for name, info in md.topics.items() if info.error is None}
 
-    def discover(self, *, first: bool) -> list[tuple[str, int]]:
-        """Partitions of the wanted topics not assigned yet; on the first call named topics must exist."""
+    def discover(self, *, strict: bool) -> list[tuple[str, int]]:
+        """Partitions of the wanted topics not assigned yet; with ``strict`` named topics must exist."""
         topics = self._metadata()
-        if first:
-            missing = [name for name in self.names if name not in topics]
-            if missing:
-                raise TopicError(f"topic '{missing[0]}' does not exist on {self.bootstrap}")
+        self.missing = [name for name in self.names if name not in topics]
+        if strict and self.missing:
+            raise TopicError(f"topic '{self.missing[0]}' does not exist on {self.bootstrap}")
         wanted = {name for name in self.names if name in topics}
         wanted |= {name for name in topics if not name.startswith("__") and any(r.search(name) for r in self.regexes)}
         return [(name, p) for name in sorted(wanted) for p in topics[name] if (name, p) not in self.partitions]
@@ -156,16 +157,18 @@ class StatusFeed:
     def start(self, *, wait_for_topics: bool) -> None:
         """Assign the wanted partitions from ``since_s`` ago (or the beginning).
 
-        With nothing matching yet this fails, unless ``wait_for_topics``: a pattern may match a
-        topic created later, which listening then reads whole.
+        A missing named topic, or nothing matching yet, fails unless ``wait_for_topics``: a topic
+        created later (named or matching a pattern) is then picked up and read whole.
         """
         reader = self._reader
         self._since_ms = None if self._since_s is None else int((time.time() - self._since_s) * 1000)
-        parts = reader.discover(first=True)
+        parts = reader.discover(strict=not wait_for_topics)
         given = ", ".join(self._selection.given)
         if not parts and not wait_for_topics:
             raise TopicError(f"no topic on {reader.bootstrap} matches {given}")
-        if not parts:
+        for name in reader.missing:
+            self._warn(f"topic '{name}' does not exist yet; waiting for it")
+        if not parts and not reader.missing:
             self._warn(f"no topic matches {given} yet; waiting for one")
         reader.assign(parts, self._since_ms)
 
@@ -193,9 +196,9 @@ class StatusFeed:
             if on_progress is not None and now - last_progress >= _PROGRESS_EVERY:
                 on_progress(caught_up_at is not None)
                 last_progress = now
-            if listening and reader.regexes and now - last_discovery >= _REDISCOVER_EVERY:
+            if listening and (reader.regexes or reader.missing) and now - last_discovery >= _REDISCOVER_EVERY:
                 # A topic created after we started holds only news: read it whole.
-                reader.assign(reader.discover(first=False), None)
+                reader.assign(reader.discover(strict=False), None)
                 last_discovery = now
             msg = consumer.poll(0.2)
             if msg is None:

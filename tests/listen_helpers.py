@@ -17,7 +17,7 @@ from confluent_kafka import TopicPartition
 
 from scicat_fw_ingest.config import Config
 from scicat_fw_ingest.kafka import ensure_topics, make_consumer, make_producer
-from scicat_fw_ingest.simulate import Job, job_messages
+from scicat_fw_ingest.simulate import SimulatedJob as Job, job_messages
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 #: Where the simulated writer "writes"; the listener maps it to the test's directory.

@@ -9,9 +9,9 @@ import pytest
 from streaming_data_types import serialise_pl72
 
 from scicat_fw_ingest.kafka import ensure_topics, make_producer
-from scicat_fw_ingest.simulate import Job, job_messages
+from scicat_fw_ingest.simulate import SimulatedJob, job_messages
 
-from .test_messages import SAMPLES
+from .test_messages import SAMPLES, other_schemas
 
 JOB_ORDER = ["pl72", "answ", "x5f2", "6s4t", "answ", "wrdn"]
 
@@ -91,8 +91,8 @@ def test_usage_errors_exit_2(args: list[str], sfi) -> None:
     assert "Traceback" not in run.stderr
 
 
-def _publish_job(kafka_config, topic: str) -> Job:
-    job = Job(filename="/data/run1.nxs", control_topic=topic, pool_topic=topic, metadata='{"proposal_id": "p1"}')
+def _publish_job(kafka_config, topic: str) -> SimulatedJob:
+    job = SimulatedJob(filename="/data/run1.nxs", control_topic=topic, pool_topic=topic, metadata='{"proposal_id": "p1"}')
     ensure_topics(kafka_config, [topic])
     producer = make_producer(kafka_config)
     for _, value in job_messages(job)[1:]:  # the control topic's view of one job
@@ -125,7 +125,7 @@ def test_every_sample_schema_round_trips_through_a_topic(kafka_config, kafka_boo
     run = sfi("decode", "--json", "-b", kafka_bootstrap, "--topic", topic)
     assert run.returncode == 0, run.stderr
     got = lines(run.stdout)
-    meta = ("topic", "partition", "offset", "timestamp")
+    meta = ("topic", "partition", "offset", "timestamp", "key", "headers")
     assert [{k: v for k, v in m.items() if k not in meta} for m in got] == [
         {"schema": s, **SAMPLES[s][1]} for s in schemas]
 
@@ -161,3 +161,65 @@ def test_missing_topic_and_missing_broker_are_one_line(kafka_bootstrap, sfi) -> 
     assert len(run.stderr.strip().splitlines()) == 1
     run = sfi("decode", "--topic", "x")
     assert run.returncode == 1 and "no Kafka broker given" in run.stderr
+
+
+def _produce(kafka_config, items: list[tuple[str, bytes]], **kw) -> None:
+    ensure_topics(kafka_config, sorted({t for t, _ in items}))
+    producer = make_producer(kafka_config)
+    for where, value in items:
+        producer.produce(where, value, **kw)
+    assert producer.flush(10) == 0
+
+
+@pytest.mark.kafka
+def test_acceptance_da00_from_a_topic_holds_its_data_values(kafka_config, kafka_bootstrap, topic, sfi) -> None:
+    _produce(kafka_config, [(topic, other_schemas()["da00"])])
+    run = sfi("decode", "--json", "-b", kafka_bootstrap, "-t", topic)
+    assert run.returncode == 0, run.stderr
+    (got,) = lines(run.stdout)
+    counts = got["data"][0]
+    assert (counts["name"], counts["unit"], counts["axes"], counts["shape"]) == ("counts", "counts", ["tof"], [20])
+    assert counts["data"] == list(range(20))  # --json is lossless: whole arrays
+
+
+@pytest.mark.kafka
+def test_several_topics_regex_keys_and_headers(kafka_config, kafka_bootstrap, topic, sfi) -> None:
+    a, b, c = f"{topic}_a", f"{topic}_b", f"{topic}_other"
+    ensure_topics(kafka_config, [a, b, c])
+    producer = make_producer(kafka_config)
+    producer.produce(a, SAMPLES["wrdn"][0], key=b"job-1", headers=[("origin", b"writer-1"), ("bin", b"\xff")])
+    producer.produce(b, SAMPLES["x5f2"][0])
+    producer.produce(c, SAMPLES["pl72"][0])
+    assert producer.flush(10) == 0
+    both = lines(sfi("decode", "--json", "-b", kafka_bootstrap, "-t", a, "-t", b).stdout)
+    assert sorted((m["topic"], m["schema"]) for m in both) == [(a, "wrdn"), (b, "x5f2")]
+    wrdn = next(m for m in both if m["topic"] == a)
+    assert wrdn["key"] == "job-1" and wrdn["headers"] == [["origin", "writer-1"], ["bin", {"base64": "/w=="}]]
+    assert next(m for m in both if m["topic"] == b)["key"] is None
+    matched = lines(sfi("decode", "--json", "-b", kafka_bootstrap, "-t", f"^{topic}_[ab]$").stdout)
+    assert sorted(m["topic"] for m in matched) == [a, b]
+    run = sfi("decode", "-b", kafka_bootstrap, "-t", f"^{topic}_nothing$")
+    assert run.returncode == 1 and "no topic" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.kafka
+def test_from_time_skips_older_messages(kafka_config, kafka_bootstrap, topic, sfi) -> None:
+    import time
+
+    now_ms = int(time.time() * 1000)
+    _produce(kafka_config, [(topic, SAMPLES["pl72"][0])], timestamp=now_ms - 3_600_000)
+    _produce(kafka_config, [(topic, SAMPLES["wrdn"][0])], timestamp=now_ms)
+    base = ("decode", "--json", "-b", kafka_bootstrap, "-t", topic)
+    assert [m["schema"] for m in lines(sfi(*base, "--from-time", "30m").stdout)] == ["wrdn"]
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms / 1000 - 7200))
+    assert [m["schema"] for m in lines(sfi(*base, "--from-time", iso).stdout)] == ["pl72", "wrdn"]
+    bad = sfi(*base, "--from-time", "yesterday")
+    assert bad.returncode == 2 and "yesterday" in bad.stderr
+
+
+@pytest.mark.kafka
+def test_last_n_counts_real_messages(kafka_config, kafka_bootstrap, topic, sfi) -> None:
+    job = _publish_job(kafka_config, topic)  # six messages in one batch
+    got = lines(sfi("decode", "--json", "-b", kafka_bootstrap, "-t", topic, "--last", "2").stdout)
+    assert [m["schema"] for m in got] == ["answ", "wrdn"] and got[-1]["job_id"] == job.job_id
+    assert len(lines(sfi("decode", "--json", "-b", kafka_bootstrap, "-t", topic, "--last", "50").stdout)) == 6

@@ -125,7 +125,7 @@ def test_icp_run_start_on_zoom_runinfo_comes_out_enriched_on_the_output_topic(
     for stream in streams(icp_structure()):  # the ICP's ev44 and f144 streams are all kept
         assert stream in produced
     assert ("f144", "ZOOM_sampleEnv", "IN:ZOOM:P1") in produced  # configured block added
-    assert ("hs01", "ZOOM_monitorHistograms", "monitor_1") in produced
+    assert ("da00", "ZOOM_monitorHistograms", "monitor_1") in produced
 
 
 def test_bad_messages_are_logged_committed_and_not_forwarded_and_a_restart_does_not_reforward(
@@ -208,20 +208,68 @@ def test_topic_pattern_subscription_with_a_per_instrument_template(
     assert dataset_value(entry_b, "beamline") == second
 
 
-def test_a_new_group_starts_at_the_latest_run_start_by_default(
+def produce_at(cfg: Config, topic: str, items: list[tuple[bytes, int]]) -> None:
+    """Run starts with the Kafka timestamps (ms) they would carry."""
+    producer = make_producer(cfg)
+    for value, timestamp_ms in items:
+        producer.produce(topic, value, timestamp=timestamp_ms)
+    assert producer.flush(10) == 0
+
+
+@pytest.mark.slow
+def test_a_new_group_starts_at_the_look_back_not_at_old_run_starts(
         services: list[Service], kafka_bootstrap: str, kafka_config: Config) -> None:
     inst, out = f"LAT{uid()}", f"out_{uid()}"
     ensure_topics(kafka_config, [f"{inst}_runInfo", out])
-    produce(kafka_config, f"{inst}_runInfo", run_start_bytes(job_id="old-run"))
+    now = int(time.time() * 1000)
+    produce_at(kafka_config, f"{inst}_runInfo", [(run_start_bytes(job_id="old-run"), now - 600_000),  # 10 min
+                                                 (run_start_bytes(job_id="recent-run"), now - 30_000)])
     service = Service("-b", kafka_bootstrap, "--instruments", inst, "--output-topic", out, "--group",
-                      f"g_{uid()}", "--once")
+                      f"g_{uid()}", "--count", "2")
     services.append(service)
-    service.wait_for("assigned")
-    time.sleep(1.5)  # let the consumer settle its start position at the end
-    produce(kafka_config, f"{inst}_runInfo", run_start_bytes(job_id="new-run"))
+    service.wait_for("no committed offset")
     service.wait_for("forwarded")
+    produce(kafka_config, f"{inst}_runInfo", run_start_bytes(job_id="new-run"))
     assert service.proc.wait(30) == 0
-    assert [r.job_id for r in read_run_starts(kafka_config, out)] == ["new-run"]
+    assert [r.job_id for r in read_run_starts(kafka_config, out)] == ["recent-run", "new-run"]
+
+
+@pytest.mark.slow
+def test_restart_before_the_first_commit_loses_no_run_start(
+        services: list[Service], kafka_bootstrap: str, kafka_config: Config) -> None:
+    inst, out, group = f"RST{uid()}", f"out_{uid()}", f"g_{uid()}"
+    ensure_topics(kafka_config, [f"{inst}_runInfo", out])
+    args = ("-b", kafka_bootstrap, "--instruments", inst, "--output-topic", out, "--group", group)
+    first = Service(*args)
+    services.append(first)
+    first.wait_for("assigned")
+    assert first.stop() == 0  # nothing forwarded, nothing committed
+    jobs = [str(uuid.uuid4()) for _ in range(3)]
+    produce(kafka_config, f"{inst}_runInfo", *(run_start_bytes(job_id=job) for job in jobs))  # while it is down
+    again = Service(*args, "--count", "3")
+    services.append(again)
+    assert again.proc.wait(60) == 0, "".join(again.seen)
+    assert [r.job_id for r in read_run_starts(kafka_config, out)] == jobs
+
+
+@pytest.mark.slow
+def test_acceptance_topic_created_after_start_loses_no_run_start(
+        services: list[Service], kafka_bootstrap: str, kafka_config: Config) -> None:
+    """Started before <INST>_runInfo exists; created 3 s in; 20 run starts over 8 s: 20 forwarded."""
+    inst, out = f"NEW{uid()}", f"out_{uid()}"
+    ensure_topics(kafka_config, [out])
+    service = Service("-b", kafka_bootstrap, "--instruments", inst, "--output-topic", out, "--group",
+                      f"g_{uid()}", "--count", "20")
+    services.append(service)
+    time.sleep(3)
+    ensure_topics(kafka_config, [f"{inst}_runInfo"])
+    producer = make_producer(kafka_config)
+    jobs = [str(uuid.uuid4()) for _ in range(20)]
+    for job in jobs:
+        produce_sync(producer, f"{inst}_runInfo", run_start_bytes(job_id=job))
+        time.sleep(0.4)
+    assert service.proc.wait(60) == 0, "".join(service.seen)
+    assert sorted(r.job_id for r in read_run_starts(kafka_config, out)) == sorted(jobs)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -108,7 +108,7 @@ def test_icp_run_start_is_enriched_with_the_isis_layout_and_keeps_the_icp_stream
     assert [c["name"] for c in selog["children"]] == ["Temp_1", "Pressure", "Field"]
     assert streams(child(selog, "Temp_1")) == [("f144", "ZOOM_sampleEnv", "IN:ZOOM:Temp_1")]
     assert streams(child(selog, "Pressure")) == [("f144", "ZOOM_sampleEnv", "IN:ZOOM:P1")]
-    assert streams(child(entry, "monitor_2")) == [("hs01", "ZOOM_monitorHistograms", "monitor_2")]
+    assert streams(child(entry, "monitor_2")) == [("da00", "ZOOM_monitorHistograms", "monitor_2")]
     assert streams(child(entry, "runlog")) == [("f144", "ZOOM_runLog", "good_frames")]
     assert "events" not in [c.get("name") for c in entry["children"]]  # renamed, not duplicated
     assert "$" not in json.dumps(structure)

@@ -12,17 +12,19 @@ import pytest
 
 from scicat_fw_ingest.config import Config
 from scicat_fw_ingest.kafka import ensure_topics, make_producer
-from scicat_fw_ingest.simulate import Job, job_messages
+from scicat_fw_ingest.simulate import SimulatedJob, job_messages, job_phases
 
 pytestmark = pytest.mark.kafka
 
-
-def _jobs(prefix: str, errors: list[str | None]) -> list[Job]:
-    return [Job(filename=f"/data/{prefix}_{i}.nxs", control_topic=f"{prefix}_ctl_{i}", pool_topic=f"{prefix}_pool",
-                run_name=f"{prefix}-run{i}", error=error) for i, error in enumerate(errors)]
+WRITER = "kafka-to-nexus:writer-host-pid:4242-ab12"
 
 
-def _publish(cfg: Config, jobs: list[Job], timestamp_ms: int | None = None, extra: list[tuple[str, bytes]] = ()
+def _jobs(prefix: str, errors: list[str | None]) -> list[SimulatedJob]:
+    return [SimulatedJob(filename=f"/data/{prefix}_{i}.nxs", control_topic=f"{prefix}_ctl_{i}", pool_topic=f"{prefix}_pool",
+                run_name=f"{prefix}-run{i}", error=error, service_id=WRITER) for i, error in enumerate(errors)]
+
+
+def _publish(cfg: Config, jobs: list[SimulatedJob], timestamp_ms: int | None = None, extra: list[tuple[str, bytes]] = ()
              ) -> None:
     items = [item for job in jobs for item in job_messages(job)] + list(extra)
     ensure_topics(cfg, sorted({t for t, _ in items}))
@@ -38,13 +40,13 @@ def _status(result) -> dict:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def three_jobs(kafka_config: Config, topic: str) -> list[Job]:
+def three_jobs(kafka_config: Config, topic: str) -> list[SimulatedJob]:
     jobs = _jobs(topic, [None, None, "HDF5 error: disk full"])
     _publish(kafka_config, jobs)
     return jobs
 
 
-def test_three_jobs_listed_done_done_error_with_files(sfi, kafka_bootstrap: str, three_jobs: list[Job]) -> None:
+def test_three_jobs_listed_done_done_error_with_files(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob]) -> None:
     topics = [arg for job in three_jobs for arg in ("--topic", job.control_topic)]
     data = _status(sfi("list-status", "-b", kafka_bootstrap, *topics, "--from-beginning", "--json"))
     assert set(data) == {"workers", "jobs", "commands"}
@@ -52,12 +54,12 @@ def test_three_jobs_listed_done_done_error_with_files(sfi, kafka_bootstrap: str,
     assert [by_id[job.job_id]["state"] for job in three_jobs] == ["done", "done", "error"]
     assert [by_id[job.job_id]["file_written"] for job in three_jobs] == [job.filename for job in three_jobs]
     assert by_id[three_jobs[2].job_id]["error"] == "HDF5 error: disk full"
-    assert [w["service_id"] for w in data["workers"]] == ["sfi-writer-1"]
+    assert [w["service_id"] for w in data["workers"]] == [WRITER]
     assert {(c["action"], c["status_code"], c["state"]) for c in data["commands"]} == \
         {("StartJob", 201, "success"), ("SetStopTime", 201, "success")}
 
 
-def test_regex_topics_and_tables(sfi, kafka_bootstrap: str, three_jobs: list[Job], topic: str) -> None:
+def test_regex_topics_and_tables(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob], topic: str) -> None:
     result = sfi("list-status", "-b", kafka_bootstrap, "--topic", f"^{topic}_ctl_[0-9]+$", "--from-beginning",
                  env={"COLUMNS": "250"})
     assert result.returncode == 0, result.stderr
@@ -70,7 +72,7 @@ def test_regex_topics_and_tables(sfi, kafka_bootstrap: str, three_jobs: list[Job
     assert sorted(j["job_id"] for j in data["jobs"]) == sorted(job.job_id for job in three_jobs[:2])
 
 
-def test_pool_topic_alone_shows_waiting_jobs_and_pending_starts(sfi, kafka_bootstrap: str, three_jobs: list[Job],
+def test_pool_topic_alone_shows_waiting_jobs_and_pending_starts(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob],
                                                                  topic: str) -> None:
     data = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", f"{topic}_pool", "--json"))
     assert sorted(j["state"] for j in data["jobs"]) == ["waiting"] * 3
@@ -132,7 +134,7 @@ def test_duration_listens_for_news_including_new_regex_topics(kafka_config: Conf
     assert states == {first.job_id: "done", later.job_id: "done"}
 
 
-def test_follow_view_ends_after_duration(sfi, kafka_bootstrap: str, three_jobs: list[Job], topic: str) -> None:
+def test_follow_view_ends_after_duration(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob], topic: str) -> None:
     result = sfi("list-status", "-b", kafka_bootstrap, "-t", f"^{topic}_ctl_", "--from-beginning", "--follow",
                  "--duration", "1")
     assert result.returncode == 0, result.stderr
@@ -159,3 +161,37 @@ def test_acceptance_produce_test_then_list_status(sfi, kafka_bootstrap: str, tmp
         listed = by_id[job["job_id"]]
         assert listed["state"] == "done"
         assert listed["file_written"] == job["file"] and Path(job["file"]).is_file()
+
+
+@pytest.mark.parametrize(("silent_s", "state"), [(16, "timeout"), (5, "writing")])
+def test_acceptance_writer_dies_mid_run_without_stop_time(sfi, kafka_config: Config, kafka_bootstrap: str,
+                                                          topic: str, silent_s: int, state: str) -> None:
+    """The writer started the job (no stop time: the sentinel) and heartbeated, then went silent."""
+    (job,) = _jobs(topic, [None])
+    job.heartbeats = 3
+    started, _ = job_phases(job)  # pl72, echo, answ(StartJob), x5f2 x3: nothing after
+    last_beat = int(time.time() * 1000) - silent_s * 1000
+    ensure_topics(kafka_config, [job.pool_topic, job.control_topic])
+    producer = make_producer(kafka_config)
+    for n, (where, data) in enumerate(started):
+        producer.produce(where, data, timestamp=last_beat - (len(started) - 1 - n) * 2000)
+    assert producer.flush(10) == 0
+    data = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", job.pool_topic, "-t", job.control_topic,
+                       "--json"))
+    (listed,) = data["jobs"]
+    assert (listed["state"], listed["stop"], listed["service_id"]) == (state, None, WRITER)
+
+
+@pytest.mark.slow
+def test_named_topic_created_after_start_is_picked_up(kafka_config: Config, kafka_bootstrap: str,
+                                                      topic: str) -> None:
+    (job,) = _jobs(topic, [None])
+    proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "list-status", "-b", kafka_bootstrap,
+                             "-t", job.control_topic, "--duration", "5", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    _publish(kafka_config, [job])  # the control topic is created now
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"topic '{job.control_topic}' does not exist yet; waiting for it" in err
+    assert [(j["job_id"], j["state"]) for j in json.loads(out)["jobs"]] == [(job.job_id, "done")]

@@ -21,7 +21,8 @@ from streaming_data_types import (
 from streaming_data_types.fbschemas.action_response_answ.ActionOutcome import ActionOutcome
 from streaming_data_types.fbschemas.action_response_answ.ActionType import ActionType
 
-from scicat_fw_ingest.messages import ARRAY_PREVIEW, DecodeError, decode, iso_from_ns, schema_of
+from scicat_fw_ingest._time import iso_datetime, iso_from_ns
+from scicat_fw_ingest.messages import ARRAY_PREVIEW, DecodeError, decode, schema_of
 
 START_MS = 1_730_000_000_123
 STOP_MS = START_MS + 60_000
@@ -52,7 +53,7 @@ def sample_messages() -> dict[str, tuple[bytes, dict]]:
                            stop_dt),
             {"service_id": "w1", "job_id": "job-1", "command_id": "cmd-1", "action": "SetStopTime",
              "outcome": "Failure", "message": "late", "status_code": 400,
-             "stop_time": "2024-10-27T03:34:20.123000Z"},
+             "stop_time": "2024-10-27T03:34:20.123Z"},
         ),
         "x5f2": (
             serialise_x5f2("kafka-to-nexus", "6.1", "w1", "host1", 77, 2000,
@@ -73,7 +74,9 @@ def sample_messages() -> dict[str, tuple[bytes, dict]]:
         "ev44": (
             serialise_ev44("det", 7, np.array([1_000, 2_000]), np.array([0, 3]), np.arange(5, dtype=np.int32),
                            np.arange(10, 15, dtype=np.int32)),
-            {"source_name": "det", "message_id": 7, "reference_time": [1000, 2000], "reference_time_index": [0, 3],
+            {"source_name": "det", "message_id": 7,
+             "reference_time": ["1970-01-01T00:00:00.000001Z", "1970-01-01T00:00:00.000002Z"],
+             "reference_time_index": [0, 3],
              "time_of_flight": [0, 1, 2, 3, 4], "pixel_id": [10, 11, 12, 13, 14]},
         ),
     }
@@ -156,10 +159,13 @@ def test_schema_of_reads_bytes_4_to_8() -> None:
     assert schema_of(SAMPLES["x5f2"][0]) == "x5f2"
 
 
-def test_iso_from_ns_keeps_nanoseconds() -> None:
-    assert iso_from_ns(1_000_000_000) == "1970-01-01T00:00:01Z"
-    assert iso_from_ns(1_500_000_000) == "1970-01-01T00:00:01.5Z"
+def test_iso_times_always_have_milliseconds_and_keep_finer_digits() -> None:
+    assert iso_from_ns(1_000_000_000) == "1970-01-01T00:00:01.000Z"
+    assert iso_from_ns(1_500_000_000) == "1970-01-01T00:00:01.500Z"
+    assert iso_from_ns(1_500_001_000) == "1970-01-01T00:00:01.500001Z"
     assert iso_from_ns(1) == "1970-01-01T00:00:00.000000001Z"
+    assert iso_datetime(datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=timezone.utc)) == "2024-01-02T03:04:05.123Z"
+    assert iso_datetime(datetime(2024, 1, 2, 3, 4, 5, 123456)) == "2024-01-02T03:04:05.123456Z"
 
 
 _ids = st.sampled_from(sorted(SAMPLES) + ["hs01", "f142", "ev42", "ep01", "al00", "da00", "ad00", "tdct", "json"])
@@ -179,3 +185,107 @@ def test_no_bytes_make_the_decoder_raise_anything_but_decode_error(data: bytes) 
     except DecodeError:
         return
     json.dumps(message.to_jsonable())  # whatever decodes must also render
+
+
+# -- every other schema the library knows: lossless, times ISO, enums by name -------------------
+
+NS = 1_730_000_000_123_456_789
+NS_ISO = "2024-10-27T03:33:20.123456789Z"
+
+
+def other_schemas() -> dict[str, bytes]:
+    import streaming_data_types as sdt
+    from streaming_data_types import alarm_al00, area_detector_ad00, area_detector_ADAr, dataarray_da00
+    from streaming_data_types import epics_connection_ep01, forwarder_config_update_fc00
+    from streaming_data_types.fbschemas.array_1d_se00.Location import Location
+    from streaming_data_types.fbschemas.epics_connection_info_ep00.EventType import EventType
+    from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import Protocol
+    from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
+
+    image = np.arange(6, dtype=np.uint16).reshape(2, 3)
+    stamp = datetime.fromtimestamp(1_730_000_000.123, tz=timezone.utc)
+    hist = {"source": "h", "timestamp": NS, "current_shape": [2], "data": np.array([3, 4]),
+            "dim_metadata": [{"length": 2, "unit": "ns", "label": "tof", "bin_boundaries": np.array([0, 1, 2])}]}
+    return {
+        "da00": sdt.serialise_da00("mon", NS, [
+            dataarray_da00.Variable(name="counts", data=np.arange(20, dtype=np.int32), axes=["tof"], unit="counts",
+                                    label="Counts", source="mon1"),
+            dataarray_da00.Variable(name="tof", data=np.linspace(0.0, 20.0, 21), axes=["tof"], unit="us")]),
+        "ad00": sdt.serialise_ad00("cam", 3, NS, image, [area_detector_ad00.Attribute("gain", "the gain", "ep", 2.5)]),
+        "ADAr": sdt.serialise_ADAr("cam", 3, stamp, image, [area_detector_ADAr.Attribute("gain", "g", "ep", 2.5)]),
+        "al00": sdt.serialise_al00("pv", NS, alarm_al00.Severity.MAJOR, "too hot"),
+        "ep00": sdt.serialise_ep00(NS, EventType.CONNECTED, "pv", "fwd"),
+        "ep01": sdt.serialise_ep01(NS, epics_connection_ep01.ConnectionInfo.CONNECTED, "pv", "fwd"),
+        "ev42": sdt.serialise_ev42("det", 1, NS, np.array([5, 6]), np.array([1, 2])),
+        "ev43": sdt.serialise_ev43("det", 1, np.array([NS, NS]), np.array([0, 1]), np.array([5, 6]), np.array([1, 2])),
+        "an44": sdt.serialise_an44("det", 1, np.array([NS]), np.array([0]), np.array([5, 6]), np.array([1, 2]),
+                                   np.array([1, 1])),
+        "fc00": sdt.serialise_fc00(UpdateType.ADD, [forwarder_config_update_fc00.StreamInfo("pv", "f144", "t",
+                                                                                            Protocol.PVA, 0)]),
+        "hs00": sdt.serialise_hs00(hist),
+        "hs01": sdt.serialise_hs01(hist),
+        "ns10": sdt.serialise_ns10("k", "v", 1_730_000_000.5, 3.0, False),
+        "se00": sdt.serialise_se00("n", 1, NS, 10, 5, np.array([1, 2]), Location.Start, np.array([NS, NS + 10])),
+        "senv": sdt.serialise_senv("n", 1, stamp, 10, 5, np.array([1, 2]), 2, np.array([NS, NS + 10])),
+        "tdct": sdt.serialise_tdct("chopper", np.array([NS, NS + 1000]), 4),
+    }
+
+
+def _no_reprs(value: object) -> None:
+    text = json.dumps(value)
+    assert " object at 0x" not in text and "Variable(" not in text and "array(" not in text, text
+
+
+@pytest.mark.parametrize(("schema", "data"), sorted(other_schemas().items()))
+def test_every_schema_is_plain_json_without_python_reprs(schema: str, data: bytes) -> None:
+    out = decode(data).to_jsonable(full=True)
+    assert out["schema"] == schema
+    _no_reprs(out)
+
+
+def test_da00_variables_keep_name_unit_axes_shape_and_every_value() -> None:
+    out = decode(other_schemas()["da00"]).to_jsonable(full=True)
+    assert out["timestamp_ns"] == NS_ISO
+    counts, tof = out["data"]
+    assert counts == {"name": "counts", "data": list(range(20)), "axes": ["tof"], "shape": [20], "unit": "counts",
+                      "label": "Counts", "source": "mon1"}
+    assert tof["data"] == pytest.approx(list(np.linspace(0.0, 20.0, 21))) and tof["unit"] == "us"
+    summary = decode(other_schemas()["da00"]).to_jsonable()["data"][0]["data"]  # tables: summarised
+    assert summary["shape"] == [20] and summary["first"] == list(range(ARRAY_PREVIEW))
+
+
+def test_area_detector_attributes_are_objects() -> None:
+    for schema in ("ad00", "ADAr"):
+        out = decode(other_schemas()[schema]).to_jsonable(full=True)
+        assert out["attributes"][0]["name"] == "gain" and out["attributes"][0]["data"] == 2.5
+        assert out["data"] == [[0, 1, 2], [3, 4, 5]]
+    assert decode(other_schemas()["ADAr"]).to_jsonable()["timestamp"] == "2024-10-27T03:33:20.123Z"
+
+
+def test_times_are_iso_wherever_the_schema_says_time() -> None:
+    got = {schema: decode(data).to_jsonable(full=True) for schema, data in other_schemas().items()}
+    assert got["ev42"]["pulse_time"] == NS_ISO and got["ev43"]["pulse_time"] == [NS_ISO, NS_ISO]
+    assert got["an44"]["reference_time"] == [NS_ISO]
+    assert got["hs01"]["timestamp"] == NS_ISO and got["hs01"]["last_metadata_timestamp"] is None
+    assert got["tdct"]["timestamps"] == [NS_ISO, "2024-10-27T03:33:20.123457789Z"]
+    assert got["se00"]["value_ts"][1] == "2024-10-27T03:33:20.123456799Z" and got["se00"]["timestamp_unix_ns"] == NS_ISO
+    assert got["ns10"]["time_stamp"] == "2024-10-27T03:33:20.500Z"
+    for schema in ("al00", "ad00"):
+        assert got[schema]["timestamp_ns"] == NS_ISO
+    for schema in ("ep00", "ep01"):
+        assert got[schema]["timestamp"] == NS_ISO
+
+
+def test_enums_are_names() -> None:
+    got = {schema: decode(data).to_jsonable(full=True) for schema, data in other_schemas().items()}
+    assert got["fc00"]["config_change"] == "ADD" and got["fc00"]["streams"][0]["protocol"] == "PVA"
+    assert got["se00"]["ts_location"] == "Start" and got["senv"]["ts_location"] == "Middle"
+    assert got["al00"]["severity"] == "MAJOR" and got["ep00"]["type"] == "CONNECTED"
+    assert got["ep01"]["status"] == "CONNECTED"
+
+
+def test_answ_no_stop_time_sentinel_is_null() -> None:
+    sentinel = datetime.fromtimestamp(9_223_372_036_854 / 1000, tz=timezone.utc)
+    out = decode(serialise_answ("w", "j", "j", ActionType.StartJob, ActionOutcome.Success, "ok", 201,
+                                sentinel)).to_jsonable()
+    assert out["stop_time"] is None and out["command_id"] == "j"

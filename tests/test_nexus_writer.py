@@ -10,15 +10,14 @@ import h5py
 import numpy as np
 import pytest
 
+from scicat_fw_ingest._time import iso_ms
 from scicat_fw_ingest.nexus.writer import (
     KNOWN_MODULES,
     NexusStructureError,
     NexusWriteError,
     check_structure,
-    iso_ms,
     write_nexus,
 )
-from scicat_fw_ingest.simulate import Job
 
 START_MS = 1_730_106_401_186  # 2024-10-28T09:06:41.186Z
 STOP_MS = START_MS + 753_190
@@ -44,7 +43,7 @@ def _write(tmp_path: Path, structure: Any, **kw: Any) -> tuple[Path, Any]:
 def test_static_information_template_becomes_groups_datasets_attributes_and_links(shared_data: Path,
                                                                                    tmp_path: Path) -> None:
     text = (shared_data / "k2n_static_information_template.json").read_text()
-    path, report = _write(tmp_path, text, job=Job(filename="x.nxs", start_time=START_MS, stop_time=STOP_MS))
+    path, report = _write(tmp_path, text, start_time_ms=START_MS, stop_time_ms=STOP_MS)
     assert report.warnings == [] and report.links == 2
     with h5py.File(path, "r") as f:
         assert _text(f["entry"].attrs["NX_class"]) == "NXentry"
@@ -58,9 +57,9 @@ def test_static_information_template_becomes_groups_datasets_attributes_and_link
         assert delay["value"].dtype == np.float64 and delay["time"].shape == delay["value"].shape
         assert delay["time"].attrs["units"] == "ns"
         links = f["entry/instrument/links"]
-        assert links.get("linked_value", getlink=True).path == "/entry/instrument/chopper/delay/value"
-        assert links.get("linked_time", getlink=True).path == "/entry/instrument/chopper/delay/time"
-        np.testing.assert_array_equal(links["linked_value"][()], delay["value"][()])
+        # kafka-to-nexus makes hard links: the same object under two names
+        assert isinstance(links.get("linked_value", getlink=True), h5py.HardLink)
+        assert links["linked_value"] == delay["value"] and links["linked_time"] == delay["time"]
         shape = f["entry/instrument/example_detector/pixel_shape"]
         assert _text(shape.attrs["NX_class"]) == "NXcylindrical_geometry"
         assert shape["cylinders"].dtype == np.int32 and shape["cylinders"][()].tolist() == [[0, 1, 2]]
@@ -100,7 +99,7 @@ def test_writer_modules_template_gets_simulated_stream_data(shared_data: Path, t
         assert signal.attrs["units"] == "counts" and signal.attrs["label"] == "some label"
 
 
-def test_older_stream_dataset_and_link_forms_and_dict_attributes(tmp_path: Path) -> None:
+def test_older_dataset_and_link_forms_written_old_stream_form_ignored(tmp_path: Path) -> None:
     structure = {
         "attributes": {"facility": "SIM"},
         "children": [_group("entry", [
@@ -123,14 +122,12 @@ def test_older_stream_dataset_and_link_forms_and_dict_attributes(tmp_path: Path)
         assert _text(f["entry/title"]) == "old style"
         counts = f["entry/counts"]
         assert counts.dtype == np.uint16 and counts.attrs["units"] == "counts" and counts.attrs["scale"] == 2.5
-        value = f["entry/temperature/value"]
-        assert value.dtype == np.float32 and value.attrs["units"] == "K"
-        assert f["entry"].get("temp_value", getlink=True).path == "/entry/temperature/value"
-        hist = f["entry/hist"]
-        assert hist["histograms"].shape[1:] == (4, 2) and hist["histograms"].dtype == np.uint32
-        assert hist["x_det"][()].tolist() == [0, 1, 2, 3, 4] and hist["x_det"].attrs["units"] == "mm"
-        assert hist["y"].shape == (3,)
-    assert report.links == 1
+        # kafka-to-nexus no longer reads {"type": "stream"}: the groups stay empty, the link dangles
+        assert list(f["entry/temperature"]) == [] and list(f["entry/hist"]) == []
+        assert "temp_value" not in f["entry"]
+    assert report.links == 0
+    assert sum("old {'type': 'stream'} form, ignored" in w for w in report.warnings) == 2
+    assert any("link target /entry/temperature/value does not exist" in w for w in report.warnings)
 
 
 @pytest.mark.parametrize("module", [m for m in KNOWN_MODULES if m not in ("dataset", "link", "mdat")])
@@ -201,7 +198,8 @@ def test_same_seed_same_data(tmp_path: Path) -> None:
     ({"children": [_group("e", []), _group("e", [])]}, "/e: defined twice"),
     ({"children": [_group("e", [{"module": "f144", "config": {}}, {"module": "f144", "config": {}}])]},
      "'time' exists already in /e"),
-    ({"children": [_group("e", [{"module": "hs01", "config": {"shape": [{"label": "x"}]}}])]}, "'shape' must"),
+    ({"children": [_group("e", [{"module": "da00", "config": {"variables": [{"name": "a/b"}]}}])]},
+     "every variable needs a 'name'"),
 ])
 def test_bad_structures_name_the_place_and_leave_no_file(structure: Any, expected: str, tmp_path: Path) -> None:
     with pytest.raises(NexusStructureError, match=expected.replace("(", r"\(").replace("'", "'")) as err:
@@ -223,3 +221,24 @@ def test_existing_file_is_not_overwritten_and_missing_directory_is_named(tmp_pat
     assert h5py.is_hdf5(target)
     with pytest.raises(NexusWriteError, match="no_such_dir"):
         write_nexus(tmp_path / "no_such_dir" / "f.nxs", structure)
+
+
+def test_kafka_to_nexus_conventions_units_types_and_stream_group_attributes(tmp_path: Path) -> None:
+    structure = {"children": [_group("entry", [
+        {"module": "dataset", "config": {"name": "untyped", "values": [1, 2, 3]}},
+        _group("log", [{"module": "f144", "config": {"topic": "motion", "source": "m:pos", "dtype": "double"}}],
+               "NXlog"),
+        _group("events", [{"module": "ev44", "config": {"topic": "det", "source": "det1"}}], "NXevent_data"),
+    ])]}
+    path, _ = _write(tmp_path, structure, start_time_ms=START_MS, stop_time_ms=STOP_MS)
+    with h5py.File(path, "r") as f:
+        assert f["entry/untyped"].dtype == np.float64  # a dataset without a type is double
+        log = f["entry/log"]
+        assert {k: _text(log.attrs[k]) for k in ("topic", "source", "writer_module")} == \
+            {"topic": "motion", "source": "m:pos", "writer_module": "f144"}
+        for name in ("value", "minimum_value", "maximum_value", "average_value"):
+            assert _text(log[name].attrs["units"]) == ""  # present even when none is configured
+        assert log["time"].dtype == np.uint64 and log["cue_index"].dtype == np.int64
+        assert log["cue_timestamp_zero"].dtype == np.uint64 and "start" in log["cue_timestamp_zero"].attrs
+        events = f["entry/events"]
+        assert events["event_time_zero"].dtype == np.uint64 and _text(events.attrs["writer_module"]) == "ev44"

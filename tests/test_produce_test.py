@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,17 +14,25 @@ import pytest
 
 from scicat_fw_ingest.config import Config
 from scicat_fw_ingest.kafka import read_topic
-from scicat_fw_ingest.messages import Message, decode
-from scicat_fw_ingest.nexus.writer import NexusStructureError
+from scicat_fw_ingest.messages import NO_STOP_TIME_MS, Message, decode
+from scicat_fw_ingest.nexus.writer import NexusStructureError, unknown_stream_modules, write_nexus
 from scicat_fw_ingest.simulate import (
     FAILURE_MESSAGE,
+    LAYOUTS,
     PLACEHOLDERS,
     fill_placeholders,
     load_structure_file,
+    parse_structure,
     plan_jobs,
     simulate_jobs,
     template_text,
 )
+
+#: kafka-to-nexus's service_id form.
+SERVICE_ID = re.compile(r"kafka-to-nexus:.+-pid:\d+-[0-9a-f]{4}")
+#: The writer modules of kafka-to-nexus (its src/WriterModule folders; no hs00/hs01) plus the static ones.
+K2N_MODULES = {"ev44", "ev42", "f144", "f142", "tdct", "ad00", "da00", "ep00", "ep01", "al00", "mdat", "ns10",
+               "senv", "se00", "NDAr", "ADAr", "dataset", "link"}
 
 ESS_ENTRY = ("entry_identifier", "entry_identifier_uuid", "experiment_identifier", "experiment_description",
              "title", "start_time", "end_time", "instrument/name", "sample/name", "user_1/name", "user_1/email",
@@ -56,13 +65,21 @@ def _check_sequence(seq: list[Message], job_id: str, file: str, failed: bool) ->
     start, started, *beats, stop, stopped, done = seq
     assert start.value.job_id == job_id and start.value.control_topic
     assert start.json_values["nexus_structure"]["children"]
+    assert start.value.instrument_name == ""  # a non-empty one makes the writer copy a template file
     assert (started.value.action, started.value.outcome, started.value.status_code) == (0, 0, 201)
+    # kafka-to-nexus: answ(StartJob) carries the job id as command id, and no stop time yet (the sentinel)
+    assert started.value.command_id == job_id
+    assert round(started.value.stop_time.timestamp() * 1000) == NO_STOP_TIME_MS
+    assert SERVICE_ID.fullmatch(started.value.service_id), started.value.service_id
     for beat in beats:
         status = beat.json_values["status_json"]
         assert status["state"] == "writing" and status["job_id"] == job_id
         assert status["file_being_written"] == start.value.filename
+        assert status["stop_time"] == NO_STOP_TIME_MS  # before the 6s4t no stop is set
+        assert beat.value.service_id == started.value.service_id and beat.value.software_name == "kafka-to-nexus"
     assert stop.value.job_id == job_id and uuid.UUID(stop.value.command_id)
     assert stopped.value.action == 1 and stopped.value.command_id == stop.value.command_id
+    assert stopped.value.stop_time.timestamp() * 1000 == pytest.approx(stop.value.stop_time)
     assert done.value.job_id == job_id and done.value.file_name == file and Path(file).is_absolute()
     assert done.value.metadata == start.value.metadata
     assert done.value.error_encountered is failed
@@ -95,21 +112,35 @@ def test_three_jobs_publish_complete_sequences_and_write_files(sfi: Any, kafka_b
 
 
 @pytest.mark.kafka
-def test_fail_ends_the_last_job_with_an_error_on_a_shared_control_topic(sfi: Any, kafka_bootstrap: str,
-                                                                       kafka_config: Config, topic: str,
-                                                                       tmp_path: Path) -> None:
-    control = f"{topic}_control"
-    run = sfi("produce-test", "-b", kafka_bootstrap, "--count", "3", "--fail", "1", "--pool-topic", topic,
-              "--control-topic", control, "--output-dir", str(tmp_path), "--heartbeats", "1", "--json")
+def test_failures_as_kafka_to_nexus_fails_and_idle_heartbeats_on_the_status_topic(
+        sfi: Any, kafka_bootstrap: str, kafka_config: Config, topic: str, tmp_path: Path) -> None:
+    control, status = f"{topic}_control", f"{topic}_status"
+    run = sfi("produce-test", "-b", kafka_bootstrap, "--count", "4", "--fail", "write-error", "--fail", "start-500",
+              "--fail", "start-400", "--pool-topic", topic, "--control-topic", control, "--status-topic", status,
+              "--output-dir", str(tmp_path), "--heartbeats", "1", "--json")
     assert run.returncode == 0, run.stderr
     jobs = [json.loads(line) for line in run.stdout.splitlines()]
-    assert [j["failed"] for j in jobs] == [False, False, True]
-    assert {j["control_topic"] for j in jobs} == {control}
+    assert [(j["failed"], j["outcome"]) for j in jobs] == [
+        (False, "done"), (True, "write-error"), (True, "start-500"), (True, "start-400")]
     messages = [m for m, _ in _messages(kafka_config, control)]
-    assert len(messages) == 3 * 6
-    for i, job in enumerate(jobs):  # one job after the other, like a single writer
+    assert len(messages) == 2 * 6  # the failed starts send nothing to the control topic
+    for i, job in enumerate(jobs[:2]):  # one job after the other, like a single writer
         _check_sequence(messages[i * 6:(i + 1) * 6], job["job_id"], job["file"], failed=job["failed"])
         assert h5py.is_hdf5(job["file"])  # a failed writer leaves its file behind too
+    assert not Path(jobs[2]["file"]).exists() and not Path(jobs[3]["file"]).exists()
+    on_status = [m for m, _ in _messages(kafka_config, status)]
+    idle = [m for m in on_status if m.schema == "x5f2"]
+    assert len(idle) >= 3 and all(m.json_values["status_json"] == {
+        "state": "idle", "job_id": "not_currently_writing", "file_being_written": "", "start_time": 0,
+        "stop_time": 0} for m in idle)
+    answers = [(m.value.job_id, m.value.command_id, m.value.status_code, m.value.outcome)
+               for m in on_status if m.schema == "answ"]
+    assert answers == [(jobs[2]["job_id"], jobs[2]["job_id"], 500, 1), (jobs[3]["job_id"], jobs[3]["job_id"], 400, 1)]
+    echoes = [m.value.job_id for m in on_status if m.schema == "pl72"]
+    assert echoes == [jobs[2]["job_id"]]  # a failed start (500) echoes its run start on the default topic
+    status_run = sfi("list-status", "-b", kafka_bootstrap, "-t", status, "-t", control, "--from-beginning", "--json")
+    listed = {j["job_id"]: j["state"] for j in json.loads(status_run.stdout)["jobs"]}
+    assert [listed[j["job_id"]] for j in jobs] == ["done", "error", "error", "error"]
 
 
 @pytest.mark.kafka
@@ -152,9 +183,8 @@ def test_a_given_template_with_placeholders_becomes_the_file(sfi: Any, kafka_boo
 
 def test_ess_default_template_has_what_the_ess_profile_reads(tmp_path: Path) -> None:
     (job,) = plan_jobs(1, output_dir=tmp_path, layout="ess", proposal_id="443503", instrument="ODIN")
-    from scicat_fw_ingest.nexus.writer import write_nexus
-
-    write_nexus(job.written_path or "", job.nexus_structure, job=job)
+    write_nexus(job.written_path or "", job.nexus_structure, start_time_ms=job.start_time,
+                stop_time_ms=job.stop_time)
     with h5py.File(job.written_path or "", "r") as f:
         entry = f["entry"]
         for name in ESS_ENTRY:
@@ -163,7 +193,7 @@ def test_ess_default_template_has_what_the_ess_profile_reads(tmp_path: Path) -> 
         assert _text(entry["experiment_identifier"]) == "443503"
         assert _text(entry["instrument/name"]) == "ODIN"
         assert _text(entry["user_1"].attrs["NX_class"]) == "NXuser"
-        assert entry["data"].get("events", getlink=True).path == "/entry/instrument/detector/events"
+        assert entry["data/events"] == entry["instrument/detector/events"]  # a hard link
     assert "${" not in job.nexus_structure  # every placeholder of the default templates is filled
 
 
@@ -195,7 +225,8 @@ def test_bad_template_file_is_one_line_naming_it(sfi: Any, tmp_path: Path, conte
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["--count", "2", "--fail", "3"], "--fail 3: must be between 0 and --count (2)"),
+    (["--count", "2", "--fail", "write-error", "--fail", "start-400", "--fail", "start-500"],
+     "--fail given 3 times: at most --count (2) jobs can fail"),
     (["--count", "0"], "--count 0: must be at least 1"),
     (["--nexus-structure", "/no/such/file.json"], "nexus structure file /no/such/file.json: cannot read: No such file or directory"),
 ])
@@ -207,6 +238,77 @@ def test_bad_options_are_one_line(sfi: Any, tmp_path: Path, args: list[str], exp
 def test_missing_output_directory_is_named(sfi: Any, tmp_path: Path) -> None:
     run = sfi("produce-test", "-b", "127.0.0.1:1", "--output-dir", str(tmp_path / "nope"))
     assert run.returncode == 2 and f"--output-dir {tmp_path / 'nope'}: does not exist" in run.stderr
+
+
+def _modules(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["module"]} if "module" in node else set()
+        return own | _modules(node.get("children"))
+    if isinstance(node, list):
+        return set().union(*(_modules(child) for child in node)) if node else set()
+    return set()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_default_pl72_has_only_kafka_to_nexus_writer_modules(layout: str, tmp_path: Path) -> None:
+    (job,) = plan_jobs(1, output_dir=tmp_path, layout=layout)
+    structure = json.loads(job.nexus_structure)
+    assert _modules(structure) <= K2N_MODULES, _modules(structure) - K2N_MODULES
+    assert "hs01" not in job.nexus_structure and "hs00" not in job.nexus_structure
+    assert unknown_stream_modules(structure) == [] and job.start_failure is None
+
+
+def test_a_structure_with_a_module_the_writer_lacks_fails_its_start_with_500(tmp_path: Path) -> None:
+    structure = parse_structure(template_text("ess"))
+    structure["children"][0]["children"].append(
+        {"type": "group", "name": "hist", "children": [{"module": "hs01", "config": {"topic": "t", "source": "s"}}]})
+    (job,) = plan_jobs(1, output_dir=tmp_path, nexus_structure=structure)
+    assert job.start_failure == 500 and "hs01" in (job.start_message or "")
+
+
+def convention_problems(path: Path) -> list[str]:
+    """Where a file differs from what kafka-to-nexus writes (../shared/docs/filewriter-protocol.md)."""
+    problems: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        base = name.rsplit("/", 1)[-1]
+        if isinstance(obj, h5py.Dataset):
+            if base in ("time", "event_time_zero", "cue_timestamp_zero") and obj.dtype != "uint64":
+                problems.append(f"{name}: {obj.dtype}, not uint64")
+            if base == "cue_index" and obj.dtype != "int64":
+                problems.append(f"{name}: {obj.dtype}, not int64")
+            if base == "cue_timestamp_zero" and "start" not in obj.attrs:
+                problems.append(f"{name}: no start attribute")
+        elif "writer_module" in obj.attrs:
+            module = _text(obj.attrs["writer_module"])
+            for key in ("topic", "source"):
+                if key not in obj.attrs:
+                    problems.append(f"{name}: stream group without a {key} attribute")
+            if module == "f144":
+                for value in ("value", "minimum_value", "maximum_value", "average_value"):
+                    if value in obj and "units" not in obj[value].attrs:
+                        problems.append(f"{name}/{value}: f144 value without units")
+        if isinstance(obj, h5py.Group):
+            for child in obj:
+                if not isinstance(obj.get(child, getlink=True), h5py.HardLink):
+                    problems.append(f"{name}/{child}: not a hard link")
+
+    with h5py.File(path, "r") as f:
+        visit("/", f)
+        f.visititems(visit)
+    return problems
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_default_files_follow_kafka_to_nexus_conventions(layout: str, tmp_path: Path) -> None:
+    (job,) = plan_jobs(1, output_dir=tmp_path, layout=layout)
+    path = Path(job.written_path or "")
+    write_nexus(path, job.nexus_structure, start_time_ms=job.start_time, stop_time_ms=job.stop_time, rng_seed=2)
+    assert convention_problems(path) == []
+    with h5py.File(path, "r") as f:
+        streams = []
+        f.visititems(lambda name, obj: streams.append(name) if "writer_module" in obj.attrs else None)
+        assert streams  # the check above saw stream groups
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -240,3 +342,16 @@ def test_sample_config_has_every_table_and_loads() -> None:
     for line in ("ExecStart=/opt/sfi/bin/sfi listen --config /etc/sfi/sfi.toml", "Restart=on-failure",
                  "Environment=SFI_STATE_DIR=/var/lib/sfi", "User=sfi"):
         assert line in unit.splitlines(), line
+
+
+@pytest.mark.kafka
+def test_an_idle_writer_heartbeats_every_2_s_on_its_status_topic(kafka_config: Config, topic: str,
+                                                                tmp_path: Path) -> None:
+    status = f"{topic}_status"
+    (result,) = simulate_jobs(kafka_config, 1, output_dir=tmp_path, pool_topic=topic, status_topic=status,
+                              linger_s=2.5)
+    beats = [m for m, _ in _messages(kafka_config, status)]
+    # one when it starts, one when it is back from the job, one from the 2 s timer while lingering
+    assert len(beats) >= 3 and {m.json_values["status_json"]["state"] for m in beats} == {"idle"}
+    assert {m.value.service_id for m in beats} == {beats[0].value.service_id}
+    assert SERVICE_ID.fullmatch(beats[0].value.service_id) and beats[0].value.update_interval == 2000

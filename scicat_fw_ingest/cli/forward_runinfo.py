@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ..forward import run_forwarder
 from ._app import app
 from ._common import BrokerOpt, ConfigOpt, load
 
@@ -56,6 +55,8 @@ def forward_runinfo_command(
     Runs until SIGTERM/SIGINT (or --count/--once). Exit 0 when stopped, 1 on a Kafka failure,
     2 for a bad configuration.
     """
+    from ..forward import run_forwarder
+
     if from_beginning and auto_offset_reset not in (None, "earliest"):
         raise typer.BadParameter("--from-beginning and --auto-offset-reset latest exclude each other")
     if once and count not in (None, 1):

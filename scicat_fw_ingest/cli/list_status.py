@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -18,11 +18,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..messages import iso_from_ms
-from ..status import Timeouts, Tracker
-from ..status_feed import StatusFeed, TopicSelection, parse_since
+from .._time import iso_from_ms
 from ._app import app
 from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
+
+if TYPE_CHECKING:  # the reading side (confluent_kafka, streaming_data_types) is imported when the command runs
+    from ..status import Tracker
+    from ..status_feed import StatusFeed
 
 DEFAULT_SINCE = "1h"
 _STATE_STYLE = {"writing": "cyan", "idle": "green", "done": "green", "success": "green", "error": "red",
@@ -88,8 +90,9 @@ def list_status(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Live view, refreshed every second, "
                                          "until Ctrl-C (or --duration).")] = False,
     as_json: JsonOpt = False,
-    job_grace: Annotated[float, typer.Option("--job-grace", help="Seconds of silence past a job's stop time "
-                                             "(or last news) before it counts as timed out.", min=0)] = 60.0,
+    job_timeout: Annotated[float, typer.Option("--job-timeout", help="Seconds without news of a waiting or "
+                                               "writing job (heartbeat, answer) before it counts as timed "
+                                               "out.", min=0)] = 15.0,
     command_timeout: Annotated[float, typer.Option("--command-timeout", help="Seconds without a response "
                                                    "before a command counts as timed out.", min=0)] = 30.0,
     worker_intervals: Annotated[float, typer.Option("--worker-intervals", help="A worker unseen for this many "
@@ -102,6 +105,9 @@ def list_status(
     prints tables, or with --json one object {"workers": [...], "jobs": [...], "commands": [...]}.
     Undecodable messages are reported on stderr, one line each, and skipped.
     """
+    from ..status import Timeouts, Tracker
+    from ..status_feed import StatusFeed, TopicSelection, parse_since
+
     if since is not None and from_beginning:
         raise typer.BadParameter("--since and --from-beginning exclude each other")
     if follow and as_json:
@@ -112,10 +118,10 @@ def list_status(
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     selection = TopicSelection.parse(topic)
     cfg = load(config, kafka={"bootstrap.servers": broker})
-    tracker = Tracker(Timeouts(worker_intervals=worker_intervals, job_grace_ms=int(job_grace * 1000),
+    tracker = Tracker(Timeouts(worker_intervals=worker_intervals, job_silence_ms=int(job_timeout * 1000),
                                command_ms=int(command_timeout * 1000)))
     with StatusFeed(cfg, selection, tracker, since_s=since_s, on_warning=_warn) as feed:
-        feed.start(wait_for_topics=follow)
+        feed.start(wait_for_topics=follow or duration is not None)
         if follow:
             with Live(_view(feed, "catching up"), console=stdout, auto_refresh=False) as live:
                 def redraw(caught_up: bool) -> None:

@@ -1,4 +1,8 @@
-"""``sfi produce-test``: a simulated file writer — real NeXus files and the exact Kafka sequence."""
+"""``sfi produce-test``: a simulated file writer — real NeXus files and kafka-to-nexus's Kafka sequence.
+
+Only flags and printing live here; the writer is ``simulate.simulate_jobs``. Heavy imports (h5py via
+the NeXus writer, confluent_kafka) happen inside the command so that ``sfi --help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,6 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..nexus.writer import WriteReport
-from ..simulate import DEFAULT_POOL_TOPIC, DEFAULT_PROPOSAL, JobResult, load_structure_file, simulate_jobs
 from ._app import app
 from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
 
@@ -20,6 +22,20 @@ from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
 class Layout(str, Enum):
     ess = "ess"
     isis = "isis"
+
+
+class Failure(str, Enum):
+    """How ``--fail`` ends a job (simulate.FAILURES)."""
+
+    start_400 = "start-400"
+    start_500 = "start-500"
+    write_error = "write-error"
+
+
+#: Defaults shown in --help; the same values as simulate.DEFAULT_* (kept here to import it lazily).
+DEFAULT_POOL_TOPIC = "sfi_pool"
+DEFAULT_STATUS_TOPIC = "sfi_writer_status"
+DEFAULT_PROPOSAL = "123456"
 
 
 @app.command("produce-test")
@@ -37,7 +53,11 @@ def produce_test_command(
     nexus_structure: Annotated[Path | None, typer.Option("--nexus-structure", help="Use this nexus_structure JSON "
                                                          "file (placeholders ${...} are filled per job).",
                                                          show_default=False)] = None,
-    fail: Annotated[int, typer.Option("--fail", help="End the last N jobs with wrdn error_encountered.")] = 0,
+    status_topic: Annotated[str, typer.Option("--status-topic", help="The writer's default command/status "
+                                              "topic: idle x5f2 every 2 s, failed starts.")] = DEFAULT_STATUS_TOPIC,
+    fail: Annotated[list[Failure] | None, typer.Option("--fail", help="Make one job fail this way (repeatable; "
+                                                       "the last jobs fail, in the order given).",
+                                                       show_default=False)] = None,
     instrument: Annotated[str | None, typer.Option("--instrument", help="Instrument name (default DUMMY for ess, "
                                                    "LOQ for isis).", show_default=False)] = None,
     proposal: Annotated[str, typer.Option("--proposal", help="Proposal id written as experiment_identifier.")]
@@ -50,14 +70,20 @@ def produce_test_command(
 ) -> None:
     """Simulate file-writer jobs: write one NeXus file per job and publish its complete message sequence.
 
-    Per job: pl72 to the pool topic; on the control topic the pl72 echo, answ(StartJob), x5f2
-    heartbeats, 6s4t, answ(SetStopTime) and wrdn naming the written file. Exit 0 on success, 1 for
-    Kafka or file errors, 2 for bad options or a bad --nexus-structure file.
+    Per job, as kafka-to-nexus: pl72 to the pool topic; on the control topic the pl72 echo,
+    answ(StartJob), x5f2 heartbeats, 6s4t, answ(SetStopTime) and wrdn naming the written file;
+    idle x5f2 on the status topic. A failed start is answered on the status topic and writes
+    nothing. Exit 0 on success, 1 for Kafka or file errors, 2 for bad options or a bad
+    --nexus-structure file.
     """
+    from ..nexus.writer import WriteReport
+    from ..simulate import JobResult, load_structure_file, simulate_jobs
+
+    failures = [f.value for f in fail or []]
     if count < 1:
         raise ConfigError(f"--count {count}: must be at least 1")
-    if not 0 <= fail <= count:
-        raise ConfigError(f"--fail {fail}: must be between 0 and --count ({count})")
+    if len(failures) > count:
+        raise ConfigError(f"--fail given {len(failures)} times: at most --count ({count}) jobs can fail")
     if heartbeats < 0:
         raise ConfigError(f"--heartbeats {heartbeats}: must not be negative")
     if control_topic is not None and not control_topic.strip():
@@ -69,8 +95,8 @@ def produce_test_command(
 
     warned: set[str] = set()
 
-    def report(result: JobResult, written: WriteReport) -> None:
-        for line in written.warnings:
+    def report(result: JobResult, written: WriteReport | None) -> None:
+        for line in written.warnings if written is not None else []:
             if line not in warned:  # the same template warns the same way for every job
                 warned.add(line)
                 warn(f"produce-test: {line}")
@@ -79,18 +105,19 @@ def produce_test_command(
             stdout.file.flush()
 
     results = simulate_jobs(cfg, count, output_dir=output_dir, layout=layout.value, pool_topic=pool_topic,
-                            control_topic=control_topic, nexus_structure=structure, fail=fail,
+                            control_topic=control_topic, status_topic=status_topic, nexus_structure=structure,
+                            fail=failures,
                             instrument=instrument, proposal_id=proposal, heartbeats=heartbeats, rng_seed=seed,
                             on_job=report)
     if not as_json:
         _summary(results, pool_topic)
 
 
-def _summary(results: list[JobResult], pool_topic: str) -> None:
+def _summary(results: list[Any], pool_topic: str) -> None:
     table = Table(title=f"{len(results)} simulated job(s), run starts on {pool_topic}", title_justify="left")
     for column in ("job_id", "run", "control topic", "outcome", "file"):
         table.add_column(column, overflow="fold")
     for r in results:
-        outcome: Any = "[red]error[/red]" if r.failed else "[green]done[/green]"
+        outcome: Any = f"[red]{r.outcome}[/red]" if r.failed else "[green]done[/green]"
         table.add_row(r.job_id, r.run_name, r.control_topic, outcome, r.file)
     stdout.print(table)

@@ -24,10 +24,12 @@ DTYPES: dict[str, str] = {
 }
 STRING = h5py.string_dtype("utf-8")
 
+#: The ``start`` attribute kafka-to-nexus puts on its ns-since-epoch time datasets.
+EPOCH = "1970-01-01T00:00:00Z"
 #: How many simulated entries each stream module gets: small on purpose.
 LOG_POINTS = 10
 PULSES = 5
-HISTOGRAMS = 3
+FRAMES = 3
 
 
 def numpy_dtype(name: Any) -> str | None:
@@ -63,13 +65,13 @@ class StreamData:
         return self.start_ns + (self.stop_ns - self.start_ns) * steps // max(count - 1, 1)
 
     def put_time(self, group: h5py.Group, name: str, count: int) -> np.ndarray:
-        stamps = self.times(count)
-        self.put(group, name, stamps, units="ns", start="1970-01-01T00:00:00Z")
+        stamps = self.times(count).astype(np.uint64)  # kafka-to-nexus: uint64 ns since the epoch
+        self.put(group, name, stamps, units="ns", start=EPOCH)
         return stamps
 
     def cue(self, group: h5py.Group, first_ns: int) -> None:
-        self.put(group, "cue_index", np.array([0], dtype=np.int32))
-        self.put(group, "cue_timestamp_zero", np.array([first_ns], dtype=np.int64), units="ns")
+        self.put(group, "cue_index", np.array([0], dtype=np.int64))
+        self.put(group, "cue_timestamp_zero", np.array([first_ns], dtype=np.uint64), units="ns", start=EPOCH)
 
     def values(self, dtype: str | None, shape: tuple[int, ...]) -> np.ndarray:
         kind = np.dtype(dtype or "float64")
@@ -80,11 +82,12 @@ class StreamData:
         return self.rng.integers(0, min(100, np.iinfo(kind).max), shape).astype(kind)
 
 
-def _units(config: dict[str, Any]) -> str | None:
+def _units(config: dict[str, Any]) -> str:
+    """The configured units; ``""`` when none, as kafka-to-nexus writes them on f144 values."""
     for key in ("value_units", "units", "unit"):
         if isinstance(config.get(key), str):
-            return config[key]
-    return None
+            return str(config[key])
+    return ""
 
 
 def _dtype_of(config: dict[str, Any], default: str = "double", *keys: str) -> str | None:
@@ -126,35 +129,18 @@ def _events(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> None:
     s.cue(group, int(pulses[0]))
 
 
-def _histograms(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> None:
-    """hs00/hs01: a few histograms over time, plus one edges dataset per dimension."""
-    dims = config.get("shape") or [{"size": 5, "label": "time_of_flight", "unit": "ns"}]
-    if not isinstance(dims, list) or not all(isinstance(d, dict) and isinstance(d.get("size"), int) for d in dims):
-        raise ValueError("'shape' must be a list of {{'size': N, ...}} dimensions")
-    sizes = [d["size"] for d in dims]
-    s.put(group, "histograms", s.values(_dtype_of(config, "uint64", "data_type"),
-                                        (HISTOGRAMS, *sizes)))
-    s.put_time(group, "timestamps", HISTOGRAMS)
-    for i, dim in enumerate(dims):
-        name = str(dim.get("dataset_name") or dim.get("label") or f"dim_{i}")
-        edges = dim.get("edges")
-        if not (isinstance(edges, list) and len(edges) == dim["size"] + 1):
-            edges = np.linspace(0.0, float(dim["size"]), dim["size"] + 1)
-        s.put(group, name, np.asarray(edges, dtype=np.float64), units=dim.get("unit"))
-
-
 def _timestamps(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> None:
     """tdct: chopper top-dead-centre timestamps."""
     stamps = s.times(LOG_POINTS).astype(np.uint64)
-    s.put(group, "time", stamps, units="ns", start="1970-01-01T00:00:00Z")
+    s.put(group, "time", stamps, units="ns", start=EPOCH)
     s.cue(group, int(stamps[0]))
 
 
 def _area_detector(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> None:
     """ad00 (and NDAr/ADAr): a few frames of the configured array_size."""
     sizes = _sizes(config.get("array_size"), [2, 2])
-    stamps = s.put_time(group, "time", HISTOGRAMS)
-    s.put(group, "value", s.values(_dtype_of(config, "uint16"), (HISTOGRAMS, *sizes)))
+    stamps = s.put_time(group, "time", FRAMES)
+    s.put(group, "value", s.values(_dtype_of(config, "uint16"), (FRAMES, *sizes)))
     s.cue(group, int(stamps[0]))
 
 
@@ -163,13 +149,13 @@ def _data_array(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> Non
     variables = config.get("variables") or [{"name": "value", "data_type": "float64", "shape": []}]
     if not isinstance(variables, list) or not all(isinstance(v, dict) for v in variables):
         raise ValueError("'variables' must be a list of objects")
-    stamps = s.put_time(group, "time", HISTOGRAMS)
+    stamps = s.put_time(group, "time", FRAMES)
     for var in variables:
         name = var.get("name")
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"every variable needs a 'name', got {name!r}")
         data = s.values(_dtype_of(var, "float64", "data_type"),
-                        (HISTOGRAMS, *_sizes(var.get("shape"), [])))
+                        (FRAMES, *_sizes(var.get("shape"), [])))
         dataset = s.put(group, name, data, units=var.get("unit"), label=var.get("label"))
         if isinstance(var.get("axes"), list):
             dataset.attrs["axes"] = np.array([str(a) for a in var["axes"]], dtype=STRING)
@@ -179,7 +165,7 @@ def _data_array(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> Non
 def _sample_environment(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> None:
     """senv/se00: sampled values with their times."""
     stamps = s.put_time(group, "time", LOG_POINTS)
-    s.put(group, "value", s.values(_dtype_of(config, "int16"), (LOG_POINTS,)), units=_units(config))
+    s.put(group, "value", s.values(_dtype_of(config, "int16"), (LOG_POINTS,)), units=_units(config) or None)
     s.cue(group, int(stamps[0]))
 
 
@@ -199,7 +185,6 @@ def _alarms(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> None:
 STREAMS: dict[str, Callable[[StreamData, h5py.Group, dict[str, Any]], None]] = {
     "f144": _nxlog, "f142": _nxlog, "ns10": _nxlog,
     "ev44": _events, "ev42": _events, "ev43": _events, "an44": _events,
-    "hs00": _histograms, "hs01": _histograms,
     "tdct": _timestamps,
     "ad00": _area_detector, "NDAr": _area_detector, "ADAr": _area_detector,
     "da00": _data_array,

@@ -3,14 +3,17 @@
 Why: the simulated file writer (``sfi produce-test``) must leave behind files that the ingest path
 reads exactly like files written at the facility, so the whole pipeline can be exercised without a
 file writer. Static content (groups, attributes, ``dataset`` modules, ``link`` modules, ``mdat``
-times) is written as given; stream modules (f144, ev44, hs01, ...) get a few simulated values in the
+times) is written as given; stream modules (f144, ev44, da00, ...) get a few simulated values in the
 layout kafka-to-nexus uses for them, so that links into them resolve and readers find real arrays.
 
-Both nexus_structure dialects are accepted: the current ``{"module", "config"}`` form and the older
-``{"type": "stream", "stream": {"writer_module", ...}}`` / ``{"type": "dataset", ...}`` /
-``{"type": "link", "target"}`` form. A module sfi does not know is skipped and reported as a warning
-(kafka-to-nexus also logs and carries on); a malformed structure is a ``NexusStructureError``
-naming the place in the file.
+Conventions follow kafka-to-nexus (../shared/docs/filewriter-protocol.md): uint64 ns times, int64
+``cue_index``, ``units`` on f144 values (``""`` when none is configured), ``topic``/``source``/
+``writer_module`` attributes on every stream's group, hard links, and a ``dataset`` without a type
+stored as double. Like the writer, the old ``{"type": "stream"}`` form is ignored (reported as a
+warning); the older ``{"type": "dataset"}`` and ``{"type": "link"}`` forms are still written. A stream
+module the writer does not have is reported by ``unknown_stream_modules``: kafka-to-nexus rejects
+such a job whole (answ 500, no file), so ``simulate`` does the same. A malformed structure is a
+``NexusStructureError`` naming the place in the file.
 """
 
 from __future__ import annotations
@@ -20,18 +23,15 @@ import posixpath
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
 
+from .._time import iso_ms
 from ..errors import SfiError
 from ._streams import STREAMS, STRING, StreamData, numpy_dtype
-
-if TYPE_CHECKING:  # the writer only reads start_time/stop_time from a job
-    from ..simulate import Job
 
 CREATOR = "sfi-simulated-writer"
 
@@ -63,12 +63,6 @@ class WriteReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def iso_ms(ms: int) -> str:
-    """ISO-8601 UTC with milliseconds, the form kafka-to-nexus writes for mdat times."""
-    stamp = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
-
-
 def parse_structure(nexus_structure: dict[str, Any] | str, source: str = "nexus_structure") -> dict[str, Any]:
     """The structure as a dict; ``NexusStructureError`` naming ``source`` when it is not one."""
     if isinstance(nexus_structure, str):
@@ -84,17 +78,17 @@ def parse_structure(nexus_structure: dict[str, Any] | str, source: str = "nexus_
     return nexus_structure
 
 
-def write_nexus(path: str | Path, nexus_structure: dict[str, Any] | str, *, job: Job | None = None,
-                rng_seed: int | None = None, start_time_ms: int | None = None, stop_time_ms: int | None = None,
+def write_nexus(path: str | Path, nexus_structure: dict[str, Any] | str, *, rng_seed: int | None = None,
+                start_time_ms: int | None = None, stop_time_ms: int | None = None,
                 overwrite: bool = False) -> WriteReport:
-    """Write ``path`` from ``nexus_structure``; mdat and simulated stream times come from ``job``
-    (or ``start_time_ms``/``stop_time_ms``, else now). Like the file writer, an existing file is
+    """Write ``path`` from ``nexus_structure``; mdat and simulated stream times span
+    ``start_time_ms``..``stop_time_ms`` (default now). Like the file writer, an existing file is
     not replaced unless ``overwrite``."""
     structure = parse_structure(nexus_structure)
     target = Path(path)
     if target.exists() and not overwrite:
         raise NexusWriteError(f"{target}: file exists already (the writer never overwrites)")
-    start, stop = _times(job, start_time_ms, stop_time_ms)
+    start, stop = _times(start_time_ms, stop_time_ms)
     try:
         with h5py.File(target, "w") as h5:
             report = _Writer(h5, structure, start, stop, rng_seed, target).run()
@@ -117,11 +111,34 @@ def check_structure(nexus_structure: dict[str, Any] | str, source: str = "nexus_
             raise NexusStructureError(f"{source}: {exc}") from None
 
 
-def _times(job: Job | None, start: int | None, stop: int | None) -> tuple[int, int]:
+def unknown_stream_modules(nexus_structure: dict[str, Any] | str) -> list[str]:
+    """Modules with a ``topic`` or ``source`` that kafka-to-nexus has no writer module for (e.g. hs01).
+
+    The writer rejects a job naming one (answ 500, no file): callers simulating it do the same.
+    """
+    found: list[str] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            config = node.get("config")
+            module = node.get("module")
+            if isinstance(module, str) and isinstance(config, dict) and ("topic" in config or "source" in config) \
+                    and module not in KNOWN_MODULES and module not in found:
+                found.append(module)
+            visit(node.get("children"))
+        elif isinstance(node, list):
+            for child in node:
+                visit(child)
+
+    visit(parse_structure(nexus_structure))
+    return found
+
+
+def _times(start: int | None, stop: int | None) -> tuple[int, int]:
     if start is None:
-        start = job.start_time if job is not None else int(time.time() * 1000)
+        start = int(time.time() * 1000)
     if stop is None:
-        stop = job.stop_time if job is not None and job.stop_time else start
+        stop = start
     return int(start), max(int(stop), int(start))
 
 
@@ -153,7 +170,8 @@ def to_array(values: Any, type_name: Any, where: str) -> Any:
             return np.array([v if isinstance(v, str) else json.dumps(v) for v in _flat(values)],
                             dtype=STRING).reshape(np.shape(values))
         return values if isinstance(values, str) else json.dumps(values)
-    dtype = _numpy_dtype(type_name, where)
+    # kafka-to-nexus stores a dataset without a type as double (also whole numbers).
+    dtype = _numpy_dtype(type_name, where) if type_name is not None else "float64"
     try:
         array = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError) as exc:
@@ -227,10 +245,8 @@ class _Writer:
             self._attributes(child, node.get("attributes"), f"{path}/{name}")
             self._children(child, node.get("children"), f"{path}/{name}")
         elif kind == "stream":
-            stream = node.get("stream")
-            if not isinstance(stream, dict) or "writer_module" not in stream:
-                raise NexusStructureError(f"{where}: a 'stream' node needs 'stream': {{'writer_module': ...}}")
-            self._module(group, str(stream["writer_module"]), stream, node.get("attributes"), path, where)
+            # kafka-to-nexus no longer reads this form: it writes nothing for it, and neither does sfi.
+            self.report.warnings.append(f"{where}: old {{'type': 'stream'}} form, ignored as kafka-to-nexus does")
         elif kind == "dataset":  # older static form: {"type": "dataset", "name", "values", "dataset": {"type"}}
             spec = node.get("dataset") if isinstance(node.get("dataset"), dict) else {}
             config = {"name": node.get("name"), "values": node.get("values"), "type": spec.get("type")}
@@ -286,6 +302,11 @@ class _Writer:
                 STREAMS[module](self.streams, group, config)
             except (ValueError, TypeError) as exc:
                 raise NexusStructureError(f"{path or '/'} ({module}): {exc}") from None
+            # The writer tags the group it writes a stream into with where the data came from.
+            for key, value in (("topic", config.get("topic")), ("source", config.get("source")),
+                               ("writer_module", module)):
+                if isinstance(value, str):
+                    group.attrs[key] = value
             if attributes is not None:
                 self._attributes(group, attributes, path or "/")
         else:
@@ -320,5 +341,5 @@ class _Writer:
         if self.h5.get(target) is None:
             self.report.warnings.append(f"{where}: link target {target} does not exist, link not made")
             return
-        group[name] = h5py.SoftLink(target)
+        group[name] = self.h5[target]  # kafka-to-nexus makes hard links
         self.report.links += 1

@@ -1,0 +1,45 @@
+"""ISO-8601 UTC text for the times in messages, files and snapshots: one form everywhere.
+
+Always millisecond digits (``2026-11-21T13:44:38.466Z``); micro- or nanosecond digits only where
+the value has them, so nothing is lost and a column of times lines up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def iso_from_ns(ns: int) -> str:
+    """ISO-8601 UTC, always with milliseconds; with micro- or nanoseconds only where the value has them."""
+    seconds, rest = divmod(int(ns), 1_000_000_000)
+    try:
+        base = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return str(ns)
+    frac = f"{rest:09d}"
+    digits = 3 if rest % 1_000_000 == 0 else 6 if rest % 1_000 == 0 else 9
+    return f"{base}.{frac[:digits]}Z"
+
+
+def iso_datetime(value: dt.datetime) -> str:
+    """A datetime as ``iso_from_ns`` writes times (naive ones are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    delta = value - _EPOCH
+    return iso_from_ns((delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000)
+
+
+def iso_from_ms(ms: int | None) -> str | None:
+    """Run-control times (ms since epoch); ``0``/``None`` means not set."""
+    if not ms:
+        return None
+    return iso_from_ns(int(ms) * 1_000_000)
+
+
+def iso_ms(ms: int) -> str:
+    """ISO-8601 UTC with exactly milliseconds, the form kafka-to-nexus writes for mdat times."""
+    seconds, rest = divmod(int(ms), 1000)
+    stamp = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rest:03d}Z"
