@@ -27,8 +27,11 @@ def parse_copy(spec: str) -> tuple[float, int, float, float]:
 
 
 def produce_cli(writer: str, cfg: Config, count: int, output_dir: Path, archive_dir: Path | None, copy: str, *,
-                topic: str, instrument: str | None, seed: int | None, as_json: bool) -> None:
-    """Run the simulated SuperMuSR writer; one line (or JSON object) per archived file."""
+                topic: str, instrument: str | None, proposal: str | None, seed: int | None, as_json: bool) -> None:
+    """Run the simulated SuperMuSR writer; one line (or JSON object) per archived file.
+
+    The run start's metadata carries ``proposal_id`` (``--proposal``), as a facility's run control would.
+    """
     if writer != "supermusr":
         raise ConfigError(f"--writer '{writer}': must be kafka-to-nexus or supermusr")
     if count < 1:
@@ -53,5 +56,6 @@ def produce_cli(writer: str, cfg: Config, count: int, output_dir: Path, archive_
         stdout.file.flush()
 
     simulate_supermusr(cfg, count, local_dir=output_dir, archive_dir=archive_dir, topic=topic,
-                       instrument=instrument or "SuperMuSR", size_mb=size_mb, chunk=chunk, delay=delay,
+                       instrument=instrument or "SuperMuSR",
+                       metadata={"proposal_id": proposal} if proposal else None, size_mb=size_mb, chunk=chunk, delay=delay,
                        pause=pause, seed=seed, on_run=report)

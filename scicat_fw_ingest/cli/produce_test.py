@@ -75,7 +75,7 @@ def produce_test_command(
         from ._supermusr import produce_cli
 
         produce_cli(writer, load(config, kafka={"bootstrap.servers": broker}), count, output_dir, archive_dir, copy,
-                    topic=pool_topic, instrument=instrument, seed=seed, as_json=as_json)
+                    topic=pool_topic, instrument=instrument, proposal=proposal, seed=seed, as_json=as_json)
         return
     structure = load_structure_file(nexus_structure) if nexus_structure is not None else None
     cfg = load(config, kafka={"bootstrap.servers": broker})

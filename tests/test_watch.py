@@ -1,0 +1,218 @@
+"""`sfi watch`: settling rules, cost independent of old files, run correlation, exactly once through restarts."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import pytest
+
+from scicat_fw_ingest.catalogue import CatalogueDir
+from scicat_fw_ingest.completion.folder import BAD, OK, WAIT, FolderWatcher, hdf5_verdict
+from scicat_fw_ingest.completion.runs import RunIndex
+from scicat_fw_ingest.config import load_config
+from scicat_fw_ingest.ingest import Ingestor
+from scicat_fw_ingest.state import StateStore
+from scicat_fw_ingest.supermusr import SimulatedRun, write_run_file
+from scicat_fw_ingest.watch import Watcher, WatchOptions
+
+from .listen_helpers import DEFAULTS_TOML, wait_for
+
+
+class Clock:
+    """A monotonic clock the test moves by hand: settling is decided by elapsed time, not by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def muon_file(path: Path, *, size_mb: float = 0.2, run_name: str = "MUSR00000001") -> Path:
+    start = int(time.time() * 1000)
+    write_run_file(path, SimulatedRun(run_name, "job-1", "SuperMuSR", start, start + 60_000), size_mb=size_mb)
+    return path
+
+
+def watcher(directory: Path, clock: Clock, *, known: set[str] | None = None, inotify: bool = True,
+            calls: list[str] | None = None, quiet: float = 2.0) -> FolderWatcher:
+    def is_known(path: str) -> bool:
+        if calls is not None:
+            calls.append(path)
+        return path in (known or set())
+
+    w = FolderWatcher([str(directory)], patterns=["*.nxs"], quiet_period=quiet, is_known=is_known,
+                      use_inotify=inotify, rescan_interval=3600.0, poll_interval=1.0, clock=clock)
+    w.start()
+    return w
+
+
+def test_a_growing_or_half_copied_file_is_not_settled_until_complete(tmp_path: Path) -> None:
+    full = muon_file(tmp_path / "src.nxs").read_bytes()
+    watched = tmp_path / "archive"
+    watched.mkdir()
+    target = watched / "MUSR00000001.nxs"
+    target.write_bytes(full[: len(full) // 2])
+    clock = Clock()
+    w = watcher(watched, clock)
+    try:
+        assert w.poll() == []
+        clock.now += 5  # unchanged longer than the quiet period, but half an HDF5 file
+        assert w.poll() == []
+        assert hdf5_verdict(str(target)) == WAIT
+        with open(target, "ab") as fh:  # the copy goes on: the quiet period starts again
+            fh.write(full[len(full) // 2:])
+        assert w.poll() == []
+        clock.now += 1
+        assert w.poll() == []
+        clock.now += 5
+        assert w.poll() == [str(target)]
+        w.take(str(target))
+        clock.now += 5
+        assert w.poll() == []
+    finally:
+        w.close()
+
+
+def test_a_file_that_is_not_hdf5_is_handed_over_to_fail_visibly(tmp_path: Path) -> None:
+    (tmp_path / "junk.nxs").write_bytes(b"this is not an HDF5 file at all")
+    (tmp_path / "empty.nxs").write_bytes(b"")
+    (tmp_path / "notes.txt").write_bytes(b"ignored: no pattern matches")
+    assert hdf5_verdict(str(tmp_path / "junk.nxs")) == BAD
+    assert hdf5_verdict(str(tmp_path / "empty.nxs")) == WAIT  # a copy that has not written its first bytes
+    clock = Clock()
+    w = watcher(tmp_path, clock, inotify=False)
+    clock.now += 5
+    assert w.poll() == [str(tmp_path / "junk.nxs")]
+
+
+@pytest.mark.parametrize("inotify", [True, False], ids=["inotify", "polling"])
+def test_old_files_are_looked_up_once_and_never_stat_again(tmp_path: Path, inotify: bool) -> None:
+    old = {str(muon_file(tmp_path / f"old_{i}.nxs", size_mb=0.01)) for i in range(20)}
+    calls: list[str] = []
+    clock = Clock()
+    w = watcher(tmp_path, clock, known=old, inotify=inotify, calls=calls)
+    try:
+        assert sorted(calls) == sorted(old)
+        new = str(muon_file(tmp_path / "new.nxs", size_mb=0.01))
+        for _ in range(3):
+            clock.now += 5
+            time.sleep(0.05)
+            settled = w.poll()
+        assert settled == [new]
+        assert sorted(calls) == sorted(old | {new})  # each name asked about exactly once
+        assert w.mode == ("inotify" if inotify else "polling")
+        if inotify:
+            assert w.scans == 1  # only the start-up scan: the new file came from an inotify event
+        else:
+            assert w.scans >= 3
+    finally:
+        w.close()
+
+
+def test_run_index_matches_file_name_and_run_name() -> None:
+    index = RunIndex()
+    start = SimpleNamespace(job_id="j1", run_name="MUSR00000007", filename="/writer/local/MUSR00000007.nxs")
+    index.add_start(start, b"pl72", "t/0@0")
+    other = SimpleNamespace(job_id="j2", run_name="run-b", filename="named_by_client.nxs")
+    index.add_stop(SimpleNamespace(job_id="j2", run_name="run-b"))  # a stop read before its start
+    index.add_start(other, b"pl72", "t/0@2")
+    found = index.find("/archive/MUSR00000007.nxs")
+    assert found is not None and found.job_id == "j1" and not found.stopped
+    index.add_stop(SimpleNamespace(job_id="j1", run_name="MUSR00000007"))
+    assert index.find("/archive/MUSR00000007.nxs").stopped
+    by_name = index.find("/elsewhere/named_by_client.nxs")
+    assert by_name is not None and by_name.job_id == "j2" and by_name.stopped
+    assert index.find("/archive/run-b.nxs").job_id == "j2"  # SuperMuSR names files after the run
+    assert index.find("/archive/unknown.nxs") is None
+    index.add_start(SimpleNamespace(job_id="j3", run_name="MUSR00000007", filename="MUSR00000007.nxs"), b"", "")
+    assert index.find("/archive/MUSR00000007.nxs").job_id == "j3"  # a re-used name is the newest run
+
+
+def _config(tmp_path: Path):
+    cfg_file = tmp_path / "sfi.toml"
+    cfg_file.write_text(DEFAULTS_TOML + '\n[ingest]\nchecksum = "sha256"\nfile_wait = 1.0\n')
+    return load_config(cfg_file, env={})
+
+
+def _run_watcher(cfg, options: WatchOptions, state: StateStore, sink: CatalogueDir,
+                 until) -> Watcher:
+    w = Watcher(cfg, options, ingestor=Ingestor(cfg, sink), state=state)
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(until, 30, "the watcher's outcomes")
+    finally:
+        w.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    return w
+
+
+def test_watcher_ingests_each_settled_file_once_across_restarts(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for i in range(3):
+        muon_file(archive / f"MUSR0000010{i}.nxs", run_name=f"MUSR0000010{i}")
+    (archive / "broken.nxs").write_bytes(b"not HDF5, never will be")
+    state = StateStore(tmp_path / "state")
+    sink = CatalogueDir(str(tmp_path / "catalogue"))
+    options = WatchOptions([str(archive)], quiet_period=0.2, poll_interval=0.1, workers=2)
+
+    first = _run_watcher(cfg, options, state, sink, lambda: len(state.files()) >= 4)
+    assert first.outcomes == {"created": 3, "failed": 1}
+    assert {r.status for r in state.files()} == {"created", "failed"}
+    failed = state.files(("failed",))
+    assert [Path(r.writer_path).name for r in failed] == ["broken.nxs"]
+    assert "HDF5" in (failed[0].error or "")
+    docs = sorted((tmp_path / "catalogue").glob("*/dataset.json"))
+    assert len(docs) == 3
+
+    muon_file(archive / "MUSR00000200.nxs", run_name="MUSR00000200")  # arrives while nobody watches
+    second = _run_watcher(cfg, options, state, sink, lambda: len(state.files()) >= 5)
+    time.sleep(0.5)  # anything ingested twice would show up now
+    assert second.outcomes == {"created": 1}
+    assert len(sorted((tmp_path / "catalogue").glob("*/dataset.json"))) == 4
+    state.close()
+
+
+def test_cli_rejects_a_missing_directory_and_a_supermusr_run_without_archive(sfi, tmp_path: Path) -> None:
+    result = sfi("watch", str(tmp_path / "nope"), "--state-dir", str(tmp_path / "st"), "--catalogue-dir",
+                 str(tmp_path / "cat"), "--processes", "0")
+    assert result.returncode == 2, result.stderr
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+    result = sfi("produce-test", "--writer", "supermusr", "-o", str(tmp_path))
+    assert result.returncode == 2 and "--archive-dir" in result.stderr
+    result = sfi("produce-test", "--writer", "supermusr", "-o", str(tmp_path), "--archive-dir", str(tmp_path))
+    assert result.returncode == 2 and "must differ" in result.stderr
+    result = sfi("produce-test", "--writer", "other", "-o", str(tmp_path))
+    assert result.returncode == 2 and "kafka-to-nexus or supermusr" in result.stderr
+
+
+def test_inotify_sees_a_file_renamed_into_the_folder(tmp_path: Path) -> None:
+    watched = tmp_path / "w"
+    watched.mkdir()
+    clock = Clock()
+    w = watcher(watched, clock)
+    try:
+        if w.mode != "inotify":
+            pytest.skip("no inotify on this platform")
+        src = muon_file(tmp_path / "elsewhere.nxs")
+        os.rename(src, watched / "moved.nxs")
+        time.sleep(0.05)
+        clock.now += 5
+        w.poll()
+        clock.now += 5
+        assert w.poll() == [str(watched / "moved.nxs")]
+        assert w.scans == 1
+        with h5py.File(watched / "moved.nxs") as fh:
+            assert fh["raw_data_1/name"][()] == b"MUSR00000001"
+        assert hdf5_verdict(str(watched / "moved.nxs")) == OK
+    finally:
+        w.close()
