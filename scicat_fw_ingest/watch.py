@@ -100,7 +100,7 @@ class RunFeed(threading.Thread):
         super().__init__(name="sfi-watch-runs", daemon=True)
         self.cfg, self.topics, self.index, self.since_days = cfg, topics, index, since_days
         self.caught_up = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.error: str | None = None
         self._consumer: Any = self._assign()
 
@@ -127,7 +127,7 @@ class RunFeed(threading.Thread):
         return consumer
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         from confluent_kafka import KafkaError as LibKafkaError
@@ -137,7 +137,7 @@ class RunFeed(threading.Thread):
         at_end: set[tuple[str, int]] = set()
         started = time.monotonic()
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 msg = self._consumer.poll(0.2)
                 if msg is None:
                     if not self.caught_up.is_set() and time.monotonic() - started > 30:
