@@ -216,3 +216,47 @@ def test_inotify_sees_a_file_renamed_into_the_folder(tmp_path: Path) -> None:
         assert hdf5_verdict(str(watched / "moved.nxs")) == OK
     finally:
         w.close()
+
+
+@pytest.mark.kafka
+def test_a_file_waits_for_its_runs_stop_and_takes_the_run_start(tmp_path: Path, kafka_bootstrap: str,
+                                                                topic: str) -> None:
+    import json
+
+    from streaming_data_types import serialise_6s4t, serialise_pl72
+
+    from scicat_fw_ingest.kafka import ensure_topics, make_producer, produce_sync
+
+    cfg_file = tmp_path / "sfi.toml"
+    cfg_file.write_text(DEFAULTS_TOML + '\n[ingest]\nchecksum = "none"\n')
+    cfg = load_config(cfg_file, env={}, overrides={"kafka": {"bootstrap.servers": kafka_bootstrap}})
+    ensure_topics(cfg, [topic])
+    producer = make_producer(cfg)
+    job = "7d1e0c52-1313-4000-8000-000000000013"
+    produce_sync(producer, topic, serialise_pl72(job, "/writer/local/MUSR00000300.nxs", start_time=1_700_000_000_000,
+                                                 run_name="MUSR00000300", instrument_name="SuperMuSR",
+                                                 metadata=json.dumps({"proposal_id": "RB2413013"})))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    running = str(muon_file(archive / "MUSR00000300.nxs", run_name="MUSR00000300"))
+    alone = str(muon_file(archive / "MUSR00000301.nxs", run_name="MUSR00000301"))  # no run start names it
+    state = StateStore(tmp_path / "state")
+    options = WatchOptions([str(archive)], quiet_period=0.2, poll_interval=0.1, topics=[topic], workers=2)
+    w = Watcher(cfg, options, ingestor=Ingestor(cfg, CatalogueDir(str(tmp_path / "cat"))), state=state)
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: state.get_file(alone) is not None and running in w._held, 30, "one ingested, one held")
+        assert state.get_file(running) is None  # settled, but its run has not stopped
+        produce_sync(producer, topic, serialise_6s4t(job, "MUSR00000300", "", "c0", 1_700_000_060_000))
+        wait_for(lambda: state.get_file(running) is not None, 30, "the file of the stopped run")
+    finally:
+        w.stop()
+        thread.join(30)
+    record = state.get_file(running)
+    assert record.status == "created" and record.pid == job and record.job_id == job
+    docs = {json.loads(p.read_text())["pid"]: json.loads(p.read_text()) for p in (tmp_path / "cat").glob("*/dataset.json")}
+    assert docs[job]["proposalId"] == "RB2413013"  # the run start's metadata filled the dataset
+    assert docs[job]["datasetName"] == "MUSR00000300"
+    assert state.get_file(alone).pid != job and state.get_file(alone).status == "created"
+    state.close()
