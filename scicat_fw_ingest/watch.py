@@ -190,7 +190,8 @@ class Watcher:
         self.feed = RunFeed(cfg, options.topics, self.index, options.runs_since_days) if options.topics else None
         self._pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="sfi-ingest")
         self._work: dict[str, Future] = {}
-        self._held: set[str] = set()
+        #: settled files waiting for their run messages, with the reason (logged when it changes)
+        self.held: dict[str, str] = {}
         self._stop = threading.Event()
         self._last_retry_scan = 0.0
         #: outcomes of this run by status (created, exists, failed, ...), for the log and tests
@@ -217,6 +218,8 @@ class Watcher:
                 if now - self._last_retry_scan >= 1.0:
                     self._last_retry_scan = now
                     self._schedule_retries()
+                    for gone in [p for p in self.held if not self.folder.is_pending(p)]:
+                        del self.held[gone]  # deleted while held
         finally:
             self._drain()
 
@@ -225,7 +228,7 @@ class Watcher:
         finished = self._finished(path)
         if finished is None:
             return
-        self._held.discard(path)
+        self.held.pop(path, None)
         self.folder.take(path)
         self._work[path] = self._pool.submit(self.ledger.ingest, self.ingestor, finished)
 
@@ -248,8 +251,8 @@ class Watcher:
         return FinishedFile(path, run, f"{source} + {record.source}")
 
     def _hold(self, path: str, reason: str) -> None:
-        if path not in self._held:
-            self._held.add(path)
+        if self.held.get(path) != reason:
+            self.held[path] = reason
             log.info("holding %s: %s", path, reason)
 
     # -- ingestion ----------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def test_a_file_waits_for_its_runs_stop_and_takes_the_run_start(tmp_path: Path, 
     thread = threading.Thread(target=w.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: state.get_file(alone) is not None and running in w._held, 30, "one ingested, one held")
+        wait_for(lambda: state.get_file(alone) is not None and running in w.held, 30, "one ingested, one held")
         assert state.get_file(running) is None  # settled, but its run has not stopped
         produce_sync(producer, topic, serialise_6s4t(job, "MUSR00000300", "", "c0", 1_700_000_060_000))
         wait_for(lambda: state.get_file(running) is not None, 30, "the file of the stopped run")

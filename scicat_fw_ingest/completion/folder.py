@@ -147,6 +147,10 @@ class FolderWatcher:
     def pending(self) -> int:
         return len(self._pending)
 
+    def is_pending(self, path: str) -> bool:
+        """Seen and not yet taken (still there: a deleted file is dropped at the next poll)."""
+        return path in self._pending
+
     # -- internals ------------------------------------------------------------------------------
     def _scan(self, directories: list[str]) -> None:
         self._last_scan = self._clock()
