@@ -260,3 +260,37 @@ def test_a_file_waits_for_its_runs_stop_and_takes_the_run_start(tmp_path: Path, 
     assert docs[job]["datasetName"] == "MUSR00000300"
     assert state.get_file(alone).pid != job and state.get_file(alone).status == "created"
     state.close()
+
+
+def test_scicat_down_queues_the_file_and_the_watcher_retries_it(tmp_path: Path) -> None:
+    from scicat_fw_ingest.scicat import ScicatClient
+    from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    path = str(muon_file(archive / "MUSR00000400.nxs", run_name="MUSR00000400"))
+    cfg_file = tmp_path / "sfi.toml"
+    cfg_file.write_text(DEFAULTS_TOML + '\n[ingest]\nchecksum = "md5"\n[scicat]\nmax_attempts = 1\nbackoff = 0.05\n')
+    with ScicatTestServer() as scicat:
+        cfg = load_config(cfg_file, env={"SFI_SCICAT_URL": scicat.url, "SFI_SCICAT_TOKEN": scicat.token})
+        scicat.refuse()
+        sink = ScicatClient.from_config(cfg.scicat)
+        state = StateStore(tmp_path / "state")
+        options = WatchOptions([str(archive)], quiet_period=0.2, poll_interval=0.1, retry_base=0.3, retry_max=0.6)
+        w = Watcher(cfg, options, ingestor=Ingestor(cfg, sink), state=state)
+        thread = threading.Thread(target=w.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: (state.get_file(path) or SimpleNamespace(status="")).status == "queued", 30,
+                     "the file queued while SciCat is down")
+            assert not scicat.datasets
+            scicat.resume()
+            wait_for(lambda: state.get_file(path).status == "created", 30, "the retry after SciCat is back")
+        finally:
+            w.stop()
+            thread.join(30)
+            sink.close()
+        record = state.get_file(path)
+        assert record.attempts >= 2 and record.source.startswith("watch:")
+        assert len(scicat.datasets) == 1 and len(scicat.origdatablocks[record.pid]) == 1
+        state.close()
