@@ -29,9 +29,21 @@ from .completion.folder import FolderWatcher
 from .completion.runs import RunIndex, RunRecord
 from .config import Config
 from .ingest import IngestResult, RunInfo
-from .state import StateStore
+from .metrics import COUNTER, GAUGE, Metrics
+from .state import DONE, StateStore
 
 log = logging.getLogger("sfi.watch")
+
+#: What ``sfi watch --http-port`` exports on /metrics: name -> (kind, help, label names).
+WATCH_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "sfi_datasets_total": (COUNTER, "Watched files by outcome: created, exists, repaired, failed, queued.",
+                           ("outcome",)),
+    "sfi_last_success_timestamp_seconds": (GAUGE, "Unix time of the last dataset stored; 0 before the first.", ()),
+    "sfi_inflight_files": (GAUGE, "Files being ingested by the worker pool right now.", ()),
+    "sfi_watch_pending_files": (GAUGE, "Files seen in the watched folders and not settled (or held) yet.", ()),
+    "sfi_watch_held_files": (GAUGE, "Settled files waiting for their run's messages (run start read, no 6s4t).", ()),
+    "sfi_watch_runs_known": (GAUGE, "Run starts read from the --topic topics.", ()),
+}
 
 #: Prefix of the ``source`` recorded for watched files: the retry queue of a shared state store is split by it.
 SOURCE_PREFIX = "watch:"
@@ -196,6 +208,7 @@ class Watcher:
         self._last_retry_scan = 0.0
         #: outcomes of this run by status (created, exists, failed, ...), for the log and tests
         self.outcomes: dict[str, int] = {}
+        self.metrics = Metrics(WATCH_METRICS)
 
     def stop(self) -> None:
         self._stop.set()
@@ -259,14 +272,40 @@ class Watcher:
     def _reap(self) -> None:
         for path in [p for p, f in self._work.items() if f.done()]:
             future = self._work.pop(path)
-            status = future.result().status if future.exception() is None else "internal error"
+            result = future.result() if future.exception() is None else None
+            status = result.status if result is not None else "internal error"
             self.outcomes[status] = self.outcomes.get(status, 0) + 1
+            outcome = status if status in DONE else ("queued" if result is not None and result.retryable else "failed")
+            self.metrics.inc("sfi_datasets_total", outcome=outcome)
+            if status in DONE:
+                self.metrics.set("sfi_last_success_timestamp_seconds", time.time())
+        self.metrics.set("sfi_inflight_files", len(self._work))
+        self.metrics.set("sfi_watch_pending_files", self.folder.pending())
+        self.metrics.set("sfi_watch_held_files", len(self.held))
+        self.metrics.set("sfi_watch_runs_known", len(self.index))
 
     def _schedule_retries(self) -> None:
         for path, wrdn, source in self.ledger.due(limit=max(1, self.options.workers * 2)):
             if path not in self._work:
                 log.info("retrying %s", path)
                 self._work[path] = self._pool.submit(self.ledger.retry, self.ingestor, path, wrdn, source)
+
+    def health(self) -> dict[str, tuple[bool, str]]:
+        """/health: the watched folders, SciCat (or the catalogue), the state store, and the run messages."""
+        missing = [d for d in self.folder.directories if not os.path.isdir(d)]
+        checks: dict[str, tuple[bool, str]] = {
+            "folders": (not missing, f"missing: {', '.join(missing)}" if missing
+                        else f"{len(self.folder.directories)} watched ({self.folder.mode})")}
+        for name, probe in (("scicat", lambda: self.ingestor.sink.ping()), ("state", self.ledger.state.ping)):
+            try:
+                probe()
+                checks[name] = (True, "reachable" if name == "scicat" else str(self.ledger.state.path))
+            except Exception as exc:  # any failure is the answer, not a crash
+                checks[name] = (False, str(exc) or type(exc).__name__)
+        if self.feed is not None:
+            ok = self.feed.is_alive() and self.feed.error is None
+            checks["runs"] = (ok, self.feed.error or ("caught up" if self.feed.caught_up.is_set() else "reading"))
+        return checks
 
     def _drain(self) -> None:
         log.info("stopping: finishing %d file(s) in flight", len(self._work))

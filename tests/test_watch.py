@@ -167,6 +167,11 @@ def test_watcher_ingests_each_settled_file_once_across_restarts(tmp_path: Path) 
 
     first = _run_watcher(cfg, options, state, sink, lambda: len(state.files()) >= 4)
     assert first.outcomes == {"created": 3, "failed": 1}
+    exported = first.metrics.render()
+    assert 'sfi_datasets_total{outcome="created"} 3' in exported
+    assert 'sfi_datasets_total{outcome="failed"} 1' in exported
+    assert {name: ok for name, (ok, _detail) in first.health().items()} == {"folders": True, "scicat": True,
+                                                                           "state": True}
     assert {r.status for r in state.files()} == {"created", "failed"}
     failed = state.files(("failed",))
     assert [Path(r.writer_path).name for r in failed] == ["broken.nxs"]
@@ -294,3 +299,34 @@ def test_scicat_down_queues_the_file_and_the_watcher_retries_it(tmp_path: Path) 
         assert record.attempts >= 2 and record.source.startswith("watch:")
         assert len(scicat.datasets) == 1 and len(scicat.origdatablocks[record.pid]) == 1
         state.close()
+
+
+def test_health_and_metrics_are_served(tmp_path: Path) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SFI_")}
+    proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "watch", str(tmp_path), "--processes", "0",
+                             "--state-dir", str(tmp_path / "st"), "--catalogue-dir", str(tmp_path / "cat"),
+                             "--http-port", str(port)], env=base, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def get(path: str) -> bytes | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
+                    return answer.read()
+            except OSError:
+                return None
+
+        wait_for(lambda: get("/health") is not None, 30, "the ops port")
+        health = json.loads(get("/health") or b"{}")
+        assert health["checks"]["folders"]["ok"] and health["checks"]["state"]["ok"], health
+        assert b"sfi_watch_pending_files 0" in (get("/metrics") or b"")
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, proc.stderr.read().decode() if proc.stderr else ""

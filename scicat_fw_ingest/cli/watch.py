@@ -46,6 +46,10 @@ def watch_command(
                                                       "documents here.", show_default=False)] = None,
     checksum: Annotated[str | None, typer.Option("--checksum", help="sha256|blake2b|md5|none.",
                                                  show_default=False)] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help="Serve /health and /metrics.",
+                                                  show_default=False)] = None,
+    http_host: Annotated[str | None, typer.Option("--http-host", help="Address for --http-port (default "
+                                                  "127.0.0.1).", show_default=False)] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="text|json.", show_default=False)] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -59,7 +63,8 @@ def watch_command(
     cfg = load(config, kafka={"bootstrap.servers": broker}, scicat={"url": scicat_url},
                ingest={"checksum": checksum, "pattern": pattern},
                listen={"state_dir": state_dir, "workers": workers, "processes": processes,
-                       "catalogue_dir": catalogue_dir, "log_format": log_format})
+                       "catalogue_dir": catalogue_dir, "log_format": log_format, "http_port": http_port,
+                       "http_host": http_host})
     if topic and not cfg.bootstrap:
         raise typer.BadParameter("--topic needs a broker (--broker, $SFI_KAFKA_BOOTSTRAP or \\[kafka])")
     from .._logging import setup_logging
@@ -85,12 +90,20 @@ def watch_command(
     else:
         ingestor = Ingestor(cfg, sink)
         release = sink.close
+    ops = None
     try:
         watcher = Watcher(cfg, options, ingestor=ingestor, state=state)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: watcher.stop())
+        if lc.http_port is not None:
+            from .._http import OpsServer
+
+            ops = OpsServer(lc.http_port, health=watcher.health, metrics=watcher.metrics.render, host=lc.http_host)
+            ops.start()
         logging.getLogger("sfi.watch").info("datasets go to %s; state in %s", where, state.path)
         watcher.run()
     finally:
+        if ops is not None:
+            ops.stop()
         release()
         state.close()
