@@ -114,9 +114,14 @@ class FolderWatcher:
             self._inotify.close()
 
     def wait(self, timeout: float) -> None:
-        """Sleep until something may have changed: an inotify event, or ``timeout``."""
+        """Sleep until something may have changed: an inotify event, or ``timeout``.
+
+        After an event it waits a little more (at most 0.1 s), so that a file being copied, which
+        raises an event per write, costs a few checks per second rather than one per write.
+        """
         if self._inotify is not None:
-            self._inotify.wait(timeout)
+            if self._inotify.wait(timeout):
+                time.sleep(min(0.1, timeout))
         else:
             time.sleep(timeout)
 
