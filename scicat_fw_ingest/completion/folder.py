@@ -92,6 +92,7 @@ class FolderWatcher:
         self._inotify = Inotify.open() if use_inotify else None
         self._unwatched: list[str] = []
         self._last_scan = -1e18
+        self._last_full_scan = -1e18
         self.scans = 0
 
     @property
@@ -108,6 +109,7 @@ class FolderWatcher:
             if self._inotify is None or not self._inotify.add(directory):
                 self._unwatched.append(directory)
         self._scan(self.directories)
+        self._last_full_scan = self._last_scan
 
     def close(self) -> None:
         if self._inotify is not None:
@@ -137,11 +139,14 @@ class FolderWatcher:
                 rescan = self.directories
             for directory, name in changed:
                 self._consider(os.path.join(directory, name), name, now)
-        interval = self.rescan_interval if self.mode == "inotify" else self.poll_interval
-        if not rescan and now - self._last_scan >= interval:
-            rescan = self.directories if self.mode == "inotify" or not self._inotify else self._unwatched
+        if not rescan and self._inotify is not None and now - self._last_full_scan >= self.rescan_interval:
+            rescan = self.directories  # the safety scan: events lost, or written by another host (NFS)
+        if not rescan and self._unwatched and now - self._last_scan >= self.poll_interval:
+            rescan = self._unwatched  # no inotify for these: scan them every poll interval
         if rescan:
             self._scan(rescan)
+            if rescan is self.directories:
+                self._last_full_scan = self._last_scan
         return self._settle(now)
 
     def take(self, path: str) -> None:
