@@ -159,3 +159,42 @@ def test_twenty_archived_files_each_once_through_two_kills(tmp_path: Path, kafka
             assert entry["chk"] == hashlib.sha256(final).hexdigest()
             created = datetime.fromisoformat(dataset["createdAt"].replace("Z", "+00:00")).timestamp()
             assert created + 0.001 >= run["copy_finished"], f"{run['run_name']} ingested before its copy finished"
+
+
+@pytest.mark.slow
+def test_watched_supermusr_file_is_accepted_by_the_real_backend(tmp_path: Path, real_scicat) -> None:
+    from scicat_fw_ingest.scicat import ScicatClient
+    from scicat_fw_ingest.state import StateStore
+    from scicat_fw_ingest.watch import Watcher, WatchOptions
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    path = archive / "MUSR00012345.nxs"
+    write_run_file(path, _run(), size_mb=0.5)
+    cfg_file = tmp_path / "sfi.toml"
+    cfg_file.write_text(DEFAULTS_TOML + '\n[ingest]\nchecksum = "sha256"\n')
+    cfg = load_config(cfg_file, env={"SFI_SCICAT_URL": real_scicat.url,
+                                     "SFI_SCICAT_TOKEN": real_scicat.login("ingestor")})
+    sink = ScicatClient.from_config(cfg.scicat)
+    state = StateStore(tmp_path / "state")
+    w = Watcher(cfg, WatchOptions([str(archive)], quiet_period=0.2, poll_interval=0.1), ingestor=Ingestor(cfg, sink),
+                state=state)
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: state.get_file(str(path)) is not None, 60, "the watched file's outcome")
+    finally:
+        w.stop()
+        thread.join(30)
+    record = state.get_file(str(path))
+    assert record.status == "created", record.error
+    status, dataset = real_scicat.request("GET", "/api/v3/Datasets/" + record.pid.replace("/", "%2F"))
+    assert status == 200, dataset
+    assert dataset["datasetName"] == "MUSR00012345" and dataset["runNumber"] == "12345"
+    assert dataset["endTime"].startswith("2024-11-27T21:53:01")
+    status, blocks = real_scicat.request("GET", f"/api/v3/Datasets/{record.pid}/origdatablocks")
+    assert status == 200 and len(blocks) == 1, blocks  # the ingestor may not read the group's data: admin reads
+    (block,) = blocks
+    assert block["dataFileList"][0]["chk"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    sink.close()
+    state.close()
