@@ -31,6 +31,8 @@ from typing import Any
 
 from .config import Config
 
+__all__ = ["SimulatedRun", "copy_slowly", "file_time_text", "simulate_supermusr", "write_run_file"]
+
 PROGRAM_NAME = "SuperMuSR Data Pipeline Nexus Writer"
 SERVICE_ID = "supermusr-nexus-writer-sim"
 #: Bytes per event in the file (pulse_height f8, event_id u4, event_time_offset u4).
@@ -64,9 +66,11 @@ class SimulatedRun:
 
     @property
     def filename(self) -> str:
+        """The writer names its file after the run."""
         return f"{self.run_name}.nxs"
 
     def to_json(self) -> dict[str, Any]:
+        """One line of ``produce-test --writer supermusr --json``."""
         return {"run_name": self.run_name, "job_id": self.job_id, "file": self.archive_path, "size": self.size,
                 "copy_started": self.copy_started, "copy_finished": self.copy_finished}
 

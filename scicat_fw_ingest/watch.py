@@ -32,6 +32,8 @@ from .ingest import IngestResult, RunInfo
 from .metrics import COUNTER, GAUGE, Metrics
 from .state import DONE, StateStore
 
+__all__ = ["RunFeed", "WATCH_METRICS", "WatchOptions", "Watcher"]
+
 log = logging.getLogger("sfi.watch")
 
 #: What ``sfi watch --http-port`` exports on /metrics: name -> (kind, help, label names).
@@ -51,6 +53,8 @@ SOURCE_PREFIX = "watch:"
 
 @dataclass
 class WatchOptions:
+    """What ``sfi watch`` was asked to do (directories, settling, run topics, workers, retry backoff)."""
+
     directories: list[str]
     patterns: list[str] = field(default_factory=lambda: ["*.nxs", "*.nx5", "*.hdf", "*.hdf5", "*.h5"])
     #: Seconds a file's size and mtime must stay unchanged before HDF5 is asked to open it.

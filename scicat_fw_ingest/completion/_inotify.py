@@ -104,6 +104,7 @@ class Inotify:
         return changed, overflow
 
     def close(self) -> None:
+        """Close the descriptor (every watch goes with it)."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 from ._inotify import Inotify
 
+__all__ = ["BAD", "GONE", "OK", "WAIT", "FolderWatcher", "hdf5_verdict"]
+
 log = logging.getLogger("sfi.watch")
 
 #: What the HDF5 check says: finished, not yet (copy or lock in progress), gone, or never HDF5.
@@ -97,6 +99,7 @@ class FolderWatcher:
 
     @property
     def mode(self) -> str:
+        """``inotify`` when every directory is watched by the kernel, else ``polling``."""
         return "inotify" if self._inotify is not None and not self._unwatched else "polling"
 
     def start(self) -> None:
@@ -112,6 +115,7 @@ class FolderWatcher:
         self._last_full_scan = self._last_scan
 
     def close(self) -> None:
+        """Release the inotify descriptor."""
         if self._inotify is not None:
             self._inotify.close()
 
@@ -155,6 +159,7 @@ class FolderWatcher:
         self._done.add(path)
 
     def pending(self) -> int:
+        """How many files are seen and not taken yet."""
         return len(self._pending)
 
     def is_pending(self, path: str) -> bool:

@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["RunIndex", "RunRecord"]
+
 
 @dataclass
 class RunRecord:
