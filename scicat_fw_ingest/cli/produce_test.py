@@ -67,6 +67,13 @@ def produce_test_command(
                                              show_default=False)] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
+    writer: Annotated[str, typer.Option("--writer", help="kafka-to-nexus, or supermusr: pl72 + 6s4t to "
+                                        "--pool-topic, no wrdn, file copied slowly into --archive-dir.")]
+    = "kafka-to-nexus",
+    archive_dir: Annotated[Path | None, typer.Option("--archive-dir", help="supermusr: the archive directory.",
+                                                     show_default=False)] = None,
+    copy: Annotated[str, typer.Option("--copy", help="supermusr: MB per file, copy chunk KB, delay s between "
+                                      "chunks, pause s half-way.")] = "3,256,0.01,0",
 ) -> None:
     """Simulate file-writer jobs: write one NeXus file per job and publish its complete message sequence.
 
@@ -90,6 +97,12 @@ def produce_test_command(
         raise ConfigError("--control-topic: must not be empty (the writer rejects a run start without one)")
     if not output_dir.is_dir():
         raise ConfigError(f"--output-dir {output_dir}: does not exist or is not a directory")
+    if writer != "kafka-to-nexus":
+        from ._supermusr import produce_cli
+
+        produce_cli(writer, load(config, kafka={"bootstrap.servers": broker}), count, output_dir, archive_dir, copy,
+                    topic=pool_topic, instrument=instrument, proposal=proposal, seed=seed, as_json=as_json)
+        return
     structure = load_structure_file(nexus_structure) if nexus_structure is not None else None
     cfg = load(config, kafka={"bootstrap.servers": broker})
 

@@ -1,0 +1,109 @@
+"""``sfi watch DIR...``: ingest the files a writer without wrdn leaves in folders, once each has settled."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Annotated, Any
+
+import typer
+
+from ._app import app
+from ._common import BrokerOpt, ConfigOpt, load
+
+
+@app.command("watch")
+def watch_command(
+    directories: Annotated[list[str], typer.Argument(help="Directories to watch (not recursive).",
+                                                     show_default=False)],
+    topic: Annotated[list[str] | None, typer.Option("--topic", "-t", help="Topic with the writer's run starts "
+                                                    "(pl72) and stops (6s4t), for metadata and pid (repeatable).",
+                                                    show_default=False)] = None,
+    quiet: Annotated[float, typer.Option("--quiet", help="Seconds a file's size and mtime must stay unchanged "
+                                         "before it counts as settled.")] = 5.0,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", help="Seconds between checks of new files "
+                                                 "(and between directory scans when polling).")] = 1.0,
+    rescan: Annotated[float, typer.Option("--rescan", help="With inotify: full directory scan this often anyway "
+                                          "(seconds; network file systems).")] = 300.0,
+    poll: Annotated[bool, typer.Option("--poll", help="Scan the directories instead of using inotify (e.g. NFS "
+                                       "written by other hosts).")] = False,
+    pattern: Annotated[str | None, typer.Option("--pattern", help="Comma-separated file name globs (default "
+                                                "\\[ingest] pattern).", show_default=False)] = None,
+    since_days: Annotated[float | None, typer.Option("--since-days", help="Read run messages this many days back "
+                                                     "at start (default \\[listen] run_start_days).",
+                                                     show_default=False)] = None,
+    broker: BrokerOpt = None,
+    state_dir: Annotated[str | None, typer.Option("--state-dir", help="State directory, shared with sfi listen "
+                                                  "(else $SFI_STATE_DIR or \\[listen] state_dir).",
+                                                  show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", help="Files ingested at once (default 4).",
+                                                show_default=False)] = None,
+    processes: Annotated[int | None, typer.Option("--processes", help="Worker processes for ingestion (default "
+                                                  "2; 0 = threads only).", show_default=False)] = None,
+    scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat base URL incl. /api/v3.",
+                                                   show_default=False)] = None,
+    catalogue_dir: Annotated[str | None, typer.Option("--catalogue-dir", help="Without SciCat: write the "
+                                                      "documents here.", show_default=False)] = None,
+    checksum: Annotated[str | None, typer.Option("--checksum", help="sha256|blake2b|md5|none.",
+                                                 show_default=False)] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help="Serve /health and /metrics.",
+                                                  show_default=False)] = None,
+    http_host: Annotated[str | None, typer.Option("--http-host", help="Address for --http-port (default "
+                                                  "127.0.0.1).", show_default=False)] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help="text|json.", show_default=False)] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Watch folders and ingest each settled NeXus file into SciCat exactly once (writers without wrdn).
+
+    Settled: size and mtime unchanged for --quiet seconds and HDF5 opens it. With --topic, the
+    writer's run start (matched by file name) fills the dataset and a file waits for its run's stop.
+    """
+    if quiet < 0 or poll_interval <= 0 or rescan <= 0:
+        raise typer.BadParameter("--quiet must be >= 0, --poll-interval and --rescan > 0")
+    cfg = load(config, kafka={"bootstrap.servers": broker}, scicat={"url": scicat_url},
+               ingest={"checksum": checksum, "pattern": pattern},
+               listen={"state_dir": state_dir, "workers": workers, "processes": processes,
+                       "catalogue_dir": catalogue_dir, "log_format": log_format, "http_port": http_port,
+                       "http_host": http_host})
+    if topic and not cfg.bootstrap:
+        raise typer.BadParameter("--topic needs a broker (--broker, $SFI_KAFKA_BOOTSTRAP or \\[kafka])")
+    from .._logging import setup_logging
+    from ..ingest import Ingestor, open_sink
+    from ..state import StateStore
+    from ..watch import Watcher, WatchOptions
+
+    lc = cfg.listen
+    setup_logging(lc.log_format)
+    options = WatchOptions(directories=directories,
+                           patterns=[p.strip() for p in cfg.ingest.pattern.split(",") if p.strip()],
+                           quiet_period=quiet, poll_interval=poll_interval, rescan_interval=rescan,
+                           use_inotify=not poll, topics=topic or [],
+                           runs_since_days=lc.run_start_days if since_days is None else since_days,
+                           workers=lc.workers, retry_base=lc.retry_base, retry_max=lc.retry_max)
+    state = StateStore(lc.state_dir)
+    sink, where = open_sink(cfg)
+    if lc.processes > 0:
+        from .._procpool import ProcessIngestor
+
+        ingestor: Any = ProcessIngestor(cfg, lc.processes, sink)
+        release = ingestor.close
+    else:
+        ingestor = Ingestor(cfg, sink)
+        release = sink.close
+    ops = None
+    try:
+        watcher = Watcher(cfg, options, ingestor=ingestor, state=state)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: watcher.stop())
+        if lc.http_port is not None:
+            from .._http import OpsServer
+
+            ops = OpsServer(lc.http_port, health=watcher.health, metrics=watcher.metrics.render, host=lc.http_host)
+            ops.start()
+        logging.getLogger("sfi.watch").info("datasets go to %s; state in %s", where, state.path)
+        watcher.run()
+    finally:
+        if ops is not None:
+            ops.stop()
+        release()
+        state.close()
