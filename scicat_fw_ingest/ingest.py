@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .config import Config
 from .datablock import ALGORITHMS, make_datablock
 from .errors import ConfigError, SfiError
-from .mapping import Context, Mapped, ProfileSet, check_defaults, map_dataset, pick_profile, require_complete
+from .mapping import Context, Mapped, ProfileSet, ScicatLookup, check_defaults, map_dataset, pick_profile, require_complete
 from .mapping.sources import to_iso
 from .nexus.reader import HDF5_LOCK, NexusError, open_snapshot, retry_while_locked
 
@@ -130,9 +130,12 @@ class Ingestor:
     """Turns finished files into datasets in a ``Sink`` (SciCat), or only builds them (``sink=None``)."""
 
     def __init__(self, cfg: Config, sink: Sink | None, *, checksum: str | None = None,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, lookup_from: Any = None) -> None:
         self.cfg = cfg
         self.sink = sink
+        # scicat: profile sources ask SciCat (proposal, instrument, sample) through the sink, or through
+        # ``lookup_from`` (a read-only client, e.g. for --explain); a local catalogue cannot answer.
+        self.lookup = ScicatLookup.for_sink(lookup_from if lookup_from is not None else sink)
         self.checksum = checksum or cfg.ingest.checksum
         if self.checksum not in ALGORITHMS:
             raise ConfigError(f"checksum '{self.checksum}': must be one of {', '.join(ALGORITHMS)}")
@@ -220,7 +223,7 @@ class Ingestor:
         def read_and_map() -> tuple[Any, Any]:
             with HDF5_LOCK, open_snapshot(local) as snapshot:  # open only while the profile reads
                 ctx = Context(snapshot=snapshot, config=self.cfg, files=facts, run=run.as_sources(),
-                              metadata=run.metadata, wrdn=run.wrdn_metadata)
+                              metadata=run.metadata, wrdn=run.wrdn_metadata, lookup=self.lookup)
                 profile = pick_profile(self.profiles, ctx, explicit=self.profile_name)
                 return profile, map_dataset(profile, ctx)
 
