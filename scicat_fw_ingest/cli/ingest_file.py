@@ -74,7 +74,7 @@ def ingest_file_command(
                                                 show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Build and print the payloads; do not contact SciCat.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show each field's value and where it came from; "
-                                          "do not contact SciCat.")] = False,
+                                          "SciCat is only read (scicat: lookups in the profile).")] = False,
     profile: Annotated[str | None, typer.Option("--profile", help="Mapping profile name or .toml path "
                                                 "(else chosen per file).", show_default=False)] = None,
     checksum: Annotated[str | None, typer.Option("--checksum", help=f"{'|'.join(ALGORITHMS)} (else \\[ingest] checksum, "
@@ -105,7 +105,9 @@ def ingest_file_command(
     early = [IngestResult(path, None, "failed", error=problem) for path, problem in items if problem]
 
     if explain:
-        ingestor = Ingestor(cfg, None)
+        from ..ingest import open_sink  # scicat: lookups read SciCat when it is configured; nothing is written
+
+        ingestor = Ingestor(cfg, None, lookup_from=open_sink(cfg)[0] if cfg.scicat.url else None)
         failed = len(early)
         for result in early:
             warn(f"ingest-file: {result.error}")

@@ -22,6 +22,7 @@ log = logging.getLogger("sfi.mapping")
 CACHE_SECONDS = 600.0
 #: SciCat answers a lookup may be refused with (the account may not read proposals): fall back, warn once.
 _REFUSED = (401, 403)
+_REFUSED_ANSWER = object()
 
 
 class ScicatLookup:
@@ -33,6 +34,7 @@ class ScicatLookup:
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[float, Any, str]] = {}
         self._refused: set[str] = set()
+        self.refusal: str | None = None  # the last refused request, for the file's warnings
         self.requests = 0  # answers fetched (not served from the cache): for tests and metrics
 
     @classmethod
@@ -40,19 +42,20 @@ class ScicatLookup:
         """A lookup through ``sink`` when it can answer GETs (SciCat), else ``None`` (local catalogue)."""
         return cls(sink) if callable(getattr(sink, "get_json", None)) else None
 
-    def field(self, record: str, name: str, key: str | None) -> tuple[Any, str]:
-        """``name`` of the ``record`` keyed by ``key``: (value, "GET path"), or (None, "") when absent."""
+    def field(self, record: str, name: str, key: str | None) -> tuple[Any, str, str | None]:
+        """``name`` of the ``record`` keyed by ``key``: (value, "GET path", None), or (None, "", problem)
+        when absent; ``problem`` says why when SciCat refused to answer (it is then a warning)."""
         if not key:
-            return None, ""
+            return None, "", None
         data, request = self._record(record, key)
         if data is None:
-            return None, ""
+            return None, "", request if request.startswith("refused") else None
         if record == "proposal" and name == "pi_name":
             parts = [str(data.get(k) or "").strip() for k in ("pi_firstname", "pi_lastname")]
             value: Any = " ".join(p for p in parts if p) or None
         else:
             value = _dig(data, name)
-        return value, request
+        return value, request, None
 
     def _record(self, record: str, key: str) -> tuple[dict | None, str]:
         cache_key = (record, key if record != "instrument" else key.lower())
@@ -76,21 +79,26 @@ class ScicatLookup:
             if status not in _REFUSED:
                 raise
             kind = path.split("/")[0]
+            self.refusal = str(status)
             if kind not in self._refused:
                 self._refused.add(kind)
                 log.warning("SciCat refused the lookup GET %s (%s): profiles fall back to the file's values", path,
                             status)
-            return None
+            return _REFUSED_ANSWER
 
     def _proposal(self, proposal_id: str) -> tuple[dict | None, str]:
         path = f"Proposals/{quote(proposal_id, safe='')}"
         data = self._get(path)
+        if data is _REFUSED_ANSWER:
+            return None, f"refused: GET {path} answered {self.refusal}: proposal fields fall back"
         return (data if isinstance(data, dict) else None), f"GET {path}"
 
     def _instrument(self, name: str) -> tuple[dict | None, str]:
         """By name, case-insensitive: instruments are few, so all are listed once and matched here."""
         params = {"filter": json.dumps({"limit": 1000})}
         data = self._get("Instruments", params)
+        if data is _REFUSED_ANSWER:
+            return None, f"refused: GET Instruments answered {self.refusal}: instrumentId falls back"
         wanted = name.strip().lower()
         for item in data if isinstance(data, list) else []:
             if isinstance(item, dict) and wanted in (str(item.get("name", "")).lower(),
@@ -101,6 +109,8 @@ class ScicatLookup:
     def _sample(self, key: str) -> tuple[dict | None, str]:
         path = f"Samples/{quote(key, safe='')}"
         data = self._get(path)
+        if data is _REFUSED_ANSWER:
+            return None, f"refused: GET {path} answered {self.refusal}: sample fields fall back"
         if isinstance(data, dict):
             return data, f"GET {path}"
         params = {"filter": json.dumps({"where": {"description": key}, "limit": 1})}

@@ -138,7 +138,9 @@ def _raw(spec: SourceSpec, ctx: Context) -> list[Found]:
         if ctx.lookup is None:
             return []
         record, _, name = arg.partition(".")
-        value, request = ctx.lookup.field(record, name, ctx.keys.get(record))
+        value, request, problem = ctx.lookup.field(record, name, ctx.keys.get(record))
+        if problem:
+            ctx.warn(f"scicat:{arg}: SciCat {problem}")
         return [Found(value, f"scicat:{arg} ({request})")] if request else []
     if kind == "run":
         return [Found(ctx.run.get(arg), f"run:{arg}")]
