@@ -105,9 +105,7 @@ def ingest_file_command(
     early = [IngestResult(path, None, "failed", error=problem) for path, problem in items if problem]
 
     if explain:
-        from ..ingest import open_sink  # scicat: lookups read SciCat when it is configured; nothing is written
-
-        ingestor = Ingestor(cfg, None, lookup_from=open_sink(cfg)[0] if cfg.scicat.url else None)
+        ingestor = Ingestor(cfg, None, lookup_from=_lookup_client(cfg))
         failed = len(early)
         for result in early:
             warn(f"ingest-file: {result.error}")
@@ -188,6 +186,20 @@ def _summary(results: list[IngestResult]) -> None:
         for r in sorted(failed, key=lambda r: r.file):
             errors.add_row(Text(r.file), "yes" if r.retryable else "no", Text(r.error or ""))
         stdout.print(errors)
+
+
+def _lookup_client(cfg: Any) -> Any:
+    """A SciCat client for the profile's scicat: lookups (reads only), or None without url or credentials."""
+    if not cfg.scicat.url:
+        return None
+    from ..errors import ConfigError
+    from ..scicat import ScicatClient
+
+    try:
+        return ScicatClient.from_config(cfg.scicat)
+    except ConfigError as exc:
+        warn(f"ingest-file: --explain without scicat: lookups: {exc}")
+        return None
 
 
 def _explain_one(ingestor: Ingestor, path: str, as_json: bool) -> int:
