@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from ._toml_out import profile_toml
 from .profile import DATASET_FIELDS, RESERVED, ProfileError, build_profile
 
 _VAR = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
@@ -331,7 +332,8 @@ def convert_schema(data: dict[str, Any], name: str, origin: str) -> Conversion:
     if pid_prefix:
         conv.note(f"pid: the prefix '{pid_prefix}' goes to the config: [ingest] pid_prefix = \"{pid_prefix}\" "
                   "(sfi prefixes every pid it makes)")
-    text = _toml(head, fields, scientific, origin, conv.notes)
+    text = profile_toml(head, fields, scientific,
+                        [f"Converted by `sfi profile import` from {origin}."] + [f"note: {n}" for n in conv.notes])
     try:
         build_profile(name, f"profile converted from {origin}", tomllib.loads(text))
     except (ProfileError, tomllib.TOMLDecodeError) as exc:  # a converter bug: never write a broken profile
@@ -400,30 +402,3 @@ def _selector(selector: Any, conv: _Converter) -> list[str] | None:
     conv.note(f"selector {json.dumps(selector)}: not expressible as path globs; the profile is used only with "
               "--profile")
     return None
-
-
-def _toml(head: dict[str, Any], fields: dict[str, dict[str, Any]], scientific: dict[str, dict[str, Any]],
-          origin: str, notes: list[str]) -> str:
-    lines = [f"# Converted by `sfi profile import` from {origin}."]
-    lines += [f"# note: {note}" for note in notes]
-    lines += ["", "[profile]"]
-    lines += [f"{key} = {_value(value)}" for key, value in head.items()]
-    for title, table in (("fields", fields), ("scientific", scientific)):
-        lines += ["", f"[{title}]"]
-        for key, spec in table.items():
-            lines.append(f"{_key(key)} = {{ " + ", ".join(f"{k} = {_value(v)}" for k, v in spec.items()) + " }")
-    return "\n".join(lines) + "\n"
-
-
-def _key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)
