@@ -149,3 +149,19 @@ def test_profile_entry_errors(tmp_path: Path) -> None:
     write_profile(folder, "bad", '[profile]\nentry = "NXentry"\n[fields]\ndatasetName = "nexus:{entry}/title#bytes"\n')
     with pytest.raises(ProfileError, match="unknown shape fact '#bytes'"):
         ProfileSet([str(folder)])
+
+
+@pytest.mark.parametrize("template", ["k2n_static_information_template.json", "k2n_writer_modules_template.json"])
+def test_kafka_to_nexus_templates_written_and_ingested(shared_data: Path, tmp_path: Path, template: str) -> None:
+    """The real kafka-to-nexus templates, written as the writer would, with the run start it would have had."""
+    from scicat_fw_ingest.ingest import RunInfo
+    from scicat_fw_ingest.nexus.writer import write_nexus
+
+    path = tmp_path / "k2n.nxs"
+    write_nexus(path, (shared_data / template).read_text(), start_time_ms=1_700_000_000_000,
+                stop_time_ms=1_700_000_600_000)
+    run = RunInfo(job_id="job-1", instrument_name="YMIR", start_time_ms=1_700_000_000_000,
+                  stop_time_ms=1_700_000_600_000)
+    ds = dry(make_cfg(), path, run)
+    assert ds["datasetName"] == "This is a title" and ds["creationLocation"] == "ESS:YMIR"
+    assert (ds["startTime"], ds["endTime"]) == ("2023-11-14T22:13:20Z", "2023-11-14T22:23:20Z")
