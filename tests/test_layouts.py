@@ -165,3 +165,14 @@ def test_kafka_to_nexus_templates_written_and_ingested(shared_data: Path, tmp_pa
     ds = dry(make_cfg(), path, run)
     assert ds["datasetName"] == "This is a title" and ds["creationLocation"] == "ESS:YMIR"
     assert (ds["startTime"], ds["endTime"]) == ("2023-11-14T22:13:20Z", "2023-11-14T22:23:20Z")
+
+
+def test_entry_named_by_a_requirement_comes_first(tmp_path: Path) -> None:
+    path = write_ess(tmp_path / "two.nxs", uuid=None, title="the real entry")
+    with h5py.File(path, "a") as fh:
+        other = fh.create_group("aaa_calibration")
+        other.attrs["NX_class"] = "NXentry"
+        other.create_dataset("title", data="calibration")
+    ds = dry(make_cfg(), path)
+    assert ds["datasetName"] == "the real entry"
+    assert origins(make_cfg(), path)["(entry)"][0] == "/entry"

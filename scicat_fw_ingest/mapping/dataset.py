@@ -149,6 +149,7 @@ def _format(value: Any, spec: FieldSpec) -> Any:
 def map_dataset(profile: Profile, ctx: Context) -> Mapped:
     """The dataset for ``ctx`` under ``profile``; ``missing`` lists required fields nothing supplied."""
     cfg = ctx.config
+    ctx.warnings = []  # only this profile's values count (not those read while choosing a profile)
     out = Mapped(profile.name, {})
     ds = out.dataset
 

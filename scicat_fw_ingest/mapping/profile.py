@@ -276,6 +276,9 @@ def locate(profile: Profile, snapshot: Any) -> tuple[bool, str | None]:
         candidates = [p for p in snapshot.glob("/{" + profile.entry + "}")
                       if not profile.entry_names
                       or any(fnmatch.fnmatchcase(p.strip("/"), n) for n in profile.entry_names)]
+        # an entry the requirements name literally (ess: "/entry") comes before the others
+        named = [r for r in (*profile.requires, *profile.requires_any) if not r.startswith("{entry}")]
+        candidates.sort(key=lambda p: not any(r == p or r.startswith(p + "/") for r in named))
     for entry in candidates:
         def present(path: str) -> bool:
             if "{entry}" in path:
