@@ -120,7 +120,7 @@ def _combine(candidates: list[Found], spec: FieldSpec, timezone: str, ctx: Conte
         if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
             origin = candidates[0].source if len(candidates) == 1 else f"sum of {candidates[0].source} (+{len(candidates) - 1})"
             return _format(sum(numbers), spec), origin, candidates[0].unit
-        ctx.warn(f"{name or 'value'}: {candidates[0].source} gave {numbers!r}, not numbers to sum; skipped")
+        ctx.warn(f"{candidates[0].source} gave {numbers!r}, not numbers to sum", name)
         return None, "", None
     if spec.type == "list" or (spec.join is not None and len(candidates) > 1):
         values = [c.value for c in candidates]
@@ -134,7 +134,7 @@ def _combine(candidates: list[Found], spec: FieldSpec, timezone: str, ctx: Conte
         if value is not None:
             return _format(value, spec), cand.source, cand.unit
         problem = conversion_problem(cand.value, spec.type, timezone=timezone, unit=cand.unit)
-        ctx.warn(f"{name or 'value'}: {cand.source}: {problem}; skipped")
+        ctx.warn(f"{cand.source}: {problem}", name)
     return None, "", None
 
 
@@ -149,7 +149,7 @@ def _format(value: Any, spec: FieldSpec) -> Any:
 def map_dataset(profile: Profile, ctx: Context) -> Mapped:
     """The dataset for ``ctx`` under ``profile``; ``missing`` lists required fields nothing supplied."""
     cfg = ctx.config
-    ctx.warnings = []  # only this profile's values count (not those read while choosing a profile)
+    ctx.problems = {}  # only this profile's values count (not those read while choosing a profile)
     out = Mapped(profile.name, {})
     ds = out.dataset
 

@@ -40,12 +40,19 @@ class Context:
     entry: str | None = None
     #: What ``scicat:`` lookups are keyed on: proposal id, instrument name, sample id/name.
     keys: dict[str, Any] = field(default_factory=dict)
-    #: Values present but unusable (an unparseable time ...): shown by --explain and logged.
-    warnings: list[str] = field(default_factory=list)
+    #: Values present but unusable (an unparseable time ...) and the fields that skipped them.
+    problems: dict[str, list[str]] = field(default_factory=dict)
 
-    def warn(self, message: str) -> None:
-        if message not in self.warnings:
-            self.warnings.append(message)
+    def warn(self, problem: str, where: str = "") -> None:
+        fields = self.problems.setdefault(problem, [])
+        if where and where not in fields:
+            fields.append(where)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per unusable value, naming the fields that skipped it: shown by --explain and logged."""
+        return [f"{problem} (for {', '.join(fields)}); skipped" if fields else problem
+                for problem, fields in self.problems.items()]
 
 
 @dataclass(frozen=True)
