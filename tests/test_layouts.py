@@ -177,3 +177,25 @@ def test_entry_named_by_a_requirement_comes_first(tmp_path: Path) -> None:
     ds = dry(make_cfg(), path)
     assert ds["datasetName"] == "the real entry"
     assert origins(make_cfg(), path)["(entry)"][0] == "/entry"
+
+
+def test_isis_event_group_written_by_the_ev44_module_is_counted(tmp_path: Path) -> None:
+    """raw_data_1/detector_1_events as kafka-to-nexus writes it from the ISIS run start (ev44)."""
+    from scicat_fw_ingest.nexus.writer import write_nexus
+
+    structure = {"children": [{"type": "group", "name": "raw_data_1",
+                               "attributes": [{"name": "NX_class", "values": "NXentry"}],
+                               "children": [
+                                   {"module": "dataset", "config": {"name": "title", "values": "ev44 run"}},
+                                   {"module": "dataset", "config": {"name": "name", "values": "ZOOM"}},
+                                   {"module": "mdat", "config": {"items": ["start_time", "end_time"]}},
+                                   {"type": "group", "name": "detector_1_events",
+                                    "attributes": [{"name": "NX_class", "values": "NXevent_data"}],
+                                    "children": [{"module": "ev44", "config": {"source": "d", "topic": "t"}}]}]}]}
+    path = tmp_path / "zoom.nxs"
+    write_nexus(path, structure, start_time_ms=1_700_000_000_000, stop_time_ms=1_700_000_060_000, rng_seed=3)
+    with h5py.File(path, "r") as h5:
+        events = h5["raw_data_1/detector_1_events/event_id"].shape[0]
+        frames = h5["raw_data_1/detector_1_events/event_time_zero"].shape[0]
+    sci = dry(make_cfg(), path)["scientificMetadata"]
+    assert (sci["event_count"]["value"], sci["frame_count"]["value"]) == (events, frames)
