@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from ..errors import SfiError
+
 log = logging.getLogger("sfi.mapping")
 
 #: How long an answer (or "not found") is reused, seconds.
@@ -69,8 +71,6 @@ class ScicatLookup:
         return data, request
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
-        from ..errors import SfiError
-
         self.requests += 1
         try:
             return self._get_json(path, params)

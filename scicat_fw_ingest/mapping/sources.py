@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, SecretStr
 from ..nexus.reader import LazySnapshot, NexusSnapshot
 from ._times import TimeParseError, format_utc, parse_time
+
+if TYPE_CHECKING:
+    from ._lookups import ScicatLookup
 
 KINDS = ("nexus", "run", "metadata", "wrdn", "config", "file", "value", "scicat")
 #: ``nexus:PATH#fact``: facts of a dataset read from its shape, never from its data.
@@ -35,7 +38,7 @@ class Context:
     metadata: dict[str, Any] = field(default_factory=dict)
     wrdn: dict[str, Any] = field(default_factory=dict)
     #: SciCat lookups (``scicat:`` sources); ``None`` when there is no SciCat to ask.
-    lookup: Any = None
+    lookup: ScicatLookup | None = None
     #: The profile's entry group (``{entry}`` in NeXus paths), set when a profile is picked.
     entry: str | None = None
     #: What ``scicat:`` lookups are keyed on: proposal id, instrument name, sample id/name.
@@ -179,21 +182,13 @@ def _nexus(arg: str, ctx: Context) -> list[Found]:
             if node is None or node.shape is None:
                 continue
             shape = list(node.shape)
-            value: Any = shape if fact == "shape" else (shape[0] if shape else 1) if fact == "len" else \
-                int(_product(shape))
+            value: Any = shape if fact == "shape" else (shape[0] if shape else 1) if fact == "len" else node.size
             out.append(Found(value, f"{label}#{fact}"))
             continue
         value = ctx.snapshot.value(f"{path}@{attr}" if attr else path)
         unit = node.units if node is not None and not attr else None
         out.append(Found(value, label, unit))
     return out
-
-
-def _product(shape: list[int]) -> int:
-    total = 1
-    for n in shape:
-        total *= n
-    return total
 
 
 def config_value(cfg: Config, dotted: str) -> Any:
