@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -92,3 +93,20 @@ def test_local_catalogue_sink_means_no_lookups(tmp_path: Path) -> None:
 
     assert Ingestor(make_cfg(), CatalogueDir(str(tmp_path / "cat"))).lookup is None
     assert Ingestor(make_cfg(), None).lookup is None
+
+
+def test_cli_explain_shows_the_request(real_scicat: RealBackend, tmp_path: Path) -> None:
+    from .conftest import run_sfi
+
+    tag = uuid.uuid4().hex[:8]
+    proposal = f"P1-{tag}"
+    _proposal(real_scicat, proposal, ["ingestor"])
+    path = write_ess(tmp_path / "e.nxs", uuid=str(uuid.uuid4()), proposal=proposal, users=USERS)
+    env = {"SFI_SCICAT_URL": real_scicat.url, "SFI_SCICAT_USERNAME": "ingestor",
+           "SFI_SCICAT_PASSWORD": ACCOUNTS["ingestor"]}
+    run = run_sfi("ingest-file", "--explain", "--json", str(path), env=env)
+    assert run.returncode == 0, run.stderr
+    fields = {row["field"]: row for row in json.loads(run.stdout)["fields"]}
+    assert fields["contactEmail"]["value"] == "ada@example.org"
+    assert fields["contactEmail"]["source"] == f"scicat:proposal.pi_email (GET Proposals/{proposal})"
+    assert ACCOUNTS["ingestor"] not in run.stdout + run.stderr
