@@ -110,3 +110,31 @@ def test_cli_explain_shows_the_request(real_scicat: RealBackend, tmp_path: Path)
     assert fields["contactEmail"]["value"] == "ada@example.org"
     assert fields["contactEmail"]["source"] == f"scicat:proposal.pi_email (GET Proposals/{proposal})"
     assert ACCOUNTS["ingestor"] not in run.stdout + run.stderr
+
+
+def test_sample_lookup_by_id_then_by_description(real_scicat: RealBackend, tmp_path: Path) -> None:
+    import h5py
+
+    from .test_mapping import write_profile
+
+    tag = uuid.uuid4().hex[:8]
+    body = {"description": f"silicon powder {tag}", "owner": "Ada", "ownerGroup": "ingestor",
+            "accessGroups": ["ingestor"], "sampleCharacteristics": {"mass": "2 g"}}
+    if real_scicat.version >= "5":
+        body["sampleName"] = f"silicon powder {tag}"   # required from 5 on; the server makes the sampleId
+    status, doc = real_scicat.request("POST", "/api/v3/Samples", body)
+    assert status == 201, doc
+    sample_id = str(doc["sampleId"])
+    folder = tmp_path / "profiles"
+    write_profile(folder, "samples", '[profile]\nextends = "ess"\n[fields]\nsampleId = "scicat:sample.sampleId"\n'
+                  '[scientific]\nsample_mass = "scicat:sample.sampleCharacteristics.mass"\n')
+    ingestor = Ingestor(make_cfg(profile_dirs=[str(folder)]), _client(real_scicat), checksum="none")
+    for name in (sample_id, f"silicon powder {tag}"):
+        path = write_ess(tmp_path / f"{len(name)}.nxs", uuid=str(uuid.uuid4()), users=USERS)
+        with h5py.File(path, "a") as fh:
+            del fh["entry/sample/name"]
+            fh["entry/sample"].create_dataset("name", data=name)
+        result = ingestor.ingest(str(path), skip_existing=False)
+        assert result.dataset is not None, result.error
+        assert result.dataset["sampleId"] == sample_id, name
+        assert result.dataset["scientificMetadata"]["sample_mass"]["value"] == "2 g"

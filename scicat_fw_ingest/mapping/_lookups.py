@@ -113,10 +113,11 @@ class ScicatLookup:
             return None, f"refused: GET {path} answered {self.refusal}: sample fields fall back"
         if isinstance(data, dict):
             return data, f"GET {path}"
-        params = {"filter": json.dumps({"where": {"description": key}, "limit": 1})}
-        found = self._get("Samples", params)
-        if isinstance(found, list) and found and isinstance(found[0], dict):
-            return found[0], f"GET Samples (description '{key}')"
+        for name_field in ("sampleName", "description"):  # sampleName exists from backend 5 on
+            params = {"filter": json.dumps({"where": {name_field: key}, "limit": 1})}
+            found = self._get("Samples", params)
+            if isinstance(found, list) and found and isinstance(found[0], dict):
+                return found[0], f"GET Samples ({name_field} '{key}')"
         return None, ""
 
 
