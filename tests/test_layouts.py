@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import zoneinfo
 from pathlib import Path
 
 import h5py
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.mapping import ProfileError, ProfileSet, to_iso
@@ -45,6 +48,19 @@ def test_unparseable_times_raise_with_the_value(text: str) -> None:
     with pytest.raises(TimeParseError, match="not a time"):
         parse_time(text)
     assert to_iso(text) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2068, 12, 31)))
+def test_every_written_form_reads_back(moment: dt.datetime) -> None:
+    utc = moment.replace(tzinfo=dt.timezone.utc)
+    assert parse_time(utc.isoformat()) == utc
+    assert parse_time(moment.strftime("%Y-%m-%d %H:%M:%S.%f") + "123 UTC") == utc   # ns digits are cut
+    assert parse_time(moment.strftime("%d-%b-%y %H:%M:%S")) == utc.replace(microsecond=0)
+    assert parse_time(moment.isoformat(), "Europe/Paris") == moment.replace(
+        tzinfo=zoneinfo.ZoneInfo("Europe/Paris")).astimezone(dt.timezone.utc)
+    ns = (int(utc.timestamp()) * 1_000_000 + utc.microsecond) * 1000
+    assert parse_time(ns, unit="ns") == utc
 
 
 def test_time_unit_that_is_no_time_unit_raises() -> None:
