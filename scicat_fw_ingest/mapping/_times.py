@@ -36,7 +36,8 @@ _DMY = re.compile(
 # month-name-day-year (ctime-like): Tue Sep 18 22:04:08 2021, Sep 18 2021 22:04:08
 _MDY = re.compile(
     r"^(?:[A-Za-z]{3,9},?\s+)?(?P<month>[A-Za-z]{3,9})\s+(?P<day>\d{1,2}),?\s+"
-    r"(?:(?P<time1>\d{1,2}:\d{2}(?::\d{2})?)\s+(?P<year1>\d{4})|(?P<year2>\d{4})(?:\s+(?P<time2>\d{1,2}:\d{2}(?::\d{2})?))?)"
+    r"(?:(?P<time1>\d{1,2}:\d{2}(?::\d{2})?)\s+(?P<year1>\d{4})"
+    r"|(?P<year2>\d{4})(?:\s+(?P<time2>\d{1,2}:\d{2}(?::\d{2})?))?)"
     r"\s*(?P<zone>Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$")
 _MONTHS = {name: i + 1 for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}

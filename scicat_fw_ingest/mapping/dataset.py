@@ -9,8 +9,8 @@ that would supply it.
 
 from __future__ import annotations
 
-import uuid
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +118,8 @@ def _combine(candidates: list[Found], spec: FieldSpec, timezone: str, ctx: Conte
     if spec.sum:
         numbers = [v for c in candidates for v in (c.value if isinstance(c.value, list) else [c.value])]
         if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
-            origin = candidates[0].source if len(candidates) == 1 else f"sum of {candidates[0].source} (+{len(candidates) - 1})"
+            origin = candidates[0].source if len(candidates) == 1 else \
+                f"sum of {candidates[0].source} (+{len(candidates) - 1})"
             return _format(sum(numbers), spec), origin, candidates[0].unit
         ctx.warn(f"{candidates[0].source} gave {numbers!r}, not numbers to sum", name)
         return None, "", None
@@ -216,8 +217,7 @@ def _lookup_keys(profile: Profile, ctx: Context) -> None:
                          ("sample", profile.sample)):
         if spec is not None:
             value, _, _ = evaluate(spec, ctx, timezone=profile.timezone)
-            keys_value = None if value is None else str(value)
-            ctx.keys[record] = keys_value
+            ctx.keys[record] = None if value is None else str(value)
 
 
 def _pid(profile: Profile, ctx: Context) -> tuple[str, str]:

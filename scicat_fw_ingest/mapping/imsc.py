@@ -173,7 +173,8 @@ class _Converter:
             return Src(record=record_kind)
         return Src((_scicat_source(record_kind, wanted),))
 
-    def _instrument_key(self, name: str, query: str, path_key: str | None, stack: tuple[str, ...]) -> tuple[str, ...] | None:
+    def _instrument_key(self, name: str, query: str, path_key: str | None,
+                        stack: tuple[str, ...]) -> tuple[str, ...] | None:
         """The sources of the instrument name an ``instruments?filter=`` URL selects by."""
         text = path_key or ""
         if query.startswith("filter="):

@@ -104,7 +104,8 @@ def parse_source(item: Any, where: str) -> SourceSpec:
                              f"nexus:{{entry}}/title (got '{arg}')")
         fact = arg.partition("#")[2]
         if "#" in arg and fact not in SHAPE_FACTS:
-            raise ValueError(f"{where}: unknown shape fact '#{fact}' (known: {', '.join('#' + f for f in SHAPE_FACTS)})")
+            known = ", ".join("#" + f for f in SHAPE_FACTS)
+            raise ValueError(f"{where}: unknown shape fact '#{fact}' (known: {known})")
     if kind == "scicat":
         what, _, name = arg.partition(".")
         if what not in SCICAT_RECORDS or not name:
