@@ -139,3 +139,20 @@ def test_sample_lookup_by_id_then_by_description(real_scicat: RealBackend, tmp_p
         assert result.dataset is not None, result.error
         assert result.dataset["sampleId"] == sample_id, name
         assert result.dataset["scientificMetadata"]["sample_mass"]["value"] == "2 g"
+
+
+def test_scicat_down_during_a_lookup_fails_the_file_as_retryable(tmp_path: Path) -> None:
+    """Never a dataset whose owner depends on whether SciCat answered: the file waits for a retry."""
+    from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
+
+    with ScicatTestServer() as server:
+        client = ScicatClient(server.url, token=server.token, timeout=5, max_attempts=2, backoff=0.01)
+        server.fail_next(2, 503, path_contains="Proposals")
+        path = write_ess(tmp_path / "down.nxs", proposal="P-down", users=USERS)
+        result = Ingestor(make_cfg(), client, checksum="none").ingest(str(path))
+        assert result.status == "failed" and result.retryable, result
+        assert "Proposals" in (result.error or "") and "503" in (result.error or "")
+        assert not server.datasets
+        again = Ingestor(make_cfg(), client, checksum="none").ingest(str(path))   # SciCat is back: 404 = no proposal
+        assert again.status == "created", again.error
+        assert server.datasets[again.pid]["principalInvestigator"] == "Zoe Alphabetical"
