@@ -74,6 +74,8 @@ def test_unconvertible_parts_are_listed_and_profile_still_loads(tmp_path: Path) 
             "counts": {"source": "NXS", "path": "/entry/det_*/total", "value_type": "integer[]"},
             "total": {"source": "VALUE", "operator": "sum", "value": "<counts>", "value_type": "integer"},
             "weird": {"source": "SC", "url": "datasets/x", "field": "pid", "value_type": "string"},
+            "sample_name": {"source": "NXS", "path": "/entry/sample/name", "value_type": "string"},
+            "sample_id": {"source": "SC", "url": "samples/<sample_name>", "field": "sampleId", "value_type": "string"},
         },
         "schema": {
             "name": {"field_type": "high_level", "machine_name": "datasetName", "value": "Run <title>",
@@ -83,6 +85,7 @@ def test_unconvertible_parts_are_listed_and_profile_still_loads(tmp_path: Path) 
             "total": {"field_type": "scientific_metadata", "machine_name": "total", "value": "<total>",
                       "type": "integer", "unit": "counts"},
             "weird": {"field_type": "scientific_metadata", "machine_name": "weird", "value": "<weird>"},
+            "sample": {"field_type": "high_level", "machine_name": "sampleId", "value": "<sample_id>"},
         },
     }
     conv = convert_schema(schema, "odd", "odd.imsc.yml")
@@ -92,6 +95,8 @@ def test_unconvertible_parts_are_listed_and_profile_still_loads(tmp_path: Path) 
     assert "SciCat GET 'datasets/x' has no sfi equivalent" in joined
     assert "not expressible as path globs; the profile is used only with --profile" in joined
     assert 'datasetName = { from = ["nexus:/entry/title"], format = "Run {value}" }' in conv.toml
+    assert 'sample = ["nexus:/entry/sample/name"]' in conv.toml
+    assert 'sampleId = { from = ["scicat:sample.sampleId"] }' in conv.toml
     assert 'total = { from = ["nexus:/entry/det_*/total"], sum = true, type = "int", unit = "counts" }' in conv.toml
     folder = tmp_path / "p"
     folder.mkdir()

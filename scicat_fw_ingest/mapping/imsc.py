@@ -89,6 +89,7 @@ class _Converter:
         self.variables: dict[str, Any] = data.get("variables") or {}
         self.notes: list[str] = []
         self.instrument_keys: list[tuple[str, ...]] = []
+        self.sample_keys: list[tuple[str, ...]] = []
         self.proposal_keys: set[str] = set()
         self._cache: dict[str, Src | None] = {}
 
@@ -163,9 +164,12 @@ class _Converter:
             match = _VAR.fullmatch(parts[1])
             if record_kind == "proposal":
                 self.proposal_keys.add(match.group(1) if match else parts[1])
-            elif match is None or self.var(match.group(1), stack) is None:
-                self.note(f"variables.{name}: sample lookup '{url}' needs a sample name from the file: left out")
-                return None
+            else:
+                key_src = self.var(match.group(1), stack) if match else None
+                if key_src is None or not key_src.sources:
+                    self.note(f"variables.{name}: sample lookup '{url}' needs a sample name from the file: left out")
+                    return None
+                self.sample_keys.append(key_src.sources)
         else:
             self.note(f"variables.{name}: SciCat GET '{url}' is not one record: left out")
             return None
@@ -230,8 +234,7 @@ class _Converter:
         names = _VAR.findall(text)
         if not names:
             return Src((f"value:{text}",)) if text else None
-        if [n for n in names] == ["pi_firstname", "pi_lastname"] and re.fullmatch(r"<pi_firstname>\s+<pi_lastname>",
-                                                                                      text):
+        if re.fullmatch(r"<pi_firstname>\s+<pi_lastname>", text):
             first, last = self.var("pi_firstname", stack), self.var("pi_lastname", stack)
             if first and last and first.sources == ("scicat:proposal.pi_firstname",) \
                     and last.sources == ("scicat:proposal.pi_lastname",):
@@ -374,6 +377,8 @@ def _head(conv: _Converter, data: dict[str, Any], name: str, origin: str,
         if any(k != keys for k in conv.instrument_keys):
             conv.note("several instrument lookups with different names: the first one is used")
         head["instrument"] = list(keys)
+    if conv.sample_keys:
+        head["sample"] = list(conv.sample_keys[0])
     if data.get("order") is not None:
         conv.note(f"order {data['order']}: sfi tries profile files in the order of their names, ahead of the "
                   "built-in ones; rename the file to change it")
