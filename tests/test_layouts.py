@@ -16,6 +16,7 @@ from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.mapping import ProfileError, ProfileSet, to_iso
 from scicat_fw_ingest.mapping._times import TimeParseError, parse_time
 from scicat_fw_ingest.nexus.reader import open_snapshot, read_snapshot
+from scicat_fw_ingest.testing.backend import ACCOUNTS, RealBackend
 
 from .nexus_fixtures import write_ess, write_ill, write_isis, write_supermusr, write_v20
 from .test_mapping import dry, make_cfg, origins, write_profile
@@ -216,3 +217,24 @@ def test_isis_event_group_written_by_the_ev44_module_is_counted(tmp_path: Path) 
         frames = h5["raw_data_1/detector_1_events/event_time_zero"].shape[0]
     sci = dry(make_cfg(), path)["scientificMetadata"]
     assert (sci["event_count"]["value"], sci["frame_count"]["value"]) == (events, frames)
+
+
+def test_v20_ill_and_supermusr_files_ingest_into_the_real_backend(real_scicat: RealBackend, tmp_path: Path) -> None:
+    """The acceptance: title and start time stored by SciCat itself, not only built."""
+    import uuid
+
+    from scicat_fw_ingest.scicat import ScicatClient
+
+    client = ScicatClient(real_scicat.url, username="ingestor", password=ACCOUNTS["ingestor"], timeout=10,
+                          max_attempts=2, backoff=0.01)
+    cfg = make_cfg(pid_prefix=f"sfi-test-{uuid.uuid4().hex[:8]}/")
+    ingestor = Ingestor(cfg, client, checksum="none")
+    expected = {"v20": ("V20 chopper commissioning", "2019-10-21T12:34:56.789Z"),
+                "ill": ("vanadium calibration", "2021-09-18T22:04:08.000Z"),
+                "musr": ("SuperMuSR commissioning run", "2024-11-27T21:39:41.000Z")}
+    for name, write in (("v20", write_v20), ("ill", write_ill), ("musr", write_supermusr)):
+        result = ingestor.ingest(str(write(tmp_path / f"{name}.nxs")))
+        assert result.status == "created", result.error
+        status, stored = real_scicat.request("GET", "/api/v3/Datasets/" + str(result.pid).replace("/", "%2F"))
+        assert status == 200, stored
+        assert (stored["datasetName"], stored["startTime"]) == expected[name]
