@@ -66,8 +66,12 @@ def test_proposal_and_instrument_fill_pi_email_groups_and_instrument_id(real_sci
     asked = ingestor.lookup.requests if ingestor.lookup else -1
     second = write_ess(tmp_path / "p1b.nxs", uuid=str(uuid.uuid4()), proposal=proposal, instrument=instrument,
                        users=USERS)
-    assert Ingestor.ingest(ingestor, str(second)).dataset["instrumentId"] == instrument_pid
+    assert ingestor.ingest(str(second)).dataset["instrumentId"] == instrument_pid
     assert ingestor.lookup is not None and ingestor.lookup.requests == asked
+    other = write_ess(tmp_path / "p1c.nxs", uuid=str(uuid.uuid4()), proposal=proposal, instrument=f"other{tag}",
+                      users=USERS)
+    assert "instrumentId" not in (ingestor.ingest(str(other)).dataset or {"instrumentId": 1})
+    assert ingestor.lookup.requests == asked   # the instrument list is fetched once, not once per name
 
 
 def test_unknown_or_unreadable_proposal_falls_back(real_scicat: RealBackend, tmp_path: Path,

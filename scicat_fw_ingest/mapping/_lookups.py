@@ -28,7 +28,7 @@ _REFUSED_ANSWER = object()
 
 
 class ScicatLookup:
-    """Cached lookups through ``client.get_json``; ``field`` returns (value, request that supplied it)."""
+    """Cached lookups through ``client.get_json``; ``field`` returns the value and the request that supplied it."""
 
     def __init__(self, client: Any, *, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self._get_json = client.get_json
@@ -36,7 +36,8 @@ class ScicatLookup:
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[float, Any, str]] = {}
         self._refused: set[str] = set()
-        self.refusal: str | None = None  # the last refused request, for the file's warnings
+        self.refusal: str | None = None  # the status of the last refused request, for the file's warnings
+        self._instruments: tuple[float, Any] | None = None  # the whole (short) list, fetched once per ttl
         self.requests = 0  # answers fetched (not served from the cache): for tests and metrics
 
     @classmethod
@@ -95,8 +96,9 @@ class ScicatLookup:
 
     def _instrument(self, name: str) -> tuple[dict | None, str]:
         """By name, case-insensitive: instruments are few, so all are listed once and matched here."""
-        params = {"filter": json.dumps({"limit": 1000})}
-        data = self._get("Instruments", params)
+        if self._instruments is None or self._clock() - self._instruments[0] >= self._ttl:
+            self._instruments = (self._clock(), self._get("Instruments", {"filter": json.dumps({"limit": 1000})}))
+        data = self._instruments[1]
         if data is _REFUSED_ANSWER:
             return None, f"refused: GET Instruments answered {self.refusal}: instrumentId falls back"
         wanted = name.strip().lower()
