@@ -23,7 +23,7 @@ from ._logging import scrub
 from .config import Config
 from .datablock import ALGORITHMS, make_datablock
 from .errors import ConfigError, SfiError
-from .mapping import Context, Mapped, ProfileSet, check_defaults, map_dataset, pick_profile, require_complete
+from .mapping import Context, Mapped, ProfileSet, ScicatLookup, check_defaults, map_dataset, pick_profile, require_complete
 from .mapping.sources import to_iso
 from .nexus.reader import HDF5_LOCK, NexusError, open_snapshot, retry_while_locked
 
@@ -163,19 +163,23 @@ class Ingestor:
 
     def __init__(self, cfg: Config, sink: Sink | None, *, checksum: str | None = None,
                  profile: str | None = None, explicit_paths: Sequence[str] | None = None,
-                 require_roots: bool = False) -> None:
+                 require_roots: bool = False, lookup_from: Any = None) -> None:
         """Paths are checked against ``data_roots`` (see ``check_path``).
 
         ``explicit_paths``: what an operator named on a command line (roots too; relative names allowed).
         ``require_roots``: the paths come from others (wrdn messages, a watched folder): without any configured
         root every file is rejected, and relative paths always are. Otherwise, with no root configured, the
         caller named the file itself and it is not restricted.
+        ``lookup_from``: a read-only SciCat client for ``scicat:`` profile sources when the sink is none.
         """
         self.cfg = cfg
         self.accept_relative = explicit_paths is not None or not require_roots
         roots = self.configured_roots(cfg, explicit_paths)
         self.data_roots: list[str] | None = roots if roots or require_roots else None
         self.sink = sink
+        # scicat: profile sources ask SciCat (proposal, instrument, sample) through the sink, or through
+        # ``lookup_from`` (a read-only client, e.g. for --explain); a local catalogue cannot answer.
+        self.lookup = ScicatLookup.for_sink(lookup_from if lookup_from is not None else sink)
         self.checksum = checksum or cfg.ingest.checksum
         if self.checksum not in ALGORITHMS:
             raise ConfigError(f"checksum '{self.checksum}': must be one of {', '.join(ALGORITHMS)}")
@@ -298,7 +302,7 @@ class Ingestor:
         def read_and_map() -> tuple[Any, Any]:
             with HDF5_LOCK, open_snapshot(local) as snapshot:  # open only while the profile reads
                 ctx = Context(snapshot=snapshot, config=self.cfg, files=facts, run=run.as_sources(),
-                              metadata=run.metadata, wrdn=run.wrdn_metadata)
+                              metadata=run.metadata, wrdn=run.wrdn_metadata, lookup=self.lookup)
                 profile = pick_profile(self.profiles, ctx, explicit=self.profile_name)
                 return profile, map_dataset(profile, ctx)
 

@@ -149,6 +149,13 @@ class ScicatClient(_PyScicatClient):
         result = self._json(resp, "GET", path)
         return list(result) if isinstance(result, list) else []
 
+    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any | None:
+        """A GET relative to the API root (``Proposals/P1``): the JSON answer, ``None`` on 404."""
+        resp, _ = self._exchange("GET", path, params=params)
+        if resp is not None and resp.status_code == 404:
+            return None
+        return self._json(resp, "GET", path)
+
     def ping(self) -> None:
         """A login when needed and one unretried authenticated read; ScicatError when either fails."""
         path = "Datasets"

@@ -123,6 +123,84 @@ def write_isis(path: Path | str, *, run_number: int = 49886, title: str = "LOQ s
     return path
 
 
+def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
+    group = parent.create_group(name)
+    group.attrs["NX_class"] = nx_class
+    return group
+
+
+def write_v20(path: Path | str, *, title: str = "V20 chopper commissioning",
+              start: str = "2019-10-21T12:34:56.789Z", end: str = "2019-10-21T13:05:00Z", events: int = 100) -> Path:
+    """kafka-to-nexus V20 test data layout: the NXentry is ``/entry-01``, the instrument group is named V20."""
+    path = Path(path)
+    with h5py.File(path, "w") as fh:
+        entry = _group(fh, "entry-01", "NXentry")
+        _text(entry, "title", title)
+        _text(entry, "start_time", start)
+        _text(entry, "end_time", end)
+        inst = _group(entry, "V20", "NXinstrument")
+        _text(inst, "name", "V20")
+        det = _group(inst, "detector_1", "NXdetector")
+        _events(det, events, pulses=10)
+        sample = _group(entry, "sample", "NXsample")
+        _text(sample, "name", "chopper test")
+    return path
+
+
+def write_ill(path: Path | str, *, title: str = "vanadium calibration", start: str = "18-Sep-21 22:04:08",
+              end: str = "18-Sep-21 22:34:10", proposal: str = "9-10-1650", run_number: int = 92345) -> Path:
+    """ILL layout: NXentry ``/entry0``, day-month-year naive local times, instrument group named after
+    the instrument (``/entry0/D22``), one ``user`` group holding the proposal."""
+    path = Path(path)
+    with h5py.File(path, "w") as fh:
+        entry = _group(fh, "entry0", "NXentry")
+        entry.create_dataset("title", data=np.array([title.encode()]))
+        entry.create_dataset("start_time", data=np.array([start.encode()]))
+        entry.create_dataset("end_time", data=np.array([end.encode()]))
+        entry.create_dataset("run_number", data=np.array([run_number], dtype="i4"))
+        entry.create_dataset("experiment_identifier", data=np.array([proposal.encode()]))
+        duration = entry.create_dataset("duration", data=np.array([1802.0], dtype="f4"))
+        duration.attrs["units"] = "second"
+        inst = _group(entry, "D22", "NXinstrument")
+        inst.create_dataset("name", data=np.array([b"D22"]))
+        user = _group(entry, "user", "NXuser")
+        user.create_dataset("name", data=np.array([b"Marie Curie"]))
+        user.create_dataset("namelocalcontact", data=np.array([b"Paul Langevin"]))
+        user.create_dataset("proposal", data=np.array([proposal.encode()]))
+        sample = _group(entry, "sample", "NXsample")
+        sample.create_dataset("name", data=np.array([b"vanadium"]))
+    return path
+
+
+def write_supermusr(path: Path | str, *, run_number: int = 1234, events: int = 5000, frames: int = 50,
+                    file_time: str = "2024-11-27 21:49:41.125433859 UTC",
+                    start: str = "2024-11-27T21:39:41.000000001+00:00") -> Path:
+    """SuperMuSR nexus-writer layout: muon ``raw_data_1`` with an event detector, no end_time; the end
+    is the root ``file_time`` (nanoseconds and a ``UTC`` word)."""
+    path = Path(path)
+    with h5py.File(path, "w") as fh:
+        fh.attrs["file_name"] = f"MUSR{run_number:08d}.nxs"
+        fh.attrs["file_time"] = file_time
+        raw = _group(fh, "raw_data_1", "NXentry")
+        raw.create_dataset("IDF_version", data=np.int32(2))
+        _text(raw, "definition", "muonTD")
+        raw.create_dataset("run_number", data=np.int32(run_number))
+        _text(raw, "title", "SuperMuSR commissioning run")
+        _text(raw, "start_time", start)
+        _text(raw, "name", "SuperMuSR")
+        _text(raw, "experiment_identifier", "2410987")
+        inst = _group(raw, "instrument", "NXinstrument")
+        _text(inst, "name", "SuperMuSR")
+        det = _group(raw, "detector_1", "NXevent_data")
+        for name, dtype in (("event_id", "u4"), ("event_time_offset", "u4"), ("pulse_height", "f8")):
+            det.create_dataset(name, shape=(events,), dtype=dtype, chunks=(min(max(events, 1), _CHUNK),))
+        det.create_dataset("event_time_zero", data=np.arange(frames, dtype="u8") * 20_000_000)
+        det.create_dataset("event_index", data=np.linspace(0, events, frames, endpoint=False).astype("u4"))
+        det.create_dataset("frame_number", data=np.arange(frames, dtype="u4"))
+        det.create_dataset("period_number", data=np.zeros(frames, dtype="u4"))
+    return path
+
+
 def write_other(path: Path | str) -> Path:
     """A valid HDF5 file with neither /entry nor /raw_data_1."""
     path = Path(path)

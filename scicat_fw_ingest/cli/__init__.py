@@ -20,6 +20,7 @@ from . import ingest_file as _ingest_file  # noqa: E402,F401
 from . import list_status as _list_status  # noqa: E402,F401
 from . import listen as _listen  # noqa: E402,F401
 from . import produce_test as _produce_test  # noqa: E402,F401
+from . import profile as _profile  # noqa: E402,F401
 from . import push_catalogue as _push_catalogue  # noqa: E402,F401
 from . import watch as _watch  # noqa: E402,F401
 

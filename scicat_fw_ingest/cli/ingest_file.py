@@ -74,7 +74,7 @@ def ingest_file_command(
                                                 show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Build and print the payloads; do not contact SciCat.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show each field's value and where it came from; "
-                                          "do not contact SciCat.")] = False,
+                                          "SciCat is only read (scicat: lookups in the profile).")] = False,
     profile: Annotated[str | None, typer.Option("--profile", help="Mapping profile name or .toml path "
                                                 "(else chosen per file).", show_default=False)] = None,
     checksum: Annotated[str | None, typer.Option("--checksum", help=f"{'|'.join(ALGORITHMS)} (else \\[ingest] checksum, "
@@ -105,7 +105,7 @@ def ingest_file_command(
     early = [IngestResult(path, None, "failed", error=problem) for path, problem in items if problem]
 
     if explain:
-        ingestor = Ingestor(cfg, None, explicit_paths=paths)
+        ingestor = Ingestor(cfg, None, explicit_paths=paths, lookup_from=_lookup_client(cfg))
         failed = len(early)
         for result in early:
             warn(f"ingest-file: {result.error}")
@@ -186,6 +186,20 @@ def _summary(results: list[IngestResult]) -> None:
         for r in sorted(failed, key=lambda r: r.file):
             errors.add_row(Text(r.file), "yes" if r.retryable else "no", Text(r.error or ""))
         stdout.print(errors)
+
+
+def _lookup_client(cfg: Any) -> Any:
+    """A SciCat client for the profile's scicat: lookups (reads only), or None without url or credentials."""
+    if not cfg.scicat.url:
+        return None
+    from ..errors import ConfigError
+    from ..scicat import ScicatClient
+
+    try:
+        return ScicatClient.from_config(cfg.scicat)
+    except ConfigError as exc:
+        warn(f"ingest-file: --explain without scicat: lookups: {exc}")
+        return None
 
 
 def _explain_one(ingestor: Ingestor, path: str, as_json: bool) -> int:

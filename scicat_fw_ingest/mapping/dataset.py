@@ -9,13 +9,16 @@ that would supply it.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SfiError
-from .profile import DATASET_FIELDS, REQUIRED, FieldSpec, Profile, ProfileError, ProfileSet, matches
-from .sources import Context, Found, convert, resolve
+from .profile import DATASET_FIELDS, REQUIRED, FieldSpec, Profile, ProfileError, ProfileSet, locate, matches
+from .sources import Context, Found, conversion_problem, convert, resolve
+
+log = logging.getLogger("sfi.mapping")
 
 
 class MappingError(SfiError):
@@ -30,6 +33,8 @@ class Mapped:
     dataset: dict[str, Any]
     origins: list[tuple[str, Any, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    #: Values present in the file but unusable (e.g. a time in no known form): never silent.
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_defaults(defaults: dict[str, Any]) -> None:
@@ -41,28 +46,42 @@ def check_defaults(defaults: dict[str, Any]) -> None:
 
 
 def pick_profile(profiles: ProfileSet, ctx: Context, *, explicit: str | None) -> Profile:
-    """The named profile (which must fit), else the first in search order that fits the file."""
+    """The named profile (which must fit), else the first in search order that fits the file.
+
+    Sets ``ctx.entry`` to the picked profile's entry group (``{entry}`` in its paths).
+    """
     path = str(ctx.files.get("path", ""))
     if explicit:
         profile = profiles.get(explicit)
-        missing = [g for g in profile.requires if not ctx.snapshot.has_group(g)]
-        if missing:
-            raise MappingError(f"{path}: profile '{profile.name}' needs group {', '.join(missing)}, "
-                               "which the file lacks")
+        fits, ctx.entry = locate(profile, ctx.snapshot)
+        if not fits:
+            raise MappingError(f"{path}: profile '{profile.name}' needs {_needs(profile)}, which the file lacks")
         return profile
     tried = []
     for name in profiles.names():
         if name.startswith("builtin:"):
             continue  # a user profile of the same name replaces the built-in one
         profile = profiles.get(name)
-        instrument = _instrument(profile, ctx)
-        if matches(profile, path=path, instrument=instrument, has_group=ctx.snapshot.has_group):
+        fits, ctx.entry = locate(profile, ctx.snapshot)
+        if fits and matches(profile, path=path, instrument=_instrument(profile, ctx)):
             return profile
-        tried.append(f"{profile.name} (needs {', '.join(profile.requires) or 'nothing'}"
+        tried.append(f"{profile.name} (needs {_needs(profile)}"
                      + (f", instrument {'/'.join(profile.instruments)}" if profile.instruments else "")
                      + (f", path {'/'.join(profile.paths)}" if profile.paths else "") + ")")
+    ctx.entry = None
     raise MappingError(f"{path}: no mapping profile fits this file (tried: {'; '.join(tried)}); "
                        "it lacks the expected NeXus groups, or pass --profile")
+
+
+def _needs(profile: Profile) -> str:
+    parts = []
+    if profile.entry:
+        parts.append(f"a root {profile.entry} group" + (f" named {'/'.join(profile.entry_names)}"
+                                                        if profile.entry_names else ""))
+    parts += profile.requires
+    if profile.requires_any:
+        parts.append("one of " + "/".join(profile.requires_any))
+    return ", ".join(parts) or "nothing"
 
 
 def _instrument(profile: Profile, ctx: Context) -> str | None:
@@ -75,13 +94,17 @@ def _instrument(profile: Profile, ctx: Context) -> str | None:
     return str(value) if value is not None else None
 
 
-def evaluate(spec: FieldSpec, ctx: Context, *, timezone: str) -> tuple[Any, str, str | None]:
-    """The first usable value of a field: (value, origin, unit), or (None, "", None)."""
+def evaluate(spec: FieldSpec, ctx: Context, *, timezone: str, name: str = "") -> tuple[Any, str, str | None]:
+    """The first usable value of a field: (value, origin, unit), or (None, "", None).
+
+    A value that is present but cannot be converted is skipped (the next source is tried) and
+    recorded in ``ctx.warnings`` with ``name``, so that it is never dropped silently.
+    """
     for source in spec.sources:
         candidates = resolve(source, ctx)
         if not candidates:
             continue
-        value, origin, unit = _combine(candidates, spec, timezone)
+        value, origin, unit = _combine(candidates, spec, timezone, ctx, name)
         if value is not None:
             return value, origin, spec.unit if spec.unit is not None else unit
     if spec.default is not None:
@@ -90,7 +113,16 @@ def evaluate(spec: FieldSpec, ctx: Context, *, timezone: str) -> tuple[Any, str,
     return None, "", None
 
 
-def _combine(candidates: list[Found], spec: FieldSpec, timezone: str) -> tuple[Any, str, str | None]:
+def _combine(candidates: list[Found], spec: FieldSpec, timezone: str, ctx: Context,
+             name: str) -> tuple[Any, str, str | None]:
+    if spec.sum:
+        numbers = [v for c in candidates for v in (c.value if isinstance(c.value, list) else [c.value])]
+        if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            origin = candidates[0].source if len(candidates) == 1 else \
+                f"sum of {candidates[0].source} (+{len(candidates) - 1})"
+            return _format(sum(numbers), spec), origin, candidates[0].unit
+        ctx.warn(f"{candidates[0].source} gave {numbers!r}, not numbers to sum", name)
+        return None, "", None
     if spec.type == "list" or (spec.join is not None and len(candidates) > 1):
         values = [c.value for c in candidates]
         flat = [v for item in values for v in (item if isinstance(item, list) else [item])]
@@ -98,9 +130,12 @@ def _combine(candidates: list[Found], spec: FieldSpec, timezone: str) -> tuple[A
         origin = candidates[0].source if len(candidates) == 1 else f"{candidates[0].source} (+{len(candidates) - 1})"
         return _format(value, spec), origin, candidates[0].unit
     for cand in candidates:
-        value = cand.value if spec.type == "auto" else convert(cand.value, spec.type, timezone=timezone, join=spec.join)
+        value = cand.value if spec.type == "auto" else convert(cand.value, spec.type, timezone=timezone,
+                                                               join=spec.join, unit=cand.unit)
         if value is not None:
             return _format(value, spec), cand.source, cand.unit
+        problem = conversion_problem(cand.value, spec.type, timezone=timezone, unit=cand.unit)
+        ctx.warn(f"{cand.source}: {problem}", name)
     return None, "", None
 
 
@@ -115,9 +150,11 @@ def _format(value: Any, spec: FieldSpec) -> Any:
 def map_dataset(profile: Profile, ctx: Context) -> Mapped:
     """The dataset for ``ctx`` under ``profile``; ``missing`` lists required fields nothing supplied."""
     cfg = ctx.config
+    ctx.problems = {}  # only this profile's values count (not those read while choosing a profile)
     out = Mapped(profile.name, {})
     ds = out.dataset
 
+    _lookup_keys(profile, ctx)
     pid, pid_origin = _pid(profile, ctx)
     ds["pid"] = pid
     out.origins.append(("pid", pid, pid_origin))
@@ -132,7 +169,7 @@ def map_dataset(profile: Profile, ctx: Context) -> Mapped:
         spec = profile.fields.get(name)
         value, origin = None, ""
         if spec is not None:
-            value, origin, _ = evaluate(spec, ctx, timezone=profile.timezone)
+            value, origin, _ = evaluate(spec, ctx, timezone=profile.timezone, name=name)
         if value is None and name == "sourceFolderHost" and cfg.ingest.source_folder_host:
             value, origin = cfg.ingest.source_folder_host, "config:ingest.source_folder_host"
         if value is None and name in cfg.defaults:
@@ -148,10 +185,12 @@ def map_dataset(profile: Profile, ctx: Context) -> Mapped:
 
     scientific: dict[str, Any] = {}
     for key, spec in profile.scientific.items():
-        value, origin, unit = evaluate(spec, ctx, timezone=profile.timezone)
+        value, origin, unit = evaluate(spec, ctx, timezone=profile.timezone, name=f"scientificMetadata.{key}")
         if value is None:
             continue
         scientific[key] = {"value": value, "unit": unit or ""}
+        if spec.human_name:
+            scientific[key]["human_name"] = spec.human_name
         out.origins.append((f"scientificMetadata.{key}", value, origin + (f" [{unit}]" if unit else "")))
     for include in profile.scientific_include:
         data = ctx.metadata if include == "metadata" else ctx.wrdn
@@ -160,14 +199,32 @@ def map_dataset(profile: Profile, ctx: Context) -> Mapped:
                 scientific[key] = {"value": value, "unit": ""}
                 out.origins.append((f"scientificMetadata.{key}", value, f"{include}:{key}"))
     ds["scientificMetadata"] = scientific
+    if ctx.entry:
+        out.origins.insert(0, ("(entry)", ctx.entry, f"first root {profile.entry} group that fits the profile"))
+    for warning in ctx.warnings:
+        out.warnings.append(warning)
+        out.origins.append(("(warning)", warning, "value present but unusable"))
+        log.warning("%s: %s", ctx.files.get("path", "?"), warning)
     return out
+
+
+def _lookup_keys(profile: Profile, ctx: Context) -> None:
+    """What ``scicat:`` sources look up: the file's proposal id, instrument name and sample."""
+    if ctx.lookup is None:
+        return
+    ctx.keys = {}  # keys come from the file, never from lookups themselves
+    for record, spec in (("proposal", profile.fields.get("proposalId")), ("instrument", profile.instrument),
+                         ("sample", profile.sample)):
+        if spec is not None:
+            value, _, _ = evaluate(spec, ctx, timezone=profile.timezone)
+            ctx.keys[record] = None if value is None else str(value)
 
 
 def _pid(profile: Profile, ctx: Context) -> tuple[str, str]:
     prefix = ctx.config.ingest.pid_prefix
     spec = profile.fields.get("pid")
     if spec is not None:
-        value, origin, _ = evaluate(spec, ctx, timezone=profile.timezone)
+        value, origin, _ = evaluate(spec, ctx, timezone=profile.timezone, name="pid")
         if value is not None:
             return f"{prefix}{value}", origin + (" with [ingest] pid_prefix" if prefix else "")
     if ctx.run.get("job_id"):

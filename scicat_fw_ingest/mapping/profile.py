@@ -34,9 +34,9 @@ REQUIRED = ("owner", "ownerGroup", "contactEmail", "sourceFolder", "creationTime
 #: Fields sfi sets itself: ``type`` is always raw; sizes travel in the datablock (the server adds them).
 RESERVED = ("type", "size", "packedSize", "numberOfFiles", "scientificMetadata")
 
-_PROFILE_KEYS = {"name", "description", "extends", "requires", "instruments", "paths", "priority", "timezone",
-                 "scientific_include", "instrument"}
-_SPEC_KEYS = {"from", "type", "join", "format", "unit", "default"}
+_PROFILE_KEYS = {"name", "description", "extends", "requires", "requires_any", "entry", "entry_names", "instruments",
+                 "paths", "priority", "timezone", "scientific_include", "instrument", "sample"}
+_SPEC_KEYS = {"from", "type", "join", "format", "unit", "default", "sum", "human_name"}
 
 
 class ProfileError(SfiError):
@@ -55,6 +55,8 @@ class FieldSpec:
     format: str | None = None
     unit: str | None = None
     default: Any = None
+    sum: bool = False
+    human_name: str | None = None
 
 
 @dataclass
@@ -63,12 +65,18 @@ class Profile:
     origin: str
     description: str = ""
     requires: list[str] = field(default_factory=list)
+    requires_any: list[str] = field(default_factory=list)
+    #: NeXus class of the entry group (``{entry}`` in paths): a root group of this class, optionally
+    #: restricted to ``entry_names`` globs; the first (by name) where the requirements hold.
+    entry: str | None = None
+    entry_names: list[str] = field(default_factory=list)
     instruments: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     priority: int = 0
     timezone: str = "UTC"
     scientific_include: list[str] = field(default_factory=list)
     instrument: FieldSpec | None = None
+    sample: FieldSpec | None = None
     fields: dict[str, FieldSpec] = field(default_factory=dict)
     scientific: dict[str, FieldSpec] = field(default_factory=dict)
 
@@ -181,6 +189,9 @@ def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
     profile = Profile(
         name=str(head.get("name", name)), origin=origin, description=str(head.get("description", "")),
         requires=_str_list(head.get("requires", []), f"{where}: [profile] requires"),
+        requires_any=_str_list(head.get("requires_any", []), f"{where}: [profile] requires_any"),
+        entry=str(head["entry"]) if head.get("entry") else None,
+        entry_names=_str_list(head.get("entry_names", []), f"{where}: [profile] entry_names"),
         instruments=_str_list(head.get("instruments", []), f"{where}: [profile] instruments"),
         paths=_str_list(head.get("paths", []), f"{where}: [profile] paths"),
         priority=int(head.get("priority", 0)), timezone=tz,
@@ -189,8 +200,13 @@ def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
     for inc in profile.scientific_include:
         if inc not in ("metadata", "wrdn"):
             raise ProfileError(f"{where}: [profile] scientific_include: '{inc}' (known: metadata, wrdn)")
-    if "instrument" in head:
-        profile.instrument = _spec(head["instrument"], "str", f"{where}: [profile] instrument")
+    if profile.entry is not None and not profile.entry.startswith("NX"):
+        raise ProfileError(f"{where}: [profile] entry: a NeXus class such as 'NXentry' (got '{profile.entry}')")
+    for key in ("instrument", "sample"):
+        if key in head:
+            setattr(profile, key, _spec(head[key], "str", f"{where}: [profile] {key}"))
+    if profile.entry is None and _uses_entry(data, head):
+        raise ProfileError(f"{where}: uses {{entry}} in a path but sets no [profile] entry (e.g. entry = \"NXentry\")")
     for key, raw in data.get("fields", {}).items():
         if key in RESERVED:
             raise ProfileError(f"{where}: [fields] {key}: set by sfi itself, not by a profile")
@@ -201,6 +217,11 @@ def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
     for key, raw in data.get("scientific", {}).items():
         profile.scientific[key] = _spec(raw, None, f"{where}: [scientific] {key}")
     return profile
+
+
+def _uses_entry(data: dict[str, Any], head: dict[str, Any]) -> bool:
+    return "{entry}" in repr([data.get("fields"), data.get("scientific"), head.get("requires"),
+                              head.get("requires_any"), head.get("instrument"), head.get("sample")])
 
 
 def _str_list(value: Any, where: str) -> list[str]:
@@ -237,14 +258,42 @@ def _spec(raw: Any, field_type: str | None, where: str) -> FieldSpec:
     fmt = raw.get("format")
     if fmt is not None and (not isinstance(fmt, str) or "{value}" not in fmt):
         raise ProfileError(f"{where}: format must be a string containing {{value}}")
+    if "human_name" in raw and field_type is not None:
+        raise ProfileError(f"{where}: human_name is for [scientific] entries only")
     return FieldSpec(sources=sources, type=kind or "auto", join=raw.get("join"), format=fmt,
-                     unit=raw.get("unit"), default=raw.get("default"))
+                     unit=raw.get("unit"), default=raw.get("default"), sum=bool(raw.get("sum", False)),
+                     human_name=str(raw["human_name"]) if raw.get("human_name") else None)
 
 
-def matches(profile: Profile, *, path: str, instrument: str | None, has_group: Any) -> bool:
-    """Whether ``profile`` applies: required groups present, path and instrument patterns matched."""
-    if not all(has_group(g) for g in profile.requires):
-        return False
+def locate(profile: Profile, snapshot: Any) -> tuple[bool, str | None]:
+    """Whether the file has what ``profile`` requires, and its entry group (``{entry}``) if it has one.
+
+    With ``entry`` set, the entry is the first root group of that NeXus class (sorted by name, within
+    ``entry_names`` if given) for which ``requires`` (all) and ``requires_any`` (one) hold.
+    """
+    candidates: list[str | None] = [None]
+    if profile.entry is not None:
+        candidates = [p for p in snapshot.glob("/{" + profile.entry + "}")
+                      if not profile.entry_names
+                      or any(fnmatch.fnmatchcase(p.strip("/"), n) for n in profile.entry_names)]
+        # an entry the requirements name literally (ess: "/entry") comes before the others
+        named = [r for r in (*profile.requires, *profile.requires_any) if not r.startswith("{entry}")]
+        candidates.sort(key=lambda p: not any(r == p or r.startswith(p + "/") for r in named))
+    for entry in candidates:
+        def present(path: str) -> bool:
+            if "{entry}" in path:
+                if entry is None:
+                    return False
+                path = path.replace("{entry}", entry.rstrip("/"))
+            return snapshot.get(path) is not None
+        if all(present(p) for p in profile.requires) and (
+                not profile.requires_any or any(present(p) for p in profile.requires_any)):
+            return True, entry
+    return False, None
+
+
+def matches(profile: Profile, *, path: str, instrument: str | None) -> bool:
+    """Whether ``profile``'s path and instrument patterns match (the NeXus content is ``locate``'s)."""
     if profile.paths and not any(fnmatch.fnmatch(path, p) for p in profile.paths):
         return False
     if profile.instruments:

@@ -8,20 +8,23 @@ without reading code.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, SecretStr
 from ..nexus.reader import LazySnapshot, NexusSnapshot
+from ._times import TimeParseError, format_utc, parse_time
 
-KINDS = ("nexus", "run", "metadata", "wrdn", "config", "file", "value")
+if TYPE_CHECKING:
+    from ._lookups import ScicatLookup
+
+KINDS = ("nexus", "run", "metadata", "wrdn", "config", "file", "value", "scicat")
+#: ``nexus:PATH#fact``: facts of a dataset read from its shape, never from its data.
+SHAPE_FACTS = ("size", "len", "shape")
 TYPES = ("str", "int", "float", "bool", "time", "list")
-_GLOB_CHARS = re.compile(r"[*?\[]")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_GLOB_CHARS = re.compile(r"[*?\[{]")
 
 
 @dataclass
@@ -34,6 +37,25 @@ class Context:
     run: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     wrdn: dict[str, Any] = field(default_factory=dict)
+    #: SciCat lookups (``scicat:`` sources); ``None`` when there is no SciCat to ask.
+    lookup: ScicatLookup | None = None
+    #: The profile's entry group (``{entry}`` in NeXus paths), set when a profile is picked.
+    entry: str | None = None
+    #: What ``scicat:`` lookups are keyed on: proposal id, instrument name, sample id/name.
+    keys: dict[str, Any] = field(default_factory=dict)
+    #: Values present but unusable (an unparseable time ...) and the fields that skipped them.
+    problems: dict[str, list[str]] = field(default_factory=dict)
+
+    def warn(self, problem: str, where: str = "") -> None:
+        fields = self.problems.setdefault(problem, [])
+        if where and where not in fields:
+            fields.append(where)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per unusable value, naming the fields that skipped it: shown by --explain and logged."""
+        return [f"{problem} (for {', '.join(fields)}); skipped" if fields else problem
+                for problem, fields in self.problems.items()]
 
 
 @dataclass(frozen=True)
@@ -76,14 +98,26 @@ def parse_source(item: Any, where: str) -> SourceSpec:
     kind, arg = item.split(":", 1)
     if kind not in KINDS:
         raise ValueError(f"{where}: unknown source kind '{kind}' (kinds: {', '.join(KINDS)})")
-    if kind == "nexus" and not arg.startswith("/"):
-        raise ValueError(f"{where}: NeXus paths are absolute, e.g. nexus:/entry/title (got '{arg}')")
+    if kind == "nexus":
+        if not (arg.startswith("/") or arg.startswith("{entry}")):
+            raise ValueError(f"{where}: NeXus paths are absolute, e.g. nexus:/entry/title or "
+                             f"nexus:{{entry}}/title (got '{arg}')")
+        fact = arg.partition("#")[2]
+        if "#" in arg and fact not in SHAPE_FACTS:
+            known = ", ".join("#" + f for f in SHAPE_FACTS)
+            raise ValueError(f"{where}: unknown shape fact '#{fact}' (known: {known})")
+    if kind == "scicat":
+        what, _, name = arg.partition(".")
+        if what not in SCICAT_RECORDS or not name:
+            raise ValueError(f"{where}: a SciCat lookup is 'scicat:proposal.<field>', 'scicat:instrument.<field>' "
+                             f"or 'scicat:sample.<field>' (got '{arg}')")
     if kind == "file" and arg not in FILE_FACTS:
         raise ValueError(f"{where}: unknown file fact '{arg}' (known: {', '.join(FILE_FACTS)})")
     return SourceSpec(kind, arg, regex)
 
 
 FILE_FACTS = ("path", "name", "stem", "dir", "size", "mtime", "writer_path")
+SCICAT_RECORDS = ("proposal", "instrument", "sample")
 
 
 def resolve(spec: SourceSpec, ctx: Context) -> list[Found]:
@@ -110,15 +144,15 @@ def _raw(spec: SourceSpec, ctx: Context) -> list[Found]:
     if kind == "value":
         return [Found(arg, f"value:{arg}")]
     if kind == "nexus":
-        paths = ctx.snapshot.glob(arg.split("@")[0]) if _GLOB_CHARS.search(arg.split("@")[0]) else [arg.split("@")[0]]
-        attr = arg.partition("@")[2]
-        out = []
-        for path in paths:
-            value = ctx.snapshot.value(f"{path}@{attr}" if attr else path)
-            node = ctx.snapshot.get(path)
-            unit = node.units if node is not None and not attr else None
-            out.append(Found(value, f"nexus:{path}{'@' + attr if attr else ''}", unit))
-        return out
+        return _nexus(arg, ctx)
+    if kind == "scicat":
+        if ctx.lookup is None:
+            return []
+        record, _, name = arg.partition(".")
+        value, request, problem = ctx.lookup.field(record, name, ctx.keys.get(record))
+        if problem:
+            ctx.warn(f"scicat:{arg}: SciCat {problem}")
+        return [Found(value, f"scicat:{arg} ({request})")] if request else []
     if kind == "run":
         return [Found(ctx.run.get(arg), f"run:{arg}")]
     if kind == "metadata":
@@ -130,6 +164,32 @@ def _raw(spec: SourceSpec, ctx: Context) -> list[Found]:
     if kind == "config":
         return [Found(config_value(ctx.config, arg), f"config:{arg}")]
     return []
+
+
+def _nexus(arg: str, ctx: Context) -> list[Found]:
+    """``/path``, ``/path@attr``, ``/path#size``; ``{entry}`` is the profile's entry, ``{NXclass}`` a class."""
+    arg, _, fact = arg.partition("#")
+    if arg.startswith("{entry}"):
+        if ctx.entry is None:
+            return []
+        arg = ctx.entry.rstrip("/") + arg[len("{entry}"):]
+    base, _, attr = arg.partition("@")
+    paths = ctx.snapshot.glob(base) if _GLOB_CHARS.search(base) else [base]
+    out = []
+    for path in paths:
+        node = ctx.snapshot.get(path)
+        label = f"nexus:{path}{'@' + attr if attr else ''}"
+        if fact:
+            if node is None or node.shape is None:
+                continue
+            shape = list(node.shape)
+            value: Any = shape if fact == "shape" else (shape[0] if shape else 1) if fact == "len" else node.size
+            out.append(Found(value, f"{label}#{fact}"))
+            continue
+        value = ctx.snapshot.value(f"{path}@{attr}" if attr else path)
+        unit = node.units if node is not None and not attr else None
+        out.append(Found(value, label, unit))
+    return out
 
 
 def config_value(cfg: Config, dotted: str) -> Any:
@@ -162,7 +222,7 @@ def _empty(value: Any) -> bool:
         isinstance(value, (list, dict)) and not value)
 
 
-def convert(value: Any, kind: str, *, timezone: str = "UTC", join: str | None = None) -> Any:
+def convert(value: Any, kind: str, *, timezone: str = "UTC", join: str | None = None, unit: str | None = None) -> Any:
     """``value`` as ``kind``, or ``None`` when it cannot be (the next candidate is then tried)."""
     if kind == "list":
         items = value if isinstance(value, list) else [value]
@@ -191,8 +251,19 @@ def convert(value: Any, kind: str, *, timezone: str = "UTC", join: str | None = 
         text = str(value).strip().lower()
         return True if text in ("1", "true", "yes") else False if text in ("0", "false", "no") else None
     if kind == "time":
-        return to_iso(value, timezone)
+        return to_iso(value, timezone, unit)
     return value
+
+
+def conversion_problem(value: Any, kind: str, *, timezone: str = "UTC", unit: str | None = None) -> str:
+    """Why ``value`` is no ``kind`` (for the warning shown when a present value is unusable)."""
+    if kind == "time":
+        try:
+            parse_time(value if not isinstance(value, list) else next(iter(value), None), timezone, unit)
+        except TimeParseError as exc:
+            return str(exc)
+        return f"{value!r} is not a time"
+    return f"{value!r} is not a valid {kind}"
 
 
 def _to_int(value: Any) -> int | None:
@@ -208,25 +279,13 @@ def _to_int(value: Any) -> int | None:
         return None
 
 
-def to_iso(value: Any, timezone: str = "UTC") -> str | None:
-    """An ISO-8601 UTC time (``...Z``) from an ISO text or ms since the epoch; naive times are in ``timezone``."""
-    if isinstance(value, bool):
+def to_iso(value: Any, timezone: str = "UTC", unit: str | None = None) -> str | None:
+    """An ISO-8601 UTC time (``...Z``) from any time form ``_times.parse_time`` reads, else ``None``.
+
+    Numbers are since the epoch in ``unit`` (ms without one); naive times are in ``timezone``.
+    """
+    try:
+        moment = parse_time(value, timezone, unit)
+    except TimeParseError:
         return None
-    if isinstance(value, (int, float)):
-        if value <= 0:
-            return None
-        try:
-            moment = _EPOCH + dt.timedelta(milliseconds=value)  # exact for integer ms, unlike value / 1000
-        except (OverflowError, OSError, ValueError):
-            return None
-    else:
-        text = str(value).strip()
-        try:
-            moment = dt.datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
-    moment = moment.astimezone(dt.timezone.utc)
-    text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
-    return text.replace("+00:00", "Z")
+    return format_utc(moment) if moment is not None else None

@@ -80,6 +80,16 @@ class Node:
         value = self.attrs.get("NX_class")
         return value if isinstance(value, str) else None
 
+    @property
+    def size(self) -> int | None:
+        """Number of elements, from the shape alone (an event array is never read for it)."""
+        if self.shape is None:
+            return None
+        total = 1
+        for n in self.shape:
+            total *= n
+        return total
+
 
 @dataclass
 class NexusSnapshot:
@@ -100,9 +110,21 @@ class NexusSnapshot:
         return node.attrs.get(attr) if attr else node.value
 
     def glob(self, pattern: str) -> list[str]:
-        """Paths matching a shell pattern segment by segment (``/entry/user_*/name``), sorted."""
+        """Paths matching a pattern segment by segment, sorted: a shell pattern (``/entry/user_*/name``)
+        or ``{NXclass}``, any group of that NeXus class (``/{NXentry}/{NXinstrument}/name``)."""
         parts = _norm(pattern).strip("/").split("/")
-        return sorted(p for p in self.nodes if p != "/" and _segments_match(p.strip("/").split("/"), parts))
+        return sorted(p for p in self.nodes if p != "/" and _segments_match(p.strip("/").split("/"), parts)
+                      and self._classes_match(p, parts))
+
+    def _classes_match(self, path: str, parts: list[str]) -> bool:
+        segments = path.strip("/").split("/")
+        for i, part in enumerate(parts):
+            wanted = nx_class_segment(part)
+            if wanted is not None:
+                node = self.nodes.get("/" + "/".join(segments[:i + 1]))
+                if node is None or node.kind != "group" or node.nx_class != wanted:
+                    return False
+        return True
 
     def has_group(self, path: str) -> bool:
         node = self.nodes.get(_norm(path))
@@ -115,7 +137,15 @@ def _norm(path: str) -> str:
 
 
 def _segments_match(segments: list[str], patterns: list[str]) -> bool:
-    return len(segments) == len(patterns) and all(fnmatch.fnmatchcase(s, p) for s, p in zip(segments, patterns))
+    return len(segments) == len(patterns) and all(
+        nx_class_segment(p) is not None or fnmatch.fnmatchcase(s, p) for s, p in zip(segments, patterns))
+
+
+def nx_class_segment(part: str) -> str | None:
+    """``NXentry`` for a path segment ``{NXentry}`` (any group of that class), else ``None``."""
+    if len(part) > 2 and part[0] == "{" and part[-1] == "}" and part[1:3] == "NX":
+        return part[1:-1]
+    return None
 
 
 def check_signature(path: str) -> None:
@@ -219,15 +249,25 @@ class LazySnapshot:
         current = ["/"]
         for part in _norm(pattern).strip("/").split("/"):
             nxt: list[str] = []
+            wanted = nx_class_segment(part)
             for parent in current:
-                if not fnmatch_has_magic(part):
+                if wanted is None and not fnmatch_has_magic(part):
                     candidate = f"{parent.rstrip('/')}/{part}"
                     if self.get(candidate) is not None:
                         nxt.append(candidate)
                     continue
                 group = self._object(parent)
-                if isinstance(group, h5py.Group):
-                    nxt += [f"{parent.rstrip('/')}/{name}" for name in group if fnmatch.fnmatchcase(name, part)]
+                if not isinstance(group, h5py.Group):
+                    continue
+                for name in group:
+                    child = f"{parent.rstrip('/')}/{name}"
+                    if wanted is None:
+                        if fnmatch.fnmatchcase(name, part):
+                            nxt.append(child)
+                        continue
+                    node = self.get(child)
+                    if node is not None and node.kind == "group" and node.nx_class == wanted:
+                        nxt.append(child)
             current = nxt
         return sorted(p for p in current if p != "/" and self.get(p) is not None)
 
