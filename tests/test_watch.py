@@ -330,3 +330,42 @@ def test_health_and_metrics_are_served(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(30) == 0, proc.stderr.read().decode() if proc.stderr else ""
+
+
+def test_cli_watched_folder_is_the_data_root_a_symlink_out_of_it_is_rejected(sfi, tmp_path: Path) -> None:
+    """The watched folders are the data roots: a link in them pointing elsewhere is rejected, never opened."""
+    import signal
+    import subprocess
+    import sys
+
+    archive, outside, state = tmp_path / "archive", tmp_path / "outside", tmp_path / "state"
+    archive.mkdir()
+    outside.mkdir()
+    muon_file(archive / "MUSR00000011.nxs", run_name="MUSR00000011")
+    muon_file(outside / "MUSR00000012.nxs", run_name="MUSR00000012")
+    (archive / "MUSR00000012.nxs").symlink_to(outside / "MUSR00000012.nxs")
+    config = tmp_path / "sfi.toml"
+    config.write_text(DEFAULTS_TOML)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SFI_")}
+    args = [sys.executable, "-m", "scicat_fw_ingest", "watch", str(archive), "--quiet", "0.2", "--poll-interval",
+            "0.2", "--processes", "0", "--state-dir", str(state), "--catalogue-dir", str(tmp_path / "cat"),
+            "-c", str(config)]
+    proc = subprocess.Popen(args, env=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def settled() -> bool:
+            if not (state / "sfi-state.sqlite3").exists():
+                return False
+            return {r.status for r in StateStore(state).files()} >= {"created", "rejected"}
+        wait_for(settled, 30, "one file created and the symlinked one rejected")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode()
+    records = {Path(r.writer_path).name: r for r in StateStore(state).files()}
+    assert records["MUSR00000011.nxs"].status == "created", out
+    assert records["MUSR00000012.nxs"].status == "rejected"
+    assert "outside the data roots" in (records["MUSR00000012.nxs"].error or "")
+    assert "Traceback" not in out
+    # a configured data root that does not hold the watched folder is a configuration error, before any work
+    result = sfi("watch", str(archive), "--state-dir", str(state), "--catalogue-dir", str(tmp_path / "cat"),
+                 env={"SFI_INGEST_DATA_ROOTS": str(outside)})
+    assert result.returncode == 2 and "outside [ingest] data_roots" in result.stderr

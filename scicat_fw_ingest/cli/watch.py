@@ -74,6 +74,7 @@ def watch_command(
 
     lc = cfg.listen
     setup_logging(lc.log_format)
+    _data_roots_for(cfg, directories)
     options = WatchOptions(directories=directories,
                            patterns=[p.strip() for p in cfg.ingest.pattern.split(",") if p.strip()],
                            quiet_period=quiet, poll_interval=poll_interval, rescan_interval=rescan,
@@ -88,7 +89,7 @@ def watch_command(
         ingestor: Any = ProcessIngestor(cfg, lc.processes, sink)
         release = ingestor.close
     else:
-        ingestor = Ingestor(cfg, sink)
+        ingestor = Ingestor(cfg, sink, require_roots=True)  # paths come from a folder others write to
         release = sink.close
     ops = None
     try:
@@ -107,3 +108,20 @@ def watch_command(
             ops.stop()
         release()
         state.close()
+
+
+def _data_roots_for(cfg: Any, directories: list[str]) -> None:
+    """The watched folders are the data roots unless ``[ingest] data_roots`` says otherwise; then each
+    watched folder must lie inside one (else every file in it would be rejected: say so now)."""
+    import os
+
+    from ..errors import ConfigError
+
+    folders = [os.path.realpath(d) for d in directories]
+    if not cfg.ingest.data_roots:
+        cfg.ingest.data_roots = [*(local for _writer, local in cfg.ingest.path_map), *folders]
+        return
+    roots = [os.path.realpath(r) for r in cfg.ingest.data_roots]
+    for folder in folders:
+        if not any(folder == r or folder.startswith(r.rstrip("/") + "/") for r in roots):
+            raise ConfigError(f"watched folder {folder} is outside [ingest] data_roots ({', '.join(roots)})")
