@@ -54,8 +54,6 @@ def _scicat(cfg: Config) -> list[str]:
                        f"{split.hostname}{f':{split.port}' if split.port else ''}/api/v3")
         if split.query or split.fragment:
             out.append(f"[scicat] url '{shown}': must not have a query or fragment")
-    if sc.username and not sc.password and not sc.token:
-        out.append("[scicat] username is set but no password (SFI_SCICAT_PASSWORD) or token (SFI_SCICAT_TOKEN)")
     if sc.password and not sc.username:
         out.append("[scicat] password is set but no username")
     return out
