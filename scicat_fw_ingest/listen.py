@@ -138,8 +138,10 @@ class Listener:
             self._drain()
 
     def _idle(self, now: float) -> bool:
-        return (self._assigned and now - self._last_message >= (self.options.exit_when_idle or 0) and not self._work
-                and not self.state.counts().get(QUEUED))
+        limit = self.options.exit_when_idle or 0
+        if not self._assigned:  # a topic that does not exist is never assigned; a group join takes seconds
+            limit = max(limit, 10.0)
+        return now - self._last_message >= limit and not self._work and not self.state.counts().get(QUEUED)
 
     def _drain(self) -> None:
         log.info("stopping: finishing %d file(s) in flight", len(self._work))

@@ -21,6 +21,7 @@ from typing import Any
 import typer
 from typer import _click
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.exceptions import Abort, Exit
 from typer.main import get_command_from_info
 
 #: command -> (module under scicat_fw_ingest.cli, one-line summary for ``sfi --help``).
@@ -87,6 +88,27 @@ class LazyGroup(TyperGroup):
             self.commands[cmd_name] = _build(cmd_name)
         return self.commands[cmd_name]
 
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """As typer's, but a usage error is one line (typer draws a box) in every command."""
+        import sys
+
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _click.exceptions.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else (prog_name or "sfi")
+            hint = f" (see {where} --help)" if isinstance(exc, _click.exceptions.UsageError) else ""
+            message = exc.format_message().strip().rstrip(".")
+            if message:  # empty: no arguments, and the help was printed
+                sys.stderr.write(f"{where}: error: {message}{hint}\n")
+            rv = exc.exit_code
+        except Abort:
+            rv = 130
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: _click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -98,7 +120,7 @@ class LazyGroup(TyperGroup):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             except (OSError, ValueError):
                 pass
-            raise _click.exceptions.Exit(0) from None
+            raise Exit(0) from None
 
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         self._listing = True
