@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from ..kafka import Position, read_topic
 from ..messages import DecodeError, decode, iso_from_ns
 from ._app import app
 from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
@@ -97,6 +96,8 @@ def decode_command(
 
     if topic:
         cfg = load(config, kafka={"bootstrap.servers": broker})
+        from ..kafka import Position, read_topic  # here: decoding files needs no Kafka client
+
         if offset is not None:
             position = Position(offset=offset)
         elif last is not None:
