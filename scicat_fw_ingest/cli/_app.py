@@ -74,16 +74,12 @@ _DEFAULT_IN_TEXT = re.compile(r"\(default (?!:)")
 class LazyGroup(TyperGroup):
     """A typer group that imports a command's module only when that command is used."""
 
-    _listing = False
-
     def list_commands(self, ctx: _click.Context) -> list[str]:
         return list(COMMANDS)
 
     def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
         if cmd_name not in COMMANDS:
             return self.commands.get(cmd_name)
-        if self._listing and cmd_name not in self.commands:
-            return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][1])
         if cmd_name not in self.commands:
             self.commands[cmd_name] = _build(cmd_name)
         return self.commands[cmd_name]
@@ -123,11 +119,32 @@ class LazyGroup(TyperGroup):
             raise Exit(0) from None
 
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
-        self._listing = True
-        try:
-            super().format_help(ctx, formatter)
-        finally:
-            self._listing = False
+        """``sfi --help`` drawn here: typer's renderer imports a Markdown parser (~50 ms) it does not need."""
+        from rich import box
+        from rich.console import Console
+        from rich.padding import Padding
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        console = Console(highlight=False)
+        console.print(Text.assemble("\n ", ("Usage: ", "yellow"), ("sfi [OPTIONS] COMMAND [ARGS]...", "bold"), "\n"))
+        console.print(Padding(Text(self.help or ""), (0, 1, 1, 1)))
+        options = Table.grid(padding=(0, 2), expand=True)
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            longs = ", ".join(o for o in param.opts if o.startswith("--"))
+            shorts = ", ".join(o for o in param.opts if not o.startswith("--"))
+            kind = _option_type(param, ctx) if isinstance(param, TyperOption) else None
+            options.add_row(Text(longs, "bold cyan"), Text(shorts, "bold green"), Text(kind or "", "yellow"),
+                            Text(param.help or record[1] or ""))
+        console.print(Panel(options, title="Options", title_align="left", box=box.ROUNDED, border_style="dim"))
+        commands = Table.grid(padding=(0, 2), expand=True)
+        for name, (_, summary) in COMMANDS.items():
+            commands.add_row(Text(name, "bold cyan"), Text(summary))
+        console.print(Panel(commands, title="Commands", title_align="left", box=box.ROUNDED, border_style="dim"))
 
     def resolve_command(self, ctx: _click.Context, args: list[str]) -> tuple[str | None, _click.Command | None,
                                                                                 list[str]]:
