@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,8 @@ class BatchOutcome:
     failed: list[tuple[str, bool, str]] = field(default_factory=list)  # (file, retryable, reason)
     interrupted: bool = False
     auth_error: str | None = None
+    #: Why the batch stopped early other than Ctrl-C or refused credentials (the worker pool broke).
+    stopped: str | None = None
 
     @property
     def done(self) -> int:
@@ -198,7 +201,11 @@ class Batch:
                 path = next(todo, None)
                 if path is None:
                     return
-                running[pool.submit(_ingest_one, path)] = path
+                try:
+                    running[pool.submit(_ingest_one, path)] = path
+                except BrokenProcessPool:  # a worker was killed (OOM killer, crash in HDF5): stop cleanly
+                    outcome.stopped = "a worker process died (killed by the system, or a crash in HDF5)"
+                    return
 
         def collect(done: set[Future[tuple[IngestResult, bool]]]) -> None:
             nonlocal refused
@@ -218,7 +225,7 @@ class Batch:
         try:
             with _sigint_ignored():
                 fill()
-            while running and outcome.auth_error is None:
+            while running and outcome.auth_error is None and outcome.stopped is None:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 collect(done)
                 fill()
@@ -236,7 +243,8 @@ class Batch:
             except KeyboardInterrupt:
                 pass  # a second Ctrl-C: stop waiting now
         finally:
-            _stop(pool, kill=bool(running) or outcome.interrupted or outcome.auth_error is not None)
+            _stop(pool, kill=bool(running) or outcome.interrupted or outcome.auth_error is not None
+                  or outcome.stopped is not None)
 
 
 def _stop(pool: ProcessPoolExecutor, *, kill: bool) -> None:

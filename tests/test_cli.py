@@ -132,3 +132,15 @@ def test_retry_of_an_unknown_file_is_an_error(sfi, tmp_path: Path) -> None:
 def test_shell_completion_script_is_offered(sfi, shell: str) -> None:
     run = sfi("--show-completion", shell)
     assert run.returncode == 0 and "_SFI_COMPLETE" in run.stdout
+
+
+def test_tables_abbreviate_ids_and_paths() -> None:
+    from scicat_fw_ingest.cli._render import abbreviate_id, abbreviate_path
+
+    assert abbreviate_id("20.500.12269/a34f2144-e316-4105-9182-e0463b2e1da9") == "a34f2144…"
+    assert abbreviate_id("job-7") == "job-7" and abbreviate_id(None) == "-"
+    long = "/ess/data/kafka-to-nexus/2024/dream/p2024001/raw/run_000123.nxs"
+    short = abbreviate_path(long, 30)
+    assert len(short) <= 30 and short.startswith("…/") and short.endswith("run_000123.nxs")
+    assert abbreviate_path("/data/a.nxs", 30) == "/data/a.nxs"
+    assert abbreviate_path("/" + "x" * 50 + ".nxs", 20).endswith("x.nxs") and len(abbreviate_path("/" + "x" * 50, 20)) == 20

@@ -18,6 +18,7 @@ from rich.text import Text
 from ..datablock import ALGORITHMS
 from ._app import app
 from ._common import ConfigOpt, JsonOpt, load, stderr, stdout, warn
+from ._render import abbreviate_id, abbreviate_path
 
 if TYPE_CHECKING:  # the ingest core loads h5py: imported in the command, not for --help
     from ..batch import BatchOutcome
@@ -136,12 +137,14 @@ def ingest_file_command(
     if outcome.auth_error:
         warn(f"ingest-file: stopped after {AUTH_STOP} files in a row were refused by SciCat (check the "
              f"credentials): {outcome.auth_error}")
-    if outcome.interrupted or outcome.auth_error:
+    if outcome.stopped:
+        warn(f"ingest-file: stopped: {outcome.stopped}")
+    if outcome.interrupted or outcome.auth_error or outcome.stopped:
         warn(f"ingest-file: {'interrupted' if outcome.interrupted else 'stopped'}: {outcome.done} file(s) done, "
              f"{outcome.not_done} not done (run the same command again: datasets that exist are skipped)")
     if outcome.interrupted:
         raise typer.Exit(130)
-    raise typer.Exit(1 if outcome.counts.get("failed") or outcome.auth_error else 0)
+    raise typer.Exit(1 if outcome.counts.get("failed") or outcome.auth_error or outcome.stopped else 0)
 
 
 def _check_scicat(cfg: Any) -> None:
@@ -187,7 +190,7 @@ def _emit(result: IngestResult, as_json: bool, dry_run: bool, *, quiet: bool = F
                                      indent=2, ensure_ascii=False) + "\n")
         stdout.file.flush()
     elif not quiet:
-        stdout.file.write(f"{result.status:8} {result.pid}  {result.file}\n")
+        stdout.file.write(f"{result.status:8} {abbreviate_id(result.pid)}  {result.file}\n")
         stdout.file.flush()
 
 
@@ -205,10 +208,11 @@ def _summary(outcome: BatchOutcome) -> None:
     if outcome.failed:
         errors = Table(title="failed files", show_edge=False)
         errors.add_column("file", overflow="fold")
-        errors.add_column("retry may help")
+        errors.add_column("retry?")
         errors.add_column("reason", overflow="fold")
         for file, retryable, reason in sorted(outcome.failed):
-            errors.add_row(Text(file), "yes" if retryable else "no", Text(reason))
+            errors.add_row(Text(abbreviate_path(file, 30)), "yes" if retryable else "no",
+                           Text(reason.replace(file, abbreviate_path(file, 30))))
         stdout.print(errors)
 
 
