@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +146,16 @@ def test_tables_abbreviate_ids_and_paths() -> None:
     assert len(short) <= 30 and short.startswith("…/") and short.endswith("run_000123.nxs")
     assert abbreviate_path("/data/a.nxs", 30) == "/data/a.nxs"
     assert abbreviate_path("/" + "x" * 50 + ".nxs", 20).endswith("x.nxs") and len(abbreviate_path("/" + "x" * 50, 20)) == 20
+
+
+def test_ctrl_c_in_a_waiting_command_exits_130_without_traceback() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "decode", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), start_new_session=True)
+    time.sleep(3.0)  # started and blocked reading stdin
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and b"Traceback" not in err

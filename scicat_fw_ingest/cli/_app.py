@@ -101,6 +101,10 @@ class LazyGroup(TyperGroup):
             rv = exc.exit_code
         except Abort:
             rv = 130
+        if rv == 130:  # interrupted: a second Ctrl-C while Python shuts down (joins threads) ends it at once
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
