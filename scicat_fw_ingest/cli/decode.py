@@ -90,7 +90,8 @@ def decode_command(
         if as_json:
             record = {**message.to_jsonable(full=full), **meta}
             stdout.file.write(json.dumps(record, ensure_ascii=False) + "\n")
-            stdout.file.flush()
+            if follow:  # a live view shows each message as it comes; otherwise the buffer is written at exit
+                stdout.file.flush()
         else:
             render_message(stdout, message, label, meta, full=full)
 
