@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin
 
 import typer
 from typer import _click
+from typer import core as typer_core
+from typer._coercion import RuntimeParam
+from typer._click.exceptions import BadParameter
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort, Exit
 from typer.main import get_command_from_info
@@ -215,6 +220,67 @@ def _usage_name(self: TyperArgument) -> str:
     return f"{name}..." if self.nargs != 1 else name
 
 
+# -- parameter conversion without pydantic ------------------------------------------------------------
+# typer 0.29 converts every parameter through a pydantic TypeAdapter: importing pydantic and building
+# the adapters costs ~100 ms at each start. sfi's parameters are plain (text, numbers, paths, flags,
+# lists of them): those are converted here; anything else (choices, enums) still goes through typer.
+_typer_build_runtime_param = typer_core.build_runtime_param
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "y", "on", "t"):
+        return True
+    if text in ("0", "false", "no", "n", "off", "f"):
+        return False
+    raise ValueError(value)
+
+
+_PLAIN: dict[Any, tuple[Any, str]] = {str: (str, "text"), int: (int, "integer"), float: (float, "number"),
+                                      Path: (Path, "path"), bool: (_to_bool, "boolean")}
+
+
+@dataclass(frozen=True)
+class _PlainParam(RuntimeParam):
+    convert: Any = str
+    kind: str = "text"
+    many: bool = False
+    low: Any = None
+    high: Any = None
+
+    def _coerce_value(self, value: Any, param: Any, ctx: _click.Context) -> Any:
+        if self.many:
+            return [self._one(item, param, ctx) for item in value]
+        return self._one(value, param, ctx)
+
+    def _one(self, value: Any, param: Any, ctx: _click.Context) -> Any:
+        try:
+            result = self.convert(value)
+        except (TypeError, ValueError):
+            raise BadParameter(f"'{value}' is not a valid {self.kind}", ctx=ctx, param=param) from None
+        if (self.low is not None and result < self.low) or (self.high is not None and result > self.high):
+            bounds = " and ".join(b for b in (f">= {self.low}" if self.low is not None else "",
+                                              f"<= {self.high}" if self.high is not None else "") if b)
+            raise BadParameter(f"{value} must be {bounds}", ctx=ctx, param=param)
+        return result
+
+
+def _build_runtime_param(descriptor: Any) -> Any:
+    info = descriptor.parameter_info
+    annotation, many = descriptor.annotation, False
+    if get_origin(annotation) is list and len(get_args(annotation)) == 1:
+        annotation, many = get_args(annotation)[0], True
+    plain = _PLAIN.get(annotation)
+    if (plain is None or descriptor.file_annotation is not None or descriptor.is_choice
+            or getattr(info, "parser", None) is not None or getattr(info, "click_type", None) is not None):
+        return _typer_build_runtime_param(descriptor)
+    return _PlainParam(parameter_info=info, annotation=descriptor.annotation, convert=plain[0], kind=plain[1],
+                       many=many, low=getattr(info, "min", None), high=getattr(info, "max", None))
+
+
+typer_core.build_runtime_param = _build_runtime_param
 TyperOption.display_type_rich = _option_type  # type: ignore[method-assign]
 TyperArgument.display_type_rich = _no_type  # type: ignore[method-assign]
 TyperOption._get_number_range_help_str = lambda self: None  # type: ignore[method-assign]
