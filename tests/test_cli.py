@@ -159,3 +159,20 @@ def test_ctrl_c_in_a_waiting_command_exits_130_without_traceback() -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130 and b"Traceback" not in err
+
+
+def test_exit_when_idle_counts_time_without_any_assignment(tmp_path: Path) -> None:
+    from scicat_fw_ingest.config import Config
+    from scicat_fw_ingest.listen import Listener, ListenOptions
+
+    state = StateStore(str(tmp_path))
+    listener = Listener(Config(), ListenOptions(topics=["no_such_topic"], exit_when_idle=2.0), ingestor=None,
+                        state=state)
+    try:
+        start = listener._last_message
+        assert not listener._idle(start + 5.0)  # never assigned: a group join may take seconds
+        assert listener._idle(start + 10.5)  # ... but not forever (it was: a missing topic never fired)
+        listener._assigned = True
+        assert listener._idle(start + 2.5)
+    finally:
+        state.close()
