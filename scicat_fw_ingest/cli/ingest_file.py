@@ -124,9 +124,13 @@ def ingest_file_command(
             failed += _explain_one(ingestor, path, as_json)
         raise typer.Exit(1 if failed else 0)
 
-    Ingestor(cfg, None)  # checksum, [defaults] and profiles are checked here, once, before any worker starts
-    if not dry_run and files:
-        _check_scicat(cfg)
+    try:
+        Ingestor(cfg, None)  # checksum, [defaults] and profiles are checked here, once, before any worker starts
+        if not dry_run and files:
+            _check_scicat(cfg)
+    except KeyboardInterrupt:
+        warn(f"ingest-file: interrupted before the first file: 0 file(s) done, {len(files)} not done")
+        raise typer.Exit(130) from None
     outcome = _run(cfg, files, as_json, dry_run)
     for result in early:
         outcome.total += 1
