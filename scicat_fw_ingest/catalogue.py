@@ -310,18 +310,20 @@ class PushResult:
 
 
 def push_catalogue(directory: str | Path | CatalogueDir, client: Sink | None, *,
-                   dry_run: bool = False) -> list[PushResult]:
+                   dry_run: bool = False, results: list[PushResult] | None = None) -> list[PushResult]:
     """Send every stored dataset with its datablock through ``client.upsert``; one result per dataset.
 
     A corrupt or incomplete document gives a "failed" result naming the file and the push goes on.
     Once SciCat stays unreachable (a retryable error after the client's own retries), the remaining
     datasets are reported failed without being tried: waiting out the backoff for each would only
     delay the same answer. A dry run reads and checks every document and contacts nobody.
+    Results are appended to ``results`` (when given) as they come, so that after a Ctrl-C the caller
+    still knows what was done.
     """
     catalogue = directory if isinstance(directory, CatalogueDir) else CatalogueDir(directory, create=False)
     if client is None and not dry_run:
         raise ValueError("push_catalogue needs a client unless dry_run")
-    results: list[PushResult] = []
+    results = [] if results is None else results  # the caller's list holds what was done if interrupted
     unreachable: str | None = None
     for entry in catalogue.entries():
         where = str(entry.path)

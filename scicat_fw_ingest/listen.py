@@ -182,7 +182,10 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             queued = self.state.counts().get(QUEUED)
         except StateError:
             return False
-        return self._assigned and now - self._last_message >= (self.options.exit_when_idle or 0) and not queued
+        limit = self.options.exit_when_idle or 0
+        if not self._assigned:  # a topic that does not exist is never assigned; a group join takes seconds
+            limit = max(limit, 10.0)
+        return now - self._last_message >= limit and not queued
 
     def _drain(self) -> None:
         log.info("stopping: finishing %d file(s) in flight", len(self._work))

@@ -376,3 +376,26 @@ def test_cli_bad_input_is_one_line(sfi, tmp_path: Path, catalogue: CatalogueDir)
     empty.mkdir()
     run = sfi("push-catalogue", str(empty), "--dry-run")
     assert run.returncode == 0 and "nothing to push" in run.stdout
+
+
+def test_push_catalogue_ctrl_c_says_what_was_done_and_exits_130(catalogue: CatalogueDir, scicat) -> None:
+    fill(catalogue, 30)
+    scicat.slow(0.2)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SFI_")}
+    proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "push-catalogue", str(catalogue.path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**base, **scicat_env(scicat)}, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while len(scicat.origdatablocks) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # two datasets complete: at least one result is counted, the push is under way
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=15)
+    finally:
+        scicat.slow(0)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err
+    [line] = [x for x in err.splitlines() if "interrupted:" in x]
+    done = int(line.split("interrupted: ")[1].split()[0])
+    assert 0 < done < 30 and f"{done} dataset(s) pushed" in out

@@ -92,7 +92,8 @@ def test_secrets_never_in_repr_or_dump(config_file: Path) -> None:
 
 def test_sfi_config_command_masks_secrets(config_file: Path, sfi) -> None:
     run = sfi("config", "--config", str(config_file), env={"SFI_SCICAT_PASSWORD": "env-secret-000"})
-    assert run.returncode == 0
+    assert run.returncode == 1  # /mnt/data (a path_map data root) does not exist here: listed, config still shown
+    assert "data root '/mnt/data'" in run.stderr
     shown = json.loads(run.stdout)
     assert shown["scicat"]["password"] == "***" and shown["kafka"]["bootstrap.servers"] == "file-broker:9092"
     for secret in (*SECRETS, "env-secret-000"):

@@ -1,7 +1,8 @@
 """The ``sfi`` command line: one short module per command, nothing but parsing and printing.
 
-Commands register themselves on ``app`` in their module; ``main`` turns expected failures
-(``SfiError``) into one line on stderr and a non-zero exit, never a traceback.
+Commands register themselves on ``app`` in their module, which ``_app.LazyGroup`` imports only
+when that command is used (start-up time is a feature). ``main`` turns expected failures
+(``SfiError``) into one line per problem on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,23 +11,13 @@ import os
 import sys
 
 from ..errors import SfiError
+from . import _common as _common  # noqa: F401  (registers the global options: -c, --version)
 from ._app import app
-
-# Each import registers its command(s) on ``app``.
-from . import config as _config  # noqa: E402,F401
-from . import decode as _decode  # noqa: E402,F401
-from . import forward_runinfo as _forward_runinfo  # noqa: E402,F401
-from . import ingest_file as _ingest_file  # noqa: E402,F401
-from . import list_status as _list_status  # noqa: E402,F401
-from . import listen as _listen  # noqa: E402,F401
-from . import produce_test as _produce_test  # noqa: E402,F401
-from . import profile as _profile  # noqa: E402,F401
-from . import push_catalogue as _push_catalogue  # noqa: E402,F401
-from . import watch as _watch  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,16 +26,26 @@ def main(argv: list[str] | None = None) -> None:
     except SfiError as exc:
         from ..config import mask_url_credentials  # a URL with user:password@ must not reach the terminal
 
-        sys.stderr.write(f"sfi: error: {mask_url_credentials(str(exc))}\n")
+        for line in mask_url_credentials(str(exc)).splitlines() or [type(exc).__name__]:
+            sys.stderr.write(f"sfi: error: {line}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (e.g. `sfi decode ... | head`): not an error of ours.
-        sys.stderr.close()
+        silence_stdout()
         sys.exit(0)
     except Exception as exc:  # a bug in sfi: say so in one line; SFI_DEBUG=1 shows the traceback
         if os.environ.get("SFI_DEBUG"):
             raise
         sys.stderr.write(f"sfi: internal error: {type(exc).__name__}: {exc} (set SFI_DEBUG=1 for a traceback)\n")
         sys.exit(EXIT_INTERNAL)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush does not fail on a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

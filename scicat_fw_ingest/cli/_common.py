@@ -1,4 +1,4 @@
-"""Options shared by every command, and the bridge from flags to the one config model."""
+"""Options shared by every command, the global options, and the bridge from flags to the one config model."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import typer
 from rich.console import Console
 
 from ..config import Config, load_config
+from ._app import app
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file (else $SFI_CONFIG).", show_default=False),
+    typer.Option("--config", "-c", help="TOML config file (else the global -c, else $SFI_CONFIG).",
+                 show_default=False),
 ]
 BrokerOpt = Annotated[
     str | None,
@@ -31,10 +33,42 @@ LogLevelOpt = Annotated[str | None, typer.Option("--log-level", help="debug|info
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
+#: ``sfi -c FILE COMMAND``: the config named before the command (a command's own -c wins).
+_global_config: Path | None = None
 
-def load(config: Path | None, **tables: dict[str, Any]) -> Config:
-    """The effective config: flags (``tables``, ``None`` = not given) > env > file > defaults."""
-    return load_config(config, overrides=tables)
+
+def _show_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        sys.stdout.write(f"sfi {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global_options(
+    config: Annotated[Path | None, typer.Option("--config", "-c", show_default=False,
+                                                help="TOML config file for any command (else $SFI_CONFIG).")] = None,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
+                                          help="Print the version of sfi and exit.")] = False,
+) -> None:
+    """sfi — ingest NeXus files finished by the ESS/ISIS file writer into SciCat, and inspect its Kafka channels."""
+    global _global_config
+    _global_config = config
+
+
+def load(config: Path | None, *, check: bool = True, **tables: dict[str, Any]) -> Config:
+    """The effective config: flags (``tables``, ``None`` = not given) > env > file > defaults.
+
+    The whole configuration is validated (``config_check``) before the command does any work:
+    every problem is one line of the ``ConfigError`` (exit 2).
+    """
+    cfg = load_config(config or _global_config, overrides=tables)
+    if check:
+        from ..config_check import validate
+
+        validate(cfg)
+    return cfg
 
 
 def start_logging(cfg: Config, log_format: str, verbose: int = 0, quiet: int = 0, level: str | None = None) -> None:

@@ -1,16 +1,42 @@
-"""Readable rich rendering of a decoded message for people at a terminal."""
+"""Readable rich rendering for people at a terminal: decoded messages, and ids and paths that fit a table.
+
+Tables show ids and paths abbreviated (``abbreviate_id``, ``abbreviate_path``) so that a row fits an
+80-column terminal; ``--json`` always carries them in full.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..messages import Message
+if TYPE_CHECKING:  # only for annotations: importing the decoder loads numpy
+    from ..messages import Message
+
+def abbreviate_id(value: str | None, keep: int = 8) -> str:
+    """'0d5b7e2c…' for a uuid-like id (the part after the last '/' of a prefixed pid); short ids unchanged."""
+    if not value:
+        return "-"
+    tail = value.rsplit("/", 1)[-1]
+    return tail if len(tail) <= keep + 1 else tail[:keep] + "…"
+
+
+def abbreviate_path(path: str, width: int = 40) -> str:
+    """The end of ``path`` (file name first), '…/' in front when it had to be cut."""
+    if len(path) <= width:
+        return path
+    parts = path.split("/")
+    kept = parts[-1]
+    for part in reversed(parts[:-1]):
+        if len(part) + len(kept) + 3 > width:
+            break
+        kept = f"{part}/{kept}"
+    return "…/" + kept if len(kept) + 2 <= width else "…" + kept[-(width - 1):]
+
 
 _COLOURS = {"pl72": "green", "6s4t": "red", "answ": "yellow", "x5f2": "blue", "wrdn": "magenta"}
 

@@ -76,15 +76,15 @@ def decode_command(
                                                     show_default=False)] = None,
     partition: Annotated[int | None, typer.Option("--partition", "-p", help="Only this partition.",
                                                   show_default=False)] = None,
-    offset: Annotated[int | None, typer.Option("--offset", "-o", help="Start at this offset.",
+    offset: Annotated[int | None, typer.Option("--offset", help="Start at this offset.",
                                                show_default=False)] = None,
     from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest message.")] = False,
-    last: Annotated[int | None, typer.Option("--last", "-n", help="Start N messages before the end (per partition).",
+    last: Annotated[int | None, typer.Option("--last", help="Start N messages before the end (per partition).",
                                              show_default=False)] = None,
     from_time: Annotated[str | None, typer.Option("--from-time", help="Start at this time: ISO-8601 "
                                                   "(2026-11-21T10:00:00Z) or ago (15m, 2h, 1d).",
                                                   show_default=False)] = None,
-    count: Annotated[int | None, typer.Option("--count", help="Stop after N messages.", show_default=False)] = None,
+    count: Annotated[int | None, typer.Option("--count", "-n", help="Stop after N messages.", show_default=False)] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new messages until Ctrl-C.")] = False,
     expect: Annotated[str | None, typer.Option("--expect", help="Accept only this schema id (e.g. wrdn).",
                                                show_default=False)] = None,
@@ -135,12 +135,15 @@ def decode_command(
         if as_json:
             record = {**message.to_jsonable(full=True), **meta}
             stdout.file.write(json.dumps(record, ensure_ascii=False) + "\n")
-            stdout.file.flush()
+            if follow:  # a live view shows each message as it comes; otherwise the buffer is written at exit
+                stdout.file.flush()
         else:
             render_message(stdout, message, label, meta, full=full)
 
     if topics:
         cfg = load(config, kafka={"bootstrap.servers": broker})
+        from ..kafka import Position, read_topic  # here: decoding files needs no Kafka client
+
         if offset is not None:
             position = Position(offset=offset)
         elif last is not None:

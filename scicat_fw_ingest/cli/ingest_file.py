@@ -6,11 +6,9 @@ import fnmatch
 import glob
 import json
 import os
-from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,10 +16,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..datablock import ALGORITHMS
-from ..errors import SfiError
-from ..ingest import IngestResult, Ingestor
 from ._app import app
 from ._common import ConfigOpt, JsonOpt, load, stderr, stdout, warn
+from ._render import abbreviate_id, abbreviate_path
+
+if TYPE_CHECKING:  # the ingest core loads h5py: imported in the command, not for --help
+    from ..batch import BatchOutcome
+    from ..ingest import IngestResult, Ingestor
 
 _GLOB_CHARS = set("*?[")
 
@@ -70,17 +71,19 @@ def ingest_file_command(
     paths: Annotated[list[str], typer.Argument(help="NeXus files, directories (searched recursively) or globs.",
                                                show_default=False)],
     pattern: Annotated[str | None, typer.Option("--pattern", help="File name patterns for directories, "
-                                                "comma-separated (else \\[ingest] pattern: *.nxs,*.nx5,*.hdf,*.hdf5,*.h5).",
+                                                "comma-separated (else \\[ingest] pattern, "
+                                                "default: *.nxs,*.nx5,*.hdf,*.hdf5,*.h5).",
                                                 show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Build and print the payloads; do not contact SciCat.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show each field's value and where it came from; "
                                           "SciCat is only read (scicat: lookups in the profile).")] = False,
     profile: Annotated[str | None, typer.Option("--profile", help="Mapping profile name or .toml path "
                                                 "(else chosen per file).", show_default=False)] = None,
-    checksum: Annotated[str | None, typer.Option("--checksum", help=f"{'|'.join(ALGORITHMS)} (else \\[ingest] checksum, "
-                                                 "sha256).", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Files in parallel "
-                                                "(else \\[ingest] workers, 4).", show_default=False)] = None,
+    checksum: Annotated[str | None, typer.Option("--checksum", help=f"{'|'.join(ALGORITHMS)} (else \\[ingest] "
+                                                 "checksum, default: sha256).", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Worker processes, files in "
+                                                "parallel (else \\[ingest] workers, default: 4).",
+                                                show_default=False)] = None,
     scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat API base, e.g. "
                                                    "https://scicat.example/api/v3 (else $SFI_SCICAT_URL or \\[scicat] url).",
                                                    show_default=False)] = None,
@@ -90,15 +93,23 @@ def ingest_file_command(
     """Ingest finished NeXus files into SciCat as raw datasets with their file list.
 
     Datasets that already exist (with their file list) are skipped: a backfill can re-run safely.
+    Files are ingested in worker processes (-j), using every core.
+
+    Ctrl-C stops the batch within 2 s: files in flight finish or are abandoned, a summary says what
+    was done and what was not (exit 130); re-run the same command for the rest.
 
     Credentials come only from the environment (SFI_SCICAT_TOKEN, ...) or the config file.
 
-    Exit 0 when every file was created, existed or (--dry-run) was built; 1 when any failed; 2 for bad usage.
+    Exit 0 when every file was created, existed or (--dry-run) was built; 1 when any failed; 2 for bad
+    usage; 130 when interrupted.
     """
     if checksum is not None and checksum not in ALGORITHMS:
         raise typer.BadParameter(f"'{checksum}' is not one of {', '.join(ALGORITHMS)}", param_hint="--checksum")
     cfg = load(config, ingest={"checksum": checksum, "profile": profile, "workers": workers, "pattern": pattern},
                scicat={"url": scicat_url})
+    from ..batch import AUTH_STOP
+    from ..ingest import IngestResult, Ingestor
+
     patterns = [p.strip() for p in cfg.ingest.pattern.split(",") if p.strip()]
     items = list(expand_paths(paths, patterns))
     files = [path for path, problem in items if problem is None]
@@ -113,39 +124,60 @@ def ingest_file_command(
             failed += _explain_one(ingestor, path, as_json)
         raise typer.Exit(1 if failed else 0)
 
-    sink = None
-    if not dry_run:
-        from ..scicat import ScicatClient  # imported here: a dry run needs neither requests nor pyscicat
-
-        sink = ScicatClient.from_config(cfg.scicat)
     try:
-        ingestor = Ingestor(cfg, sink, explicit_paths=paths)  # what the operator named is a data root
-        results = early + _run(ingestor, files, cfg.ingest.workers, as_json, dry_run)
-    finally:
-        if sink is not None:
-            sink.close()
+        Ingestor(cfg, None, explicit_paths=paths)  # checksum, [defaults], profiles checked once, before any worker
+        if not dry_run and files:
+            _check_scicat(cfg)
+    except KeyboardInterrupt:
+        warn(f"ingest-file: interrupted before the first file: 0 file(s) done, {len(files)} not done")
+        raise typer.Exit(130) from None
+    outcome = _run(cfg, files, as_json, dry_run, paths)
     for result in early:
+        outcome.total += 1
+        outcome.add(result)
         _emit(result, as_json, dry_run)
     if not as_json:
-        _summary(results)
-    raise typer.Exit(1 if any(r.status in ("failed", "rejected") for r in results) else 0)
+        _summary(outcome)
+    if outcome.auth_error:
+        warn(f"ingest-file: stopped after {AUTH_STOP} files in a row were refused by SciCat (check the "
+             f"credentials): {outcome.auth_error}")
+    if outcome.stopped:
+        warn(f"ingest-file: stopped: {outcome.stopped}")
+    if outcome.interrupted or outcome.auth_error or outcome.stopped:
+        warn(f"ingest-file: {'interrupted' if outcome.interrupted else 'stopped'}: {outcome.done} file(s) done, "
+             f"{outcome.not_done} not done (run the same command again: datasets that exist are skipped)")
+    if outcome.interrupted:
+        raise typer.Exit(130)
+    failed = outcome.counts.get("failed") or outcome.counts.get("rejected")
+    raise typer.Exit(1 if failed or outcome.auth_error or outcome.stopped else 0)
 
 
-def _run(ingestor: Ingestor, files: list[str], workers: int, as_json: bool, dry_run: bool) -> list[IngestResult]:
+def _check_scicat(cfg: Any) -> None:
+    """One login and one read before the batch: wrong credentials are one line, not one per file."""
+    from ..scicat import ScicatClient  # imported here: a dry run needs neither requests nor pyscicat
+
+    client = ScicatClient.from_config(cfg.scicat)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _run(cfg: Any, files: list[str], as_json: bool, dry_run: bool, named: list[str]) -> BatchOutcome:
     show_bar = len(files) > 1 and stderr.is_terminal
     progress = Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=stderr, transient=True) if show_bar else None
-    results: list[IngestResult] = []
-    with progress or nullcontext(), ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with progress or nullcontext():
         task = progress.add_task("files", total=len(files)) if progress else None
-        futures = [pool.submit(ingestor.ingest, path) for path in files]
-        for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
+
+        def on_result(result: IngestResult) -> None:
             if progress is not None and task is not None:
                 progress.advance(task)
             _emit(result, as_json, dry_run, quiet=show_bar)
-    return results
+
+        from ..batch import Batch
+
+        return Batch(cfg, processes=cfg.ingest.workers, dry_run=dry_run, explicit_paths=named).run(files, on_result)
 
 
 def _emit(result: IngestResult, as_json: bool, dry_run: bool, *, quiet: bool = False) -> None:
@@ -163,28 +195,29 @@ def _emit(result: IngestResult, as_json: bool, dry_run: bool, *, quiet: bool = F
                                      indent=2, ensure_ascii=False) + "\n")
         stdout.file.flush()
     elif not quiet:
-        stdout.file.write(f"{result.status:8} {result.pid}  {result.file}\n")
+        stdout.file.write(f"{result.status:8} {abbreviate_id(result.pid)}  {result.file}\n")
         stdout.file.flush()
 
 
-def _summary(results: list[IngestResult]) -> None:
-    counts = Counter(r.status for r in results)
+def _summary(outcome: BatchOutcome) -> None:
     table = Table(title="ingest-file summary", show_edge=False)
     table.add_column("status")
     table.add_column("files", justify="right")
     for status in ("created", "repaired", "exists", "dry-run", "failed", "rejected"):
-        if counts.get(status):
-            table.add_row(status, str(counts[status]))
-    table.add_row("total", str(len(results)))
+        if outcome.counts.get(status):
+            table.add_row(status, str(outcome.counts[status]))
+    if outcome.not_done:
+        table.add_row("not done", str(outcome.not_done))
+    table.add_row("total", str(outcome.total))
     stdout.print(table)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
+    if outcome.failed:
         errors = Table(title="failed files", show_edge=False)
         errors.add_column("file", overflow="fold")
-        errors.add_column("retry may help")
+        errors.add_column("retry?")
         errors.add_column("reason", overflow="fold")
-        for r in sorted(failed, key=lambda r: r.file):
-            errors.add_row(Text(r.file), "yes" if r.retryable else "no", Text(r.error or ""))
+        for file, retryable, reason in sorted(outcome.failed):
+            errors.add_row(Text(abbreviate_path(file, 30)), "yes" if retryable else "no",
+                           Text(reason.replace(file, abbreviate_path(file, 30))))
         stdout.print(errors)
 
 
@@ -203,6 +236,8 @@ def _lookup_client(cfg: Any) -> Any:
 
 
 def _explain_one(ingestor: Ingestor, path: str, as_json: bool) -> int:
+    from ..errors import SfiError
+
     try:
         rows = ingestor.explain(path)
     except SfiError as exc:

@@ -160,6 +160,11 @@ def retry_command(
     cfg = load(config, listen={"state_dir": state_dir})
     _require_state(cfg.listen.state_dir)
     state = StateStore(cfg.listen.state_dir)
+    unknown = [f for f in files or [] if state.get_file(f) is None]
+    if unknown:
+        from ..errors import SfiError
+
+        raise SfiError("\n".join(f"retry: {f}: not in the listener's state (see sfi failures)" for f in unknown))
     n = state.requeue(files or None)
     if not now:
         print(json.dumps({"requeued": n}) if as_json else f"{n} file(s) queued for the listener")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..catalogue import CatalogueDir, push_catalogue
+from ..catalogue import CatalogueDir, PushResult, push_catalogue
 from ..errors import ConfigError
 from ._app import app
 from ._common import ConfigOpt, JsonOpt, load, stdout, warn
@@ -39,15 +39,19 @@ def push_catalogue_command(
     if not directory.is_dir():  # checked here, not by typer, whose boxed message wraps long paths
         raise ConfigError(f"push-catalogue: {directory}: " + ("not a directory" if directory.exists() else "not found"))
     catalogue = CatalogueDir(directory, create=False)
+    results: list[PushResult] = []
+    interrupted = False
     if dry_run:
-        results = push_catalogue(catalogue, None, dry_run=True)
+        push_catalogue(catalogue, None, dry_run=True, results=results)
     else:
         cfg = load(config, scicat={"url": scicat_url})
         from ..scicat import ScicatClient  # here: pyscicat takes ~0.2 s to import, every other command skips it
 
         client = ScicatClient.from_config(cfg.scicat)
         try:
-            results = push_catalogue(catalogue, client)
+            push_catalogue(catalogue, client, results=results)
+        except KeyboardInterrupt:  # the dataset in flight is abandoned: its upsert is idempotent
+            interrupted = True
         finally:
             client.close()
     failed = [r for r in results if r.status == "failed"]
@@ -63,4 +67,8 @@ def push_catalogue_command(
         verb = "checked" if dry_run else "pushed"
         stdout.file.write(f"{len(results)} dataset(s) {verb} from {directory}: {', '.join(parts)}\n")
         stdout.file.flush()
+    if interrupted:
+        warn(f"push-catalogue: interrupted: {len(results)} dataset(s) done, the rest not done (run the same "
+             "command again: datasets already in SciCat are reported exists)")
+        raise typer.Exit(130)
     raise typer.Exit(1 if failed else 0)
