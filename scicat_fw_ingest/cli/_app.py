@@ -27,7 +27,7 @@ from typer._coercion import RuntimeParam
 from typer._click.exceptions import BadParameter
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort, Exit
-from typer.main import get_command_from_info
+from typer.main import get_command_from_info, get_group_from_info
 
 #: command -> (module under scicat_fw_ingest.cli, one-line summary for ``sfi --help``).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,6 +40,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "produce-test": ("produce_test", "Simulate file-writer jobs: write NeXus files and publish their messages."),
     "forward-runinfo": ("forward_runinfo", "Enrich ISIS run starts with the ISIS NeXus structure and forward them."),
     "push-catalogue": ("push_catalogue", "Push every stored dataset and its datablock to SciCat, idempotently."),
+    "watch": ("watch", "Watch folders and ingest each settled NeXus file exactly once (writers without wrdn)."),
+    "profile": ("profile", "Mapping profiles: convert scicat-ingestor schemas (sfi profile import)."),
+    "scicat": ("scicat", "SciCat connection tools: sfi scicat check (login, token expiry, rights)."),
     "config": ("config", "Show the effective configuration (secrets as ***); --check validates it."),
 }
 
@@ -65,6 +68,11 @@ EXAMPLES: dict[str, list[str]] = {
     "push-catalogue": ["sfi push-catalogue /var/lib/sfi/catalogue --scicat-url https://scicat.example/api/v3",
                        "sfi push-catalogue /var/lib/sfi/catalogue --dry-run"],
     "config": ["sfi -c /etc/sfi/sfi.toml config", "sfi -c /etc/sfi/sfi.toml config --check"],
+    "profile import": ["sfi profile import ../schemas/coda.imsc.yml -o /etc/sfi/profiles",
+                       "sfi profile import schemas/*.imsc.yml -o profiles --force"],
+    "watch": ["sfi watch /archive/musr --state-dir /var/lib/sfi",
+              "sfi watch /archive/musr -b kafka:9092 -t MUSR_runInfo --quiet 10",
+              "sfi watch /archive/musr --catalogue-dir /tmp/cat --poll"],
 }
 
 #: Short options: one meaning each, in every command that has them.
@@ -177,6 +185,14 @@ def _build(name: str) -> _click.Command:
                                             rich_markup_mode=app.rich_markup_mode)
             _polish(command, name)
             return command
+    for group in app.registered_groups:  # a command with subcommands (sfi profile import, sfi scicat check)
+        if group.name == name:
+            built = get_group_from_info(group, pretty_exceptions_short=app.pretty_exceptions_short,
+                                        suggest_commands=True,
+                                        rich_markup_mode=app.rich_markup_mode)
+            for sub_name, sub in built.commands.items():
+                _polish(sub, f"{name} {sub_name}")
+            return built
     raise LookupError(f"command {name} is listed in COMMANDS but its module did not register it")
 
 
