@@ -73,7 +73,9 @@ def test_secrets_stay_out_of_errors_reprs_and_logs(scicat_server: Server, caplog
     scicat_server.expire_tokens()
     with pytest.raises(ScicatError) as info:
         client.upsert(raw_dataset(), datablock())
-    assert info.value.status == 401 and not info.value.retryable
+    # a refused static token queues files (retryable), flagged as an auth problem, with one clear message
+    assert info.value.status == 401 and info.value.retryable and info.value.auth
+    assert "SciCat token expired or refused: set a new one" in str(info.value)
     bad = ScicatClient(scicat_server.url, username=USER, password="not-the-password-xyz", backoff=0.01)
     with pytest.raises(ScicatError) as login_info:
         bad.ping()
@@ -161,7 +163,9 @@ def test_one_relogin_on_401(scicat_server: Server) -> None:
     scicat_server.fail_next(5, 401)
     with pytest.raises(ScicatError) as info:
         client.get_dataset("p/1")
-    assert info.value.status == 401 and not info.value.retryable
+    # the re-login was refused too: an auth problem, retryable (files queue), naming the account
+    assert info.value.status == 401 and info.value.retryable and info.value.auth
+    assert f"login as '{USER}' failed: 401" in str(info.value)
     assert logins(scicat_server) == 3
     assert len(scicat_server.requests) - scicat_server.requests.index(scicat_server.requests[-3]) == 3
 
@@ -230,7 +234,7 @@ def test_a_409_race_takes_the_exists_path(scicat_server: Server, other_had_datab
     if other_had_datablock:
         other.upsert(raw_dataset(PID, owner="the other writer"), datablock(10))
     else:
-        other._exchange("POST", "Datasets", body=raw_dataset(PID, owner="the other writer"))
+        other.exchange("POST", "/api/v3/Datasets", body=raw_dataset(PID, owner="the other writer"))
     # Our lookup happened before the other one's create: the dataset looked absent.
     scicat_server.fail_next(1, 404, method="GET", path_contains=pid_path(PID))
     assert by_token(scicat_server).upsert(raw_dataset(PID), datablock(10)) == expected
