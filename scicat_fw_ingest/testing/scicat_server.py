@@ -15,6 +15,7 @@ runs it in the foreground for the demo and benchmarks.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import secrets
 import socket
@@ -237,8 +238,10 @@ class ScicatTestServer:
             return 401, {"statusCode": 401, "message": "Unauthorized"}
         life = self.token_life or 3600
         with self.lock:
-            if self.token_life is not None:
-                self.token = secrets.token_urlsafe(24)
+            if self.token_life is not None:  # JWT-shaped, with ``exp``, as the real backend issues them
+                claims = json.dumps({"username": name, "iat": int(time.time()), "exp": time.time() + life})
+                self.token = ".".join(base64.urlsafe_b64encode(part.encode()).decode().rstrip("=") for part in
+                                      ('{"alg":"none","typ":"JWT"}', claims, secrets.token_hex(8)))
             self._tokens[self.token] = (name, time.monotonic() + life)
             token = self.token
         return 201, {"access_token": token, "id": token, "expires_in": life, "ttl": life, "userId": name,
