@@ -1,4 +1,5 @@
-"""One datablock per dataset, proven on the REAL backend (both versions, API v3 and v4).
+"""One datablock per dataset, proven on the REAL backend (both versions, API v3 and v4), for the faults
+that need real time or real processes (the rest of the contract: ``test_scicat_contract.py``).
 
 The faults sit between backend and client (``testing/fault_proxy.py``): the backend stores a datablock
 POST, then the answer comes after the client's timeout, or is replaced by a 502. Plus: a process
@@ -66,20 +67,6 @@ def test_datablock_answered_after_the_client_timeout_is_not_sent_twice(real_scic
     assert blocks_and_size(real_scicat, pid) == (1, 1234, 1)
 
 
-@pytest.mark.parametrize("api", API)
-def test_a_502_after_the_backend_stored_the_datablock_is_not_sent_twice(real_scicat: RealBackend, api: str,
-                                                                         tmp_path: Path) -> None:
-    pid = fresh_pid()
-    with FaultProxy(real_scicat.base) as proxy:
-        proxy.replace(502, path_contains="rigdatablocks", method="POST", n=3)
-        c = client(proxy.url, api, tmp_path)
-        try:
-            assert c.upsert(raw_dataset(pid), datablock(777)) == "created"
-        finally:
-            c.close()
-    assert blocks_and_size(real_scicat, pid) == (1, 777, 1)
-
-
 def _upsert_script(url: str, api: str, lock_dir: Path, pid: str, size: int, grace: float) -> list[str]:
     code = (
         "import json,sys\n"
@@ -129,47 +116,6 @@ def test_four_processes_racing_on_one_file(real_scicat: RealBackend, api: str, t
     statuses = sorted(o[0].strip() for o in outs)
     assert statuses == ["created", "exists", "exists", "exists"]
     assert blocks_and_size(real_scicat, pid) == (1, 999, 1)
-
-
-@pytest.mark.parametrize("api", API)
-def test_non_admin_ingestor_creates_and_reruns_without_read_rights(real_scicat: RealBackend, api: str,
-                                                                    tmp_path: Path) -> None:
-    """ownerGroup 'ess' (the ingestor is not in it): reads are 403, yet re-runs say "exists", no duplicate."""
-    pids = [fresh_pid() for _ in range(3)]
-    c = client(real_scicat.base + f"/api/{api}", api, tmp_path, user="ingestor")
-    try:
-        assert [c.upsert(raw_dataset(p, accessGroups=["ess"]), datablock(50)) for p in pids] == ["created"] * 3
-        assert c.get_dataset(pids[0]) is None  # not readable for this account: never an error
-        assert [c.upsert(raw_dataset(p, accessGroups=["ess"]), datablock(50)) for p in pids] == ["exists"] * 3
-    finally:
-        c.close()
-    for p in pids:
-        assert blocks_and_size(real_scicat, p) == (1, 50, 1)
-
-
-def test_empty_metadata_key_is_dropped_and_the_backend_stays_up(real_scicat: RealBackend, tmp_path: Path,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
-    pid = fresh_pid()
-    c = client(real_scicat.url, "v3", tmp_path)
-    try:
-        assert c.upsert(raw_dataset(pid, scientificMetadata={"": "x", "ok": 1}, runNumber=42),
-                        datablock(10)) == "created"
-    finally:
-        c.close()
-    assert real_scicat.alive()
-    status, doc = real_scicat.request("GET", f"/api/v3/Datasets/{pid_path(pid)}")
-    assert status == 200 and doc["scientificMetadata"] == {"ok": 1} and doc["runNumber"] == "42"
-    assert any("scientificMetadata key '' dropped" in r.getMessage() and "file_0.nxs" in r.getMessage()
-               for r in caplog.records)
-
-
-def test_get_json_reads_relative_to_v3_and_none_on_404(real_scicat: RealBackend, tmp_path: Path) -> None:
-    c = client(real_scicat.base + "/api/v4", "auto", tmp_path)
-    try:
-        assert c.get_json("Proposals/no-such-proposal-" + uuid.uuid4().hex) is None
-        assert isinstance(c.get_json("Datasets", {"filter": json.dumps({"limit": 1})}), list)
-    finally:
-        c.close()
 
 
 def test_lock_files_do_not_pile_up(real_scicat: RealBackend, tmp_path: Path) -> None:

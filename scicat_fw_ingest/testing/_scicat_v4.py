@@ -4,8 +4,8 @@ Kept apart from ``scicat_server.py`` (HTTP, faults, v3 storage) so each rule rea
 ``shared/docs/scicat-api.md``:
 - v4 dataset DTO: plural ``principalInvestigators``/``proposalIds``/``instrumentIds``/``sampleIds``,
   ``datasetName`` required, a singular v3 field is a 400, a missing ``owner`` a 500 (storage needs it);
-- ``POST /api/v4/origdatablocks`` with ``datasetId`` *recomputes* the dataset's size and file count
-  (v3 adds); a non-admin account not in the dataset's groups gets 403 there (v3's nested route accepts);
+- ``POST /api/v4/origdatablocks`` with ``datasetId``: 4.5.0 *recomputes* the dataset's size and file
+  count from all its datablocks, 5.1.0 adds (as v3 always does); a non-admin account not in the dataset's groups gets 403 there (v3's nested route accepts);
 - reads by a non-admin account: only datasets whose ownerGroup/accessGroups meet its groups
   (``{username, "globalaccess"}``), else 403 ``Unauthorized access``; list reads are filtered silently.
 """
@@ -103,7 +103,10 @@ def _post_datablock(server: ScicatTestServer, body: Any, user: str | None) -> tu
         block["id"] = block["_id"]
         blocks = server.origdatablocks.setdefault(pid, [])
         blocks.append(block)
-        # v4 recomputes the totals from every datablock (v3 adds to what the dataset holds)
-        dataset["size"] = sum(int(b["size"]) for b in blocks)
-        dataset["numberOfFiles"] = sum(len(b["dataFileList"]) for b in blocks)
+        if server.version == "4.5.0":  # 4.5.0's v4 recomputes the totals from every datablock
+            dataset["size"] = sum(int(b["size"]) for b in blocks)
+            dataset["numberOfFiles"] = sum(len(b["dataFileList"]) for b in blocks)
+        else:  # 5.1.0's v4 adds, as v3 does
+            dataset["size"] = int(dataset.get("size") or 0) + int(body["size"])
+            dataset["numberOfFiles"] = int(dataset.get("numberOfFiles") or 0) + len(body["dataFileList"])
         return 201, dict(block)
