@@ -9,7 +9,6 @@ exactly one datablock and the dataset's size equal to the file's (read back as a
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

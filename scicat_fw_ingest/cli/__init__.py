@@ -21,6 +21,7 @@ from . import list_status as _list_status  # noqa: E402,F401
 from . import listen as _listen  # noqa: E402,F401
 from . import produce_test as _produce_test  # noqa: E402,F401
 from . import push_catalogue as _push_catalogue  # noqa: E402,F401
+from . import scicat as _scicat  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 
