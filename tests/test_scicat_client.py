@@ -13,7 +13,9 @@ import requests
 
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.errors import ConfigError
-from scicat_fw_ingest.scicat import ScicatClient, ScicatError, pid_path
+from scicat_fw_ingest.scicat import ScicatClient, ScicatError, pid_path, sanitize_dataset, split_url
+from scicat_fw_ingest.scicat._journal import PidJournal
+from scicat_fw_ingest.scicat.v4 import V4
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 from .scicat_fixtures import PASSWORD, USER, datablock, raw_dataset, scicat_server  # noqa: F401
@@ -303,3 +305,89 @@ def test_from_config_names_the_missing_key(env: dict[str, str], key: str) -> Non
 def test_a_bad_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="expected http"):
         ScicatClient("localhost:3000/api/v3", token="t")
+
+
+# -- the package: config checks, payload sanitising, v4 shapes, the per-pid journal ----------------------
+@pytest.mark.parametrize("url,ok", [
+    ("https://scicat.example.org/api/v3", True), ("https://scicat.example.org/api/v4/", True),
+    ("https://scicat.example.org/scicat/api/v3", True), ("https://scicat.example.org", False),
+    ("https://scicat.example.org/api/v2", False), ("scicat.example.org/api/v3", False),
+])
+def test_url_shape_checked_at_config_load(url: str, ok: bool) -> None:
+    if ok:
+        assert load_config(None, env={"SFI_SCICAT_URL": url}).scicat.url == url
+    else:
+        with pytest.raises(ConfigError, match=r"\[scicat\] url .*(must end in /api/v3 or /api/v4|expected http)"):
+            load_config(None, env={"SFI_SCICAT_URL": url})
+
+
+def test_url_credentials_never_in_the_url_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"SFI_SCICAT_URL": "https://user:s3cret@scicat.example.org/"})
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("toml,message", [
+    ('[defaults]\ncontactEmail = "not-an-email"\n', "[defaults] contactEmail = 'not-an-email': not an email"),
+    ('[defaults]\nownerEmail = "a@b.org;nope"\n', "[defaults] ownerEmail"),
+    ('[defaults]\nrunNumber = 42\n', "[defaults] runNumber = 42: must be a string"),
+    ('[defaults]\nproposalId = 123\n', "[defaults] proposalId = 123: must be a string"),
+    ('[scicat]\napi = "v5"\n', "[scicat] api: must be one of auto, v3, v4"),
+])
+def test_values_scicat_rejects_are_caught_at_config_load(tmp_path, toml: str, message: str) -> None:
+    path = tmp_path / "sfi.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_several_default_emails_joined_by_semicolon_are_fine(tmp_path) -> None:
+    path = tmp_path / "sfi.toml"
+    path.write_text('[defaults]\ncontactEmail = "a@example.org; b@example.org"\n')
+    assert load_config(path, env={}).defaults["contactEmail"]
+
+
+def test_sanitize_drops_empty_keys_at_any_depth_and_stringifies_ids() -> None:
+    original = {"pid": "p", "runNumber": 7, "proposalId": 12.0, "sampleId": "s",
+                "scientificMetadata": {"": 1, "a.b c$": 2, "n": {"": 3, "k": {"": 4, "v": 5}}}}
+    clean, warnings = sanitize_dataset(original)
+    assert clean["scientificMetadata"] == {"a.b c$": 2, "n": {"k": {"v": 5}}}
+    assert (clean["runNumber"], clean["proposalId"], clean["sampleId"]) == ("7", "12", "s")
+    assert len(warnings) == 3 and all("dataset p" in w for w in warnings)
+    assert original["scientificMetadata"][""] == 1  # the caller's dict is left alone
+
+
+def test_v4_body_from_the_v3_shape() -> None:
+    body = V4().dataset_body(raw_dataset("p/1", proposalId="P1", instrumentId="ymir", sampleId=""))
+    assert body["principalInvestigators"] == ["Ada Lovelace"] and body["proposalIds"] == ["P1"]
+    assert body["instrumentIds"] == ["ymir"] and "sampleIds" not in body
+    assert not {"principalInvestigator", "proposalId", "instrumentId", "sampleId"} & set(body)
+    assert body["datasetName"] == "2024/coda" and body["owner"] == "Ada Lovelace"
+
+
+def test_api_chosen_from_the_url_or_the_option() -> None:
+    assert split_url("http://h:3000/api/v4") == ("http://h:3000", "v4")
+    assert split_url("http://h:3000/api/v3/", "auto") == ("http://h:3000", "v3")
+    assert split_url("http://h:3000/api/v3", "v4") == ("http://h:3000", "v4")
+
+
+def test_journal_note_survives_a_dead_holder_and_is_removed_when_settled(tmp_path) -> None:
+    with PidJournal(tmp_path, "http://h", "p/1") as journal:
+        assert journal.pending_since is None
+        journal.mark_sending()  # ... and the process "dies" here: the note stays
+    with PidJournal(tmp_path, "http://h", "p/1") as journal:
+        assert journal.pending_since is not None
+        journal.settled()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_server_acting_as_4_5_0_answers_an_expired_token_with_403(tmp_path) -> None:
+    with ScicatTestServer({USER: PASSWORD}, version="4.5.0", admins=set()) as server:
+        client = by_password(server)
+        assert client.upsert(raw_dataset("p/45", accessGroups=[USER]), datablock()) == "created"
+        server.expire_tokens()
+        client._expires_at = client._life = None  # unknown expiry: only the 403 can tell
+        assert client.upsert(raw_dataset("p/46", accessGroups=[USER]), datablock()) == "created"
+        assert server.logins == 2
+        assert [r.status for r in server.requests if r.method == "POST"].count(403) == 1
