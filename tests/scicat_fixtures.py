@@ -52,9 +52,11 @@ ACCOUNTS = {"admin": "adminpass", "ingestor": "ingestorpass"}
 class Target:
     """One SciCat server the contract scenarios run against, with admin-eyed reads for the assertions."""
 
-    def __init__(self, kind: str, version: str, base: str, server: ScicatTestServer | None = None) -> None:
+    def __init__(self, kind: str, version: str, base: str, server: ScicatTestServer | None = None,
+                 short_lived: bool = False) -> None:
         self.kind, self.version, self.base, self.server = kind, version, base, server
-        self._admin_token: str | None = None
+        self.short_lived = short_lived  # tokens live seconds: never reuse one
+        self._tokens: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Target({self.kind}-{self.version})"
@@ -80,6 +82,8 @@ class Target:
         import urllib.error
         import urllib.request
 
+        if token is None and not self.short_lived:  # one login per account: the assertions read a lot
+            token = self._tokens.get(user) or self._tokens.setdefault(user, self.token(user))
         token = token or self.token(user)
         req = urllib.request.Request(f"{self.base}{path}", method=method,
                                      data=json.dumps(body).encode() if body is not None else None,

@@ -30,12 +30,13 @@ def _target(kind_version: str, real_scicat_factory, **settings: int) -> Iterator
     kind, version = kind_version.split("-")
     if kind == "backend":
         backend = real_scicat_factory(version, jwt_expires_in=settings.get("jwt_expires_in"))
-        yield Target("backend", backend.version, backend.base)
+        yield Target("backend", backend.version, backend.base, short_lived="jwt_expires_in" in settings)
         return
     server = ScicatTestServer(dict(ACCOUNTS), admins={"admin"}, version=version,
                               token_life=settings.get("jwt_expires_in"))
     with server:
-        yield Target("testserver", version, server.url.rsplit("/api/", 1)[0], server)
+        yield Target("testserver", version, server.url.rsplit("/api/", 1)[0], server,
+                     short_lived="jwt_expires_in" in settings)
 
 
 @pytest.fixture(params=TARGETS)

@@ -83,7 +83,7 @@ def _upsert_script(url: str, api: str, lock_dir: Path, pid: str, size: int, grac
 def test_sigkill_during_a_slow_datablock_post_then_rerun(real_scicat: RealBackend, api: str, tmp_path: Path) -> None:
     pid = fresh_pid()
     with FaultProxy(real_scicat.base) as proxy:
-        proxy.delay(4.0, path_contains="rigdatablocks", method="POST")
+        proxy.delay(2.5, path_contains="rigdatablocks", method="POST")
         proc = subprocess.Popen(_upsert_script(proxy.url, api, tmp_path / "locks", pid, 4321, 1.0), cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:

@@ -23,7 +23,6 @@ generation counter, so many threads hitting 401 together cause one login.
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
 import logging
 import random
@@ -32,13 +31,13 @@ import time
 import weakref
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ..config import SecretStr
 from ..errors import SfiError
+from ._describe import describe, maybe_sent, retry_after_seconds, safe_url, server_message, url_path
 
 log = logging.getLogger("sfi.scicat")
 
@@ -246,8 +245,8 @@ class Transport:
                 resp = self._session().request(method, url, json=body, params=params, headers=headers,
                                                timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
-                ambiguous = _maybe_sent(exc)
-                last = ScicatError(f"SciCat {method} {_path(url)}: {_describe(exc, self.timeout, url)}",
+                ambiguous = maybe_sent(exc)
+                last = ScicatError(f"SciCat {method} {url_path(url)}: {describe(exc, self.timeout, url)}",
                                    retryable=True)
                 delay = self._delay(attempt, None)
             else:
@@ -309,7 +308,7 @@ class Transport:
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
-            seconds = _retry_after_seconds(retry_after)
+            seconds = retry_after_seconds(retry_after)
             if seconds is not None:
                 return min(seconds, _MAX_RETRY_AFTER)
         return min(self.backoff * 2 ** (attempt - 1), _MAX_DELAY) * random.uniform(0.5, 1.0)
@@ -331,7 +330,7 @@ class Transport:
         if resp is None:
             return ScicatError(f"{where}: no answer")
         status = resp.status_code
-        text = self.scrub(_server_message(resp))
+        text = self.scrub(server_message(resp))
         return ScicatError(f"{where}: {status} {resp.reason or ''}".rstrip() + (f": {text}" if text else ""),
                            status=status, retryable=status >= 500 or status == 429)
 
@@ -346,64 +345,5 @@ def _seconds_until(epoch: float | None) -> float | None:
     return None if epoch is None else epoch - time.time()
 
 
-def _maybe_sent(exc: requests.RequestException) -> bool:
-    """False only when the request surely never reached the server (refused, connect timeout)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return False
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return not isinstance(reason, (NewConnectionError, ConnectTimeoutError))
-
-
-def _describe(exc: requests.RequestException, timeout: float, url: str) -> str:
-    split = urlsplit(url)
-    host = f"{split.hostname}:{split.port or (443 if split.scheme == 'https' else 80)}"
-    if isinstance(exc, requests.Timeout):
-        return f"no answer from {host} within {timeout:g} s"
-    reason: Any = exc
-    for _ in range(12):  # the chain is short; the bound only guards against a cycle
-        if reason is None:
-            break  # the innermost OS error reads best ("Connection refused")
-        if isinstance(reason, OSError) and reason.strerror:
-            return f"cannot connect to {host}: {reason.strerror}"
-        nxt = getattr(reason, "reason", None) or reason.__cause__ or reason.__context__
-        if nxt is None and reason.args and isinstance(reason.args[0], BaseException):
-            nxt = reason.args[0]
-        reason = nxt if nxt is not reason else None
-    if isinstance(exc, requests.ConnectionError):
-        return f"connection to {host} failed or was closed without an answer"
-    return f"request to {host} failed ({type(exc).__name__})"
-
-
-def _server_message(resp: requests.Response) -> str:
-    try:
-        data = resp.json()
-    except ValueError:
-        return resp.text.strip().replace("\n", " ")[:200]
-    message = data.get("message", data) if isinstance(data, dict) else data
-    if isinstance(message, list):
-        return "; ".join(str(m) for m in message)
-    return str(message)[:300]
-
-
-def _retry_after_seconds(value: str) -> float | None:
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _path(url: str) -> str:
-    return urlsplit(url).path
-
-
-def safe_url(url: str) -> str:
-    """The URL without any user:password@ part or query string."""
-    split = urlsplit(url)
-    host = split.hostname or ""
-    port = f":{split.port}" if split.port else ""
-    return f"{split.scheme}://{host}{port}{split.path}" if split.scheme else url.split("?")[0]
+__all__ = ["LOGIN_PATH", "TOKEN_REFUSED", "ScicatAuthError", "ScicatError", "Transport", "jwt_expiry",
+           "pid_path", "safe_url"]
