@@ -391,3 +391,23 @@ def test_a_server_acting_as_4_5_0_answers_an_expired_token_with_403(tmp_path) ->
         assert client.upsert(raw_dataset("p/46", accessGroups=[USER]), datablock()) == "created"
         assert server.logins == 2
         assert [r.status for r in server.requests if r.method == "POST"].count(403) == 1
+
+
+def test_push_catalogue_works_to_v4(tmp_path) -> None:
+    from scicat_fw_ingest.catalogue import CatalogueDir, push_catalogue
+
+    catalogue = CatalogueDir(tmp_path / "catalogue")
+    catalogue.upsert(raw_dataset("v4/1", proposalId="P1"), datablock(10))
+    catalogue.upsert(raw_dataset("v4/2"), datablock(20, 5))
+    with ScicatTestServer({USER: PASSWORD}, admins={USER}) as server:
+        client = ScicatClient(server.url.replace("/api/v3", "/api/v4"), username=USER, password=PASSWORD,
+                              lock_dir=tmp_path / "locks", backoff=0.01)
+        try:
+            assert sorted(r.status for r in push_catalogue(catalogue, client)) == ["created", "created"]
+            assert sorted(r.status for r in push_catalogue(catalogue, client)) == ["exists", "exists"]
+        finally:
+            client.close()
+        first = server.datasets["v4/1"]
+        assert first["version"] == "v4" and first["proposalIds"] == ["P1"] and "proposalId" not in first
+        assert (server.datasets["v4/2"]["size"], server.datasets["v4/2"]["numberOfFiles"]) == (25, 2)
+        assert {r.path for r in server.requests if r.method == "POST"} >= {"/api/v4/datasets", "/api/v4/origdatablocks"}
