@@ -411,3 +411,14 @@ def test_push_catalogue_works_to_v4(tmp_path) -> None:
         assert first["version"] == "v4" and first["proposalIds"] == ["P1"] and "proposalId" not in first
         assert (server.datasets["v4/2"]["size"], server.datasets["v4/2"]["numberOfFiles"]) == (25, 2)
         assert {r.path for r in server.requests if r.method == "POST"} >= {"/api/v4/datasets", "/api/v4/origdatablocks"}
+
+
+def test_a_refused_static_token_stops_being_sent_after_three_refusals(scicat_server: Server) -> None:
+    client = by_token(scicat_server)
+    scicat_server.expire_tokens()
+    for _ in range(6):
+        with pytest.raises(ScicatError) as info:
+            client.upsert(raw_dataset(), datablock())
+        assert info.value.auth and info.value.retryable
+    assert len(scicat_server.requests) == 3
+    assert "not trying again" in str(info.value) and "set a new one" in str(info.value)

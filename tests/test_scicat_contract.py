@@ -197,29 +197,40 @@ def short_target(request: pytest.FixtureRequest, real_scicat_factory) -> Iterato
 
 
 @pytest.mark.slow
-def test_expired_tokens_renewed_and_a_static_token_queues(short_target: Target, api: str, tmp_path: Path) -> None:
+def test_expired_tokens_renewed_and_a_static_token_queues(short_target: Target, tmp_path: Path) -> None:
+    """One wait past the 2 s token life, for clients of both APIs: renewed before expiry (proactive), renewed
+    on the 401/403 when the expiry is unknown (reactive), a static token refused as retryable auth error."""
     static = short_target.token("admin")
+    shared = ["ess", "ingestor"]
     with FaultProxy(short_target.base) as proxy:
-        url = f"{proxy.base}/api/{api}"
-        proactive = ScicatClient(url, username="admin", password="adminpass", api=api, lock_dir=tmp_path, backoff=0.02)
-        reactive = ScicatClient(url, username="ingestor", password="ingestorpass", api=api, lock_dir=tmp_path,
-                                backoff=0.02)
-        by_token = ScicatClient(url, token=static, api=api, lock_dir=tmp_path, backoff=0.02)
-        pids = [fresh_pid() for _ in range(4)]
-        shared = ["ess", "ingestor"]
+        clients: dict[str, tuple[ScicatClient, ScicatClient, ScicatClient]] = {}
+        pids: dict[str, list[str]] = {}
+        for api in ("v3", "v4"):
+            url = f"{proxy.base}/api/{api}"
+            clients[api] = (
+                ScicatClient(url, username="admin", password="adminpass", api=api, lock_dir=tmp_path, backoff=0.02),
+                ScicatClient(url, username="ingestor", password="ingestorpass", api=api, lock_dir=tmp_path,
+                             backoff=0.02),
+                ScicatClient(url, token=static, api=api, lock_dir=tmp_path, backoff=0.02))
+            pids[api] = [fresh_pid() for _ in range(4)]
+        errors = []
         try:
-            assert proactive.upsert(raw_dataset(pids[0]), datablock(1)) == "created"
-            assert reactive.upsert(raw_dataset(pids[1], accessGroups=shared), datablock(1)) == "created"
-            reactive._expires_at = reactive._life = None  # forget the expiry: the 401/403 must trigger the re-login
+            for api, (proactive, reactive, _) in clients.items():
+                assert proactive.upsert(raw_dataset(pids[api][0]), datablock(1)) == "created"
+                assert reactive.upsert(raw_dataset(pids[api][1], accessGroups=shared), datablock(1)) == "created"
+                reactive._expires_at = reactive._life = None  # forget the expiry: the 401/403 must trigger a re-login
             time.sleep(2.5)
-            assert proactive.upsert(raw_dataset(pids[2]), datablock(1)) == "created"
-            assert reactive.upsert(raw_dataset(pids[1], accessGroups=shared), datablock(1)) == "exists"
-            assert reactive.upsert(raw_dataset(pids[3], accessGroups=shared), datablock(1)) == "created"
-            with pytest.raises(ScicatError) as info:
-                by_token.upsert(raw_dataset(fresh_pid()), datablock(1))
+            for api, (proactive, reactive, by_token) in clients.items():
+                assert proactive.upsert(raw_dataset(pids[api][2]), datablock(1)) == "created"
+                assert reactive.upsert(raw_dataset(pids[api][1], accessGroups=shared), datablock(1)) == "exists"
+                assert reactive.upsert(raw_dataset(pids[api][3], accessGroups=shared), datablock(1)) == "created"
+                with pytest.raises(ScicatError) as info:
+                    by_token.upsert(raw_dataset(fresh_pid()), datablock(1))
+                errors.append(info.value)
         finally:
-            for c in (proactive, reactive, by_token):
-                c.close()
-    assert info.value.auth and info.value.retryable and TOKEN_REFUSED in str(info.value)
-    assert [short_target.counts(p)[0] for p in pids] == [1, 1, 1, 1]
-    assert logins(proxy) >= 4  # two first logins, two re-logins
+            for trio in clients.values():
+                for c in trio:
+                    c.close()
+    assert all(e.auth and e.retryable and TOKEN_REFUSED in str(e) for e in errors) and len(errors) == 2
+    assert [short_target.counts(p)[0] for api in pids for p in pids[api]] == [1] * 8
+    assert logins(proxy) >= 8  # per API: two first logins, two re-logins

@@ -175,6 +175,8 @@ class Transport:
         """The generation of a token that is not about to expire, logging in first when needed."""
         left = self.token_expires_in()
         stale = self._secret_token is None or (left is not None and left <= self._margin())
+        if not self.has_password:
+            self._check_breaker()  # a static token refused again and again: stop sending it for a while
         if stale:
             if not self.has_password:
                 if self._secret_token is None or (left is not None and left <= 0):
