@@ -422,3 +422,13 @@ def test_a_refused_static_token_stops_being_sent_after_three_refusals(scicat_ser
         assert info.value.auth and info.value.retryable
     assert len(scicat_server.requests) == 3
     assert "not trying again" in str(info.value) and "set a new one" in str(info.value)
+
+
+def test_an_empty_metadata_key_is_dropped_with_a_warning_naming_the_file(scicat_server: Server, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="sfi.scicat")
+    block = datablock(10)
+    block["dataFileList"][0]["path"] = "/data/run_0042.nxs"
+    assert by_token(scicat_server).upsert(raw_dataset("p/meta", scientificMetadata={"": "x", "ok": 1}), block) == "created"
+    assert scicat_server.datasets["p/meta"]["scientificMetadata"] == {"ok": 1}
+    [record] = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert "run_0042.nxs" in record.getMessage() and "p/meta" in record.getMessage()
