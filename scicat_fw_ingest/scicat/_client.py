@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -248,8 +249,13 @@ class ScicatClient(Transport, _PyScicatClient):
         journal.mark_sending()
         routes = self.api.datablock_posts(pid, datablock)
         for i, (path, body) in enumerate(routes):
-            resp, _ = self.exchange("POST", path, body=body, grace=self.grace,
-                                    already_done=lambda: self._landed(pid))
+            try:
+                resp, _ = self.exchange("POST", path, body=body, grace=self.grace,
+                                        already_done=lambda: self._landed(pid))
+            except ScicatError as exc:
+                if exc.status is not None and exc.status != 504:  # answered: the server is done with it
+                    journal.mark_sending(at=time.time() - self.grace)
+                raise
             if resp is None or resp.status_code in (200, 201):
                 journal.settled()
                 return

@@ -68,10 +68,13 @@ class PidJournal:
         self._write({"dataset_sent": time.time(), "pid_of_sender": os.getpid()})
         self.dataset_sent = True
 
-    def mark_sending(self) -> None:
-        """Before a datablock POST: if this process dies now, the next one waits before it looks."""
-        self._write({"datablock_sent": time.time(), "pid_of_sender": os.getpid()})
-        self.pending_since = time.time()
+    def mark_sending(self, at: float | None = None) -> None:
+        """Before a datablock POST: if this process dies now, the next one waits before it looks.
+
+        ``at`` backdates the note (an answered 5xx: the server is done, no need to wait, still unknown)."""
+        when = time.time() if at is None else at
+        self._write({"datablock_sent": when, "pid_of_sender": os.getpid()})
+        self.pending_since = when
 
     def _write(self, note: dict[str, float | int]) -> None:
         assert self._fd is not None

@@ -214,14 +214,15 @@ class Transport:
 
         Raises ScicatError when every attempt failed (connection, timeout, 5xx, 429). With
         ``already_done`` the request is one that must not take effect twice: after an answer that
-        leaves it unknown whether it did (timeout, dropped connection, 5xx), wait ``grace`` seconds,
-        then ask ``already_done`` before sending again; ``None`` as the answer means it found the effect.
+        leaves it unknown whether it did (timeout, dropped connection, 5xx), ask ``already_done``
+        before sending again — after ``grace`` seconds when no answer came (the server may still be
+        working on it); ``None`` as the answer means it found the effect.
         """
         url = f"{self.base}{path}"
         limit = attempts or self.max_attempts
         attempt = sends = 0
         relogged = False
-        ambiguous = False
+        ambiguous = unanswered = False
         last: ScicatError | None = None
         while attempt < limit:
             attempt += 1
@@ -247,7 +248,7 @@ class Transport:
                 resp = self._session().request(method, url, json=body, params=params, headers=headers,
                                                timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
-                ambiguous = maybe_sent(exc)
+                ambiguous = unanswered = maybe_sent(exc)
                 last = ScicatError(f"SciCat {method} {url_path(url)}: {describe(exc, self.timeout, url)}",
                                    retryable=True)
                 delay = self._delay(attempt, None)
@@ -267,9 +268,10 @@ class Transport:
                         self._refusals = 0
                     return resp, sends
                 ambiguous = status >= 500
+                unanswered = status == 504  # a gateway gave up waiting: the server may still be at it
                 last = self.error(method, path, resp)
                 delay = self._delay(attempt, resp.headers.get("Retry-After"))
-            if ambiguous and already_done is not None:
+            if unanswered and already_done is not None:  # give a slow server time to finish before looking
                 delay = max(delay, grace)
             if attempt < limit:
                 log.warning("%s; retrying in %.2f s (attempt %d of %d)", last, delay, attempt + 1, limit)
