@@ -80,3 +80,38 @@ def test_listen_ingests_100_jobs_while_the_token_expires(tmp_path: Path, real_sc
         assert status == 200 and len(blocks) == 1, f"{job.job_id}: {len(blocks)} datablocks"
         assert (doc["size"], doc["numberOfFiles"]) == (size, 1)
     assert seen == set(by_job)
+
+
+def test_an_expired_static_token_queues_files_then_a_new_token_ingests_them(tmp_path: Path, kafka_config,
+                                                                           kafka_bootstrap: str, topic: str) -> None:
+    """A static token that SciCat refuses makes files queued (retryable), never failed; a restart with a new
+    token ingests them from the durable retry queue."""
+    from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
+
+    from .listen_helpers import publish
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    jobs = make_jobs(data_dir, 3, topic=topic)
+    cfg_path = config_file(tmp_path, data_dir)
+    with ScicatTestServer() as server:
+        old = server.token
+        server.expire_tokens()
+        env = {"SFI_KAFKA_BOOTSTRAP": kafka_bootstrap, "SFI_SCICAT_URL": server.url, "SFI_SCICAT_TOKEN": old,
+               "SFI_CONFIG": str(cfg_path), "SFI_STATE_DIR": str(tmp_path / "state"),
+               "SFI_SCICAT_LOCK_DIR": str(tmp_path / "locks")}
+        args = ["--topic", topic, "--group", f"g-{topic}"]
+        publish(kafka_config, jobs)
+        first = ListenerProcess(args, env, tmp_path / "first.log").start()
+        try:
+            wait_for(lambda: first.log().count("will retry") >= 3, 60, "3 queued files")
+        finally:
+            assert first.terminate() == 0, first.log()[-3000:]
+        assert "SciCat token expired or refused: set a new one" in first.log()
+        assert "failed " not in first.log() and not server.datasets
+        second = ListenerProcess(args, {**env, "SFI_SCICAT_TOKEN": server.token}, tmp_path / "second.log").start()
+        try:
+            wait_for(lambda: sum(len(v) for v in server.origdatablocks.values()) >= 3, 60, "3 datasets")
+        finally:
+            assert second.terminate() == 0, second.log()[-3000:]
+        assert len(server.datasets) == 3

@@ -170,13 +170,15 @@ class ScicatTestServer:
             self._faults.append(_Fault(n, 0, path_contains, method and method.upper(), after=after))
 
     def expire_tokens(self) -> None:
-        """Expire every issued token; login then issues a new ``token``.
+        """Expire every issued token; ``token`` becomes a new valid one (what an operator would set).
 
         As 5.1.0: 401 ``SESSION_EXPIRED``. As 4.5.0: a write is 403, a read is answered as anonymous
         (403 for a dataset that is not public, lists filtered to public datasets)."""
         with self.lock:
-            self.token = secrets.token_urlsafe(24)
+            user = "ingestor" if "ingestor" in self.users else "functional"
             self._tokens = {t: (u, 0.0) for t, (u, _) in self._tokens.items()}
+            self.token = secrets.token_urlsafe(24)
+            self._tokens[self.token] = (user, float("inf"))  # the new one an operator would set
 
     def is_admin(self, user: str) -> bool:
         return self.admins is None or user in self.admins
