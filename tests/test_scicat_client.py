@@ -432,3 +432,10 @@ def test_an_empty_metadata_key_is_dropped_with_a_warning_naming_the_file(scicat_
     assert scicat_server.datasets["p/meta"]["scientificMetadata"] == {"ok": 1}
     [record] = [r for r in caplog.records if "dropped" in r.getMessage()]
     assert "run_0042.nxs" in record.getMessage() and "p/meta" in record.getMessage()
+
+
+def test_a_refused_dataset_leaves_no_lock_file(scicat_server: Server, tmp_path) -> None:
+    client = ScicatClient(scicat_server.url, token=scicat_server.token, lock_dir=tmp_path, backoff=0.01)
+    with pytest.raises(ScicatError):
+        client.upsert(raw_dataset("p/bad", foo=1), datablock())
+    assert list(tmp_path.iterdir()) == []

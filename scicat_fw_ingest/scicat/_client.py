@@ -148,6 +148,8 @@ class ScicatClient(Transport, _PyScicatClient):
                     self._post_datablock(pid, datablock, journal)
                     return "created"
                 if resp is None or resp.status_code != 409:
+                    if resp is not None and resp.status_code < 500 and not owed and journal.pending_since is None:
+                        journal.settled()  # refused for sure (400, 403 ...): nothing was stored, nothing owed
                     raise self.error("POST", path, resp)
                 retried = sends > 1  # our own first POST may have created it, its answer lost
                 if not (owed or retried) and journal.pending_since is None:
