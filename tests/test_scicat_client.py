@@ -25,11 +25,12 @@ PID = "20.500.12269/run 42/a+b"
 
 
 def by_password(server: Server, **kw: float) -> ScicatClient:
-    return ScicatClient(server.url, username=USER, password=PASSWORD, **{"backoff": 0.01, "timeout": 2, **kw})
+    return ScicatClient(server.url, username=USER, password=PASSWORD, **{"backoff": 0.01, "timeout": 2, "grace": 0.2,
+                                                                         **kw})
 
 
 def by_token(server: Server, **kw: float) -> ScicatClient:
-    return ScicatClient(server.url, token=server.token, **{"backoff": 0.01, "timeout": 2, **kw})
+    return ScicatClient(server.url, token=server.token, **{"backoff": 0.01, "timeout": 2, "grace": 0.2, **kw})
 
 
 def logins(server: Server) -> int:
