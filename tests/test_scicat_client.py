@@ -440,3 +440,11 @@ def test_a_refused_dataset_leaves_no_lock_file(scicat_server: Server, tmp_path) 
     with pytest.raises(ScicatError):
         client.upsert(raw_dataset("p/bad", foo=1), datablock())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_upsert_that_fails_before_sending_leaves_no_lock_file(scicat_server: Server, tmp_path) -> None:
+    client = ScicatClient(scicat_server.url, token=scicat_server.token, lock_dir=tmp_path, backoff=0.01)
+    scicat_server.expire_tokens()
+    with pytest.raises(ScicatError):
+        client.upsert(raw_dataset("p/x"), datablock())
+    assert list(tmp_path.iterdir()) == []

@@ -143,7 +143,12 @@ class ScicatClient(Transport, _PyScicatClient):
                 if journal.pending_since is None:
                     journal.mark_dataset_sent()
                 path = self.api.create_dataset_path()
-                resp, sends = self.exchange("POST", path, body=body)
+                try:
+                    resp, sends = self.exchange("POST", path, body=body)
+                except ScicatError as exc:
+                    if (exc.auth or (exc.status or 500) < 500) and not owed and journal.pending_since is None:
+                        journal.settled()  # refused before or at the server: nothing stored, nothing owed
+                    raise
                 if resp is not None and resp.status_code in (200, 201):
                     self._post_datablock(pid, datablock, journal)
                     return "created"

@@ -55,6 +55,7 @@ class PidJournal:
             os.close(fd)
         self._fd = fd
         raw = os.pread(fd, 4096, 0)
+        self._done = not raw  # an empty file holds no note: removed on exit unless one is written
         try:
             note = json.loads(raw) if raw else {}
             self.pending_since = float(note["datablock_sent"]) if "datablock_sent" in note else None
