@@ -13,7 +13,9 @@ import requests
 
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.errors import ConfigError
-from scicat_fw_ingest.scicat import ScicatClient, ScicatError, pid_path
+from scicat_fw_ingest.scicat import ScicatClient, ScicatError, pid_path, sanitize_dataset, split_url
+from scicat_fw_ingest.scicat._journal import PidJournal
+from scicat_fw_ingest.scicat.v4 import V4
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 from .scicat_fixtures import PASSWORD, USER, datablock, raw_dataset, scicat_server  # noqa: F401
@@ -23,11 +25,12 @@ PID = "20.500.12269/run 42/a+b"
 
 
 def by_password(server: Server, **kw: float) -> ScicatClient:
-    return ScicatClient(server.url, username=USER, password=PASSWORD, **{"backoff": 0.01, "timeout": 2, **kw})
+    return ScicatClient(server.url, username=USER, password=PASSWORD, **{"backoff": 0.01, "timeout": 2, "grace": 0.2,
+                                                                         **kw})
 
 
 def by_token(server: Server, **kw: float) -> ScicatClient:
-    return ScicatClient(server.url, token=server.token, **{"backoff": 0.01, "timeout": 2, **kw})
+    return ScicatClient(server.url, token=server.token, **{"backoff": 0.01, "timeout": 2, "grace": 0.2, **kw})
 
 
 def logins(server: Server) -> int:
@@ -73,7 +76,9 @@ def test_secrets_stay_out_of_errors_reprs_and_logs(scicat_server: Server, caplog
     scicat_server.expire_tokens()
     with pytest.raises(ScicatError) as info:
         client.upsert(raw_dataset(), datablock())
-    assert info.value.status == 401 and not info.value.retryable
+    # a refused static token queues files (retryable), flagged as an auth problem, with one clear message
+    assert info.value.status == 401 and info.value.retryable and info.value.auth
+    assert "SciCat token expired or refused: set a new one" in str(info.value)
     bad = ScicatClient(scicat_server.url, username=USER, password="not-the-password-xyz", backoff=0.01)
     with pytest.raises(ScicatError) as login_info:
         bad.ping()
@@ -161,7 +166,9 @@ def test_one_relogin_on_401(scicat_server: Server) -> None:
     scicat_server.fail_next(5, 401)
     with pytest.raises(ScicatError) as info:
         client.get_dataset("p/1")
-    assert info.value.status == 401 and not info.value.retryable
+    # the re-login was refused too: an auth problem, retryable (files queue), naming the account
+    assert info.value.status == 401 and info.value.retryable and info.value.auth
+    assert f"login as '{USER}' failed: 401" in str(info.value)
     assert logins(scicat_server) == 3
     assert len(scicat_server.requests) - scicat_server.requests.index(scicat_server.requests[-3]) == 3
 
@@ -230,7 +237,7 @@ def test_a_409_race_takes_the_exists_path(scicat_server: Server, other_had_datab
     if other_had_datablock:
         other.upsert(raw_dataset(PID, owner="the other writer"), datablock(10))
     else:
-        other._exchange("POST", "Datasets", body=raw_dataset(PID, owner="the other writer"))
+        other.exchange("POST", "/api/v3/Datasets", body=raw_dataset(PID, owner="the other writer"))
     # Our lookup happened before the other one's create: the dataset looked absent.
     scicat_server.fail_next(1, 404, method="GET", path_contains=pid_path(PID))
     assert by_token(scicat_server).upsert(raw_dataset(PID), datablock(10)) == expected
@@ -299,3 +306,145 @@ def test_from_config_names_the_missing_key(env: dict[str, str], key: str) -> Non
 def test_a_bad_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="expected http"):
         ScicatClient("localhost:3000/api/v3", token="t")
+
+
+# -- the package: config checks, payload sanitising, v4 shapes, the per-pid journal ----------------------
+@pytest.mark.parametrize("url,ok", [
+    ("https://scicat.example.org/api/v3", True), ("https://scicat.example.org/api/v4/", True),
+    ("https://scicat.example.org/scicat/api/v3", True), ("https://scicat.example.org", False),
+    ("https://scicat.example.org/api/v2", False), ("scicat.example.org/api/v3", False),
+])
+def test_url_shape_checked_at_config_load(url: str, ok: bool) -> None:
+    if ok:
+        assert load_config(None, env={"SFI_SCICAT_URL": url}).scicat.url == url
+    else:
+        with pytest.raises(ConfigError, match=r"\[scicat\] url .*(must end in /api/v3 or /api/v4|expected http)"):
+            load_config(None, env={"SFI_SCICAT_URL": url})
+
+
+def test_url_credentials_never_in_the_url_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"SFI_SCICAT_URL": "https://user:s3cret@scicat.example.org/"})
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("toml,message", [
+    ('[defaults]\ncontactEmail = "not-an-email"\n', "[defaults] contactEmail = 'not-an-email': not an email"),
+    ('[defaults]\nownerEmail = "a@b.org;nope"\n', "[defaults] ownerEmail"),
+    ('[defaults]\nrunNumber = 42\n', "[defaults] runNumber = 42: must be a string"),
+    ('[defaults]\nproposalId = 123\n', "[defaults] proposalId = 123: must be a string"),
+    ('[scicat]\napi = "v5"\n', "[scicat] api: must be one of auto, v3, v4"),
+])
+def test_values_scicat_rejects_are_caught_at_config_load(tmp_path, toml: str, message: str) -> None:
+    path = tmp_path / "sfi.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_several_default_emails_joined_by_semicolon_are_fine(tmp_path) -> None:
+    path = tmp_path / "sfi.toml"
+    path.write_text('[defaults]\ncontactEmail = "a@example.org; b@example.org"\n')
+    assert load_config(path, env={}).defaults["contactEmail"]
+
+
+def test_sanitize_drops_empty_keys_at_any_depth_and_stringifies_ids() -> None:
+    original = {"pid": "p", "runNumber": 7, "proposalId": 12.0, "sampleId": "s",
+                "scientificMetadata": {"": 1, "a.b c$": 2, "n": {"": 3, "k": {"": 4, "v": 5}}}}
+    clean, warnings = sanitize_dataset(original)
+    assert clean["scientificMetadata"] == {"a.b c$": 2, "n": {"k": {"v": 5}}}
+    assert (clean["runNumber"], clean["proposalId"], clean["sampleId"]) == ("7", "12", "s")
+    assert len(warnings) == 3 and all("dataset p" in w for w in warnings)
+    assert original["scientificMetadata"][""] == 1  # the caller's dict is left alone
+
+
+def test_v4_body_from_the_v3_shape() -> None:
+    body = V4().dataset_body(raw_dataset("p/1", proposalId="P1", instrumentId="ymir", sampleId=""))
+    assert body["principalInvestigators"] == ["Ada Lovelace"] and body["proposalIds"] == ["P1"]
+    assert body["instrumentIds"] == ["ymir"] and "sampleIds" not in body
+    assert not {"principalInvestigator", "proposalId", "instrumentId", "sampleId"} & set(body)
+    assert body["datasetName"] == "2024/coda" and body["owner"] == "Ada Lovelace"
+
+
+def test_api_chosen_from_the_url_or_the_option() -> None:
+    assert split_url("http://h:3000/api/v4") == ("http://h:3000", "v4")
+    assert split_url("http://h:3000/api/v3/", "auto") == ("http://h:3000", "v3")
+    assert split_url("http://h:3000/api/v3", "v4") == ("http://h:3000", "v4")
+
+
+def test_journal_note_survives_a_dead_holder_and_is_removed_when_settled(tmp_path) -> None:
+    with PidJournal(tmp_path, "http://h", "p/1") as journal:
+        assert journal.pending_since is None
+        journal.mark_sending()  # ... and the process "dies" here: the note stays
+    with PidJournal(tmp_path, "http://h", "p/1") as journal:
+        assert journal.pending_since is not None
+        journal.settled()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_server_acting_as_4_5_0_answers_an_expired_token_with_403(tmp_path) -> None:
+    with ScicatTestServer({USER: PASSWORD}, version="4.5.0", admins=set()) as server:
+        client = by_password(server)
+        assert client.upsert(raw_dataset("p/45", accessGroups=[USER]), datablock()) == "created"
+        server.expire_tokens()
+        client._expires_at = client._life = None  # unknown expiry: only the 403 can tell
+        assert client.upsert(raw_dataset("p/46", accessGroups=[USER]), datablock()) == "created"
+        assert server.logins == 2
+        assert [r.status for r in server.requests if r.method == "POST"].count(403) == 1
+
+
+def test_push_catalogue_works_to_v4(tmp_path) -> None:
+    from scicat_fw_ingest.catalogue import CatalogueDir, push_catalogue
+
+    catalogue = CatalogueDir(tmp_path / "catalogue")
+    catalogue.upsert(raw_dataset("v4/1", proposalId="P1"), datablock(10))
+    catalogue.upsert(raw_dataset("v4/2"), datablock(20, 5))
+    with ScicatTestServer({USER: PASSWORD}, admins={USER}) as server:
+        client = ScicatClient(server.url.replace("/api/v3", "/api/v4"), username=USER, password=PASSWORD,
+                              lock_dir=tmp_path / "locks", backoff=0.01)
+        try:
+            assert sorted(r.status for r in push_catalogue(catalogue, client)) == ["created", "created"]
+            assert sorted(r.status for r in push_catalogue(catalogue, client)) == ["exists", "exists"]
+        finally:
+            client.close()
+        first = server.datasets["v4/1"]
+        assert first["version"] == "v4" and first["proposalIds"] == ["P1"] and "proposalId" not in first
+        assert (server.datasets["v4/2"]["size"], server.datasets["v4/2"]["numberOfFiles"]) == (25, 2)
+        assert {r.path for r in server.requests if r.method == "POST"} >= {"/api/v4/datasets", "/api/v4/origdatablocks"}
+
+
+def test_a_refused_static_token_stops_being_sent_after_three_refusals(scicat_server: Server) -> None:
+    client = by_token(scicat_server)
+    scicat_server.expire_tokens()
+    for _ in range(6):
+        with pytest.raises(ScicatError) as info:
+            client.upsert(raw_dataset(), datablock())
+        assert info.value.auth and info.value.retryable
+    assert len(scicat_server.requests) == 3
+    assert "not trying again" in str(info.value) and "set a new one" in str(info.value)
+
+
+def test_an_empty_metadata_key_is_dropped_with_a_warning_naming_the_file(scicat_server: Server, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="sfi.scicat")
+    block = datablock(10)
+    block["dataFileList"][0]["path"] = "/data/run_0042.nxs"
+    assert by_token(scicat_server).upsert(raw_dataset("p/meta", scientificMetadata={"": "x", "ok": 1}), block) == "created"
+    assert scicat_server.datasets["p/meta"]["scientificMetadata"] == {"ok": 1}
+    [record] = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert "run_0042.nxs" in record.getMessage() and "p/meta" in record.getMessage()
+
+
+def test_a_refused_dataset_leaves_no_lock_file(scicat_server: Server, tmp_path) -> None:
+    client = ScicatClient(scicat_server.url, token=scicat_server.token, lock_dir=tmp_path, backoff=0.01)
+    with pytest.raises(ScicatError):
+        client.upsert(raw_dataset("p/bad", foo=1), datablock())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_upsert_that_fails_before_sending_leaves_no_lock_file(scicat_server: Server, tmp_path) -> None:
+    client = ScicatClient(scicat_server.url, token=scicat_server.token, lock_dir=tmp_path, backoff=0.01)
+    scicat_server.expire_tokens()
+    with pytest.raises(ScicatError):
+        client.upsert(raw_dataset("p/x"), datablock())
+    assert list(tmp_path.iterdir()) == []

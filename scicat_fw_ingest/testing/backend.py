@@ -101,7 +101,7 @@ class RealBackend:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 3  # node exits at once on SIGTERM; the database may linger: then SIGKILL
         for pid in self.pids:
             while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.05)

@@ -116,7 +116,10 @@ def main() -> int:
         if not env.get("SFI_SCICAT_URL"):
             console.print(f"\nThe documents are in {out / 'catalogue'}; send them to a SciCat with\n"
                           f"    SFI_SCICAT_URL=https://scicat.example/api/v3 SFI_SCICAT_TOKEN=... "
-                          f"sfi push-catalogue {out / 'catalogue'}")
+                          f"sfi push-catalogue {out / 'catalogue'}\n"
+                          "or run the same pipeline into the real SciCat backend (../shared/scicat-backend):\n"
+                          "    eval $(../shared/scicat-backend/start.sh) && SFI_SCICAT_URL=$SCICAT_URL "
+                          "SFI_SCICAT_USERNAME=admin SFI_SCICAT_PASSWORD=adminpass make demo; kill $SCICAT_PIDS")
         ok = len(found) == len(jobs)
         _say("done" if ok else "not every file became a dataset: see the listener's log above")
         return 0 if ok else 1

@@ -15,6 +15,7 @@ runs it in the foreground for the demo and benchmarks.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import secrets
 import socket
@@ -22,15 +23,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
+from ._scicat_http import API, _bad, _Handler, _Http, _matches, _not_found, _now
 from ._scicat_rules import validate_datablock, validate_dataset
-
-API = "/api/v3"
+from ._scicat_v4 import FORBIDDEN, UNAUTHORIZED_READ, can_read, groups_of
+#: backend versions the server can act as (they differ on an expired token: see ``expire_tokens``)
+VERSIONS = ("5.1.0", "4.5.0")
 
 
 @dataclass
@@ -63,25 +64,32 @@ class _Fault:
                 and (self.path_contains is None or self.path_contains in path))
 
 
-class _Http(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    owner: ScicatTestServer
-
-
 class ScicatTestServer:
     """A thread-safe in-memory SciCat v3 subset; a context manager that starts and stops it."""
 
     def __init__(self, users: dict[str, str] | None = None, *, token: str | None = None, port: int = 0,
                  pid_prefix: str = "20.500.12269", unprivileged: set[str] | frozenset[str] = frozenset(),
-                 record: bool = True) -> None:
+                 record: bool = True, version: str = "5.1.0", admins: set[str] | None = None,
+                 token_life: float | None = None) -> None:
+        """``version``: act as backend 5.1.0 or 4.5.0 (expired token: 401, or 403 on writes and anonymous
+        reads); ``admins``: accounts that read every dataset (None: every account, the old behaviour; the
+        real default backend is ``{"admin"}``); ``token_life``: seconds a login's token lives (``expires_in``)."""
+        if version not in VERSIONS:
+            raise ValueError(f"version {version!r}: one of {', '.join(VERSIONS)}")
+        self.version = version
+        self.admins = admins
+        self.token_life = token_life
         self.users = dict(users if users is not None else {"ingestor": "ingestor-password"})
         #: users who may not supply their own pid (not in CREATE_DATASET_WITH_PID): 403 when they do.
         self.unprivileged = set(unprivileged)
         self.pid_prefix = pid_prefix
         self.port = port
         self.token = token or secrets.token_urlsafe(24)
-        self._tokens: dict[str, str] = {self.token: "ingestor" if "ingestor" in self.users else "functional"}
+        #: token -> (user, monotonic expiry)
+        self._tokens: dict[str, tuple[str, float]] = {
+            self.token: ("ingestor" if "ingestor" in self.users else "functional", float("inf"))}
+        #: logins answered (tests count them: a client must never hammer the login)
+        self.logins = 0
         self.datasets: dict[str, dict] = {}
         self.origdatablocks: dict[str, list[dict]] = {}
         self.requests: list[RecordedRequest] = []
@@ -139,13 +147,15 @@ class ScicatTestServer:
 
     # -- faults --------------------------------------------------------------------------------
     def fail_next(self, n: int, status: int = 503, *, path_contains: str | None = None,
-                  method: str | None = None, retry_after: float | None = None) -> None:
+                  method: str | None = None, retry_after: float | None = None, after: bool = False) -> None:
         """Answer the next ``n`` matching requests with ``status`` (and ``Retry-After`` when given).
 
         ``path_contains`` is matched against the raw (percent-encoded) path, e.g. "origdatablocks".
+        ``after=True``: the request takes effect first (a 5xx from a gateway after the backend stored it).
         """
         with self.lock:
-            self._faults.append(_Fault(n, status, path_contains, method and method.upper(), retry_after))
+            self._faults.append(_Fault(n, status, path_contains, method and method.upper(), retry_after,
+                                       after=after))
 
     def slow(self, seconds: float) -> None:
         self._delay = max(0.0, seconds)
@@ -160,10 +170,18 @@ class ScicatTestServer:
             self._faults.append(_Fault(n, 0, path_contains, method and method.upper(), after=after))
 
     def expire_tokens(self) -> None:
-        """Invalidate every issued token (clients get 401); login then issues a new ``token``."""
+        """Expire every issued token; ``token`` becomes a new valid one (what an operator would set).
+
+        As 5.1.0: 401 ``SESSION_EXPIRED``. As 4.5.0: a write is 403, a read is answered as anonymous
+        (403 for a dataset that is not public, lists filtered to public datasets)."""
         with self.lock:
+            user = "ingestor" if "ingestor" in self.users else "functional"
+            self._tokens = {t: (u, 0.0) for t, (u, _) in self._tokens.items()}
             self.token = secrets.token_urlsafe(24)
-            self._tokens = {}
+            self._tokens[self.token] = (user, float("inf"))  # the new one an operator would set
+
+    def is_admin(self, user: str) -> bool:
+        return self.admins is None or user in self.admins
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self.lock:
@@ -182,16 +200,22 @@ class ScicatTestServer:
         lower = [p.lower() for p in parts]
         if method == "POST" and lower == ["auth", "login"]:
             return self._login(body)
+        if method == "GET" and lower == ["auth", "whoami"] and user is not None:
+            return 200, {"username": user, "currentGroups": sorted(groups_of(user))}
         if method == "POST" and user is None:
-            return 403, {"statusCode": 403, "message": "Forbidden resource", "error": "Forbidden"}
+            return FORBIDDEN
+        if lower == ["datasets", "isvalid"] and method == "POST":
+            return 200, {"valid": not validate_dataset(body)}
         if lower == ["datasets"] and method == "POST":
             return self._create_dataset(body, user)
         if lower == ["datasets"] and method == "GET":
-            return self._find(query)
+            return self._find(query, user)
         if len(parts) == 2 and lower[0] == "datasets" and method == "GET":
             with self.lock:
                 doc = dict(self.datasets[parts[1]]) if parts[1] in self.datasets else None
-            return (200, doc) if doc is not None else _not_found(f"Dataset {parts[1]} not found")
+            if doc is None:
+                return _not_found(f"Dataset {parts[1]} not found")
+            return (200, doc) if can_read(self, user, doc) else UNAUTHORIZED_READ
         if len(parts) == 3 and lower[0] == "datasets" and lower[2] == "origdatablocks":
             if method == "POST":
                 return self._create_datablock(parts[1], body, flat=False)
@@ -199,6 +223,8 @@ class ScicatTestServer:
                 with self.lock:
                     if parts[1] not in self.datasets:
                         return _not_found(f"Dataset {parts[1]} not found")
+                    if not can_read(self, user, self.datasets[parts[1]]):
+                        return UNAUTHORIZED_READ
                     return 200, list(self.origdatablocks.get(parts[1], []))
         if lower == ["origdatablocks"] and method == "POST":
             pid = body.get("datasetId") if isinstance(body, dict) else None
@@ -208,12 +234,19 @@ class ScicatTestServer:
     def _login(self, body: Any) -> tuple[int, Any]:
         name = body.get("username") if isinstance(body, dict) else None
         password = body.get("password") if isinstance(body, dict) else None
+        with self.lock:
+            self.logins += 1
         if not isinstance(name, str) or self.users.get(name) != password:
             return 401, {"statusCode": 401, "message": "Unauthorized"}
+        life = self.token_life or 3600
         with self.lock:
-            self._tokens[self.token] = name
+            if self.token_life is not None:  # JWT-shaped, with ``exp``, as the real backend issues them
+                claims = json.dumps({"username": name, "iat": int(time.time()), "exp": time.time() + life})
+                self.token = ".".join(base64.urlsafe_b64encode(part.encode()).decode().rstrip("=") for part in
+                                      ('{"alg":"none","typ":"JWT"}', claims, secrets.token_hex(8)))
+            self._tokens[self.token] = (name, time.monotonic() + life)
             token = self.token
-        return 201, {"access_token": token, "id": token, "expires_in": 3600, "ttl": 3600, "userId": name,
+        return 201, {"access_token": token, "id": token, "expires_in": life, "ttl": life, "userId": name,
                      "user": {"username": name}}
 
     def _create_dataset(self, body: Any, user: str) -> tuple[int, Any]:
@@ -221,7 +254,11 @@ class ScicatTestServer:
         if errors:
             return _bad(errors)
         if "pid" in body and user in self.unprivileged:
-            return 403, {"statusCode": 403, "message": "Forbidden resource", "error": "Forbidden"}
+            return FORBIDDEN
+        return self.store_dataset(body, user, version="v3")
+
+    def store_dataset(self, body: dict, user: str | None, *, version: str) -> tuple[int, Any]:
+        """Store a validated dataset (409 on a duplicate pid); v3 fills datasetName from sourceFolder."""
         with self.lock:
             pid = body.get("pid") or f"{self.pid_prefix}/{uuid.uuid4()}"
             if pid in self.datasets:
@@ -233,7 +270,7 @@ class ScicatTestServer:
                    "datasetName": "/".join(folder[-2:]), **body, "pid": pid,
                    "size": int(body.get("size") or 0), "numberOfFiles": int(body.get("numberOfFiles") or 0),
                    "packedSize": int(body.get("packedSize") or 0), "createdBy": user, "updatedBy": user,
-                   "createdAt": now, "updatedAt": now, "version": "v3"}
+                   "createdAt": now, "updatedAt": now, "version": version}
             self.datasets[pid] = doc
             return 201, dict(doc)
 
@@ -256,7 +293,7 @@ class ScicatTestServer:
             dataset["updatedAt"] = now
             return 201, block
 
-    def _find(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+    def _find(self, query: dict[str, list[str]], user: str | None = None) -> tuple[int, Any]:
         try:
             spec = json.loads(query.get("filter", ["{}"])[0] or "{}")
             where = spec.get("where") or {}
@@ -266,124 +303,11 @@ class ScicatTestServer:
         except (ValueError, AttributeError, TypeError):
             return _bad(["filter must be a JSON object like {\"where\": {...}}"])
         with self.lock:
-            found = [dict(d) for d in self.datasets.values() if all(_matches(d.get(k), v) for k, v in where.items())]
+            found = [dict(d) for d in self.datasets.values()
+                     if all(_matches(d.get(k), v) for k, v in where.items()) and can_read(self, user, d)]
         found = found[skip:]
         return 200, found[:limit] if limit else found
 
-
-def _matches(value: Any, cond: Any) -> bool:
-    if isinstance(cond, dict) and "inq" in cond:
-        return value in cond["inq"]
-    return value == cond
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _bad(errors: list[str]) -> tuple[int, Any]:
-    return 400, {"statusCode": 400, "message": errors, "error": "Bad Request"}
-
-
-def _not_found(message: str) -> tuple[int, Any]:
-    return 404, {"statusCode": 404, "message": message, "error": "Not Found"}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections, as with the real backend
-    server: _Http
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes: without this, Nagle + delayed ACK cost 40 ms a request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server.owner.lock:
-            self.server.owner._conns.add(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.owner.lock:
-                self.server.owner._conns.discard(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and benchmarks read stderr
-        return
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        owner = self.server.owner
-        split = urlsplit(self.path)
-        query = parse_qs(split.query)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        raw = self.rfile.read(length) if length > 0 else b""
-        rec = RecordedRequest(method, split.path, query, dict(self.headers.items()))
-        if owner.record:
-            with owner.lock:
-                owner.requests.append(rec)
-        fault = owner._take_fault(method, split.path)
-        if fault is not None and fault.status == 0:
-            if fault.after:
-                rec.status = self._answer(owner, method, split.path, query, raw, rec)[0]
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if owner._delay:
-            time.sleep(owner._delay)
-        headers: dict[str, str] = {}
-        if fault is not None:
-            status, payload = fault.status, {"statusCode": fault.status, "message": "injected fault"}
-            if fault.retry_after is not None:
-                headers["Retry-After"] = f"{fault.retry_after:g}"
-        else:
-            status, payload = self._answer(owner, method, split.path, query, raw, rec)
-        rec.status = status
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _answer(self, owner: ScicatTestServer, method: str, path: str, query: dict[str, list[str]],
-                raw: bytes, rec: RecordedRequest) -> tuple[int, Any]:
-        if not (path == API or path.startswith(API + "/")):
-            return _not_found(f"Cannot {method} {path}")
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return _bad(["body is not valid JSON"])
-        rec.body = body
-        token = None
-        auth = self.headers.get("Authorization") or ""
-        if auth.lower().startswith("bearer "):
-            token = auth[7:].strip()
-        elif "access_token" in query:  # accepted like the real server; tests assert it never happens
-            token = query["access_token"][0]
-        user = None
-        if token:
-            with owner.lock:
-                user = owner._tokens.get(token)
-            if user is None and not path.rstrip("/").lower().endswith("/auth/login"):
-                return 401, {"statusCode": 401, "message": "Unauthorized"}
-        rec.user = user
-        return owner.handle(method, path[len(API):], query, body, user)
 
 
 def main(argv: list[str] | None = None) -> int:

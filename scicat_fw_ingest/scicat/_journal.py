@@ -1,0 +1,114 @@
+"""A per-pid lock across processes, with a note of a datablock POST whose answer never came.
+
+Why: two processes ingesting the same file (``ingest-file`` run twice, two listeners, a re-run after a
+crash) must not both post a datablock — the backend would store both and add their sizes. The real
+backend accepts no client-given datablock id (``_id``/``id`` → 400 on 4.5.0 and 5.1.0), so a second
+POST cannot be made a 409; instead every upsert of one pid holds an ``fcntl`` lock on a small file
+(one per server and pid) and looks before it sends. The file also records "datablock POST sent at T"
+until the answer is in: a process killed during a slow POST leaves the note behind, and the next
+upsert waits out the grace period from T before it looks, so a POST the server is still working on
+is found instead of duplicated. The lock is released by the kernel when a process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+def default_lock_dir() -> Path:
+    """``$TMPDIR/sfi-scicat-<uid>``: shared by every sfi process of this user on this host."""
+    return Path(tempfile.gettempdir()) / f"sfi-scicat-{os.getuid()}"
+
+
+class PidJournal:
+    """``with PidJournal(dir, server, pid) as j:`` holds the pid's lock; ``j.pending_since`` is the note."""
+
+    def __init__(self, directory: Path, server: str, pid: str) -> None:
+        digest = hashlib.sha256(f"{server}\n{pid}".encode()).hexdigest()[:40]
+        self.directory = directory
+        self.path = directory / f"{digest}.lock"
+        self._fd: int | None = None
+        self._done = False
+        #: wall-clock time of a datablock POST that was sent but never answered (None: none)
+        self.pending_since: float | None = None
+        #: a dataset POST left this host but no datablock POST yet (safe to send one without looking)
+        self.dataset_sent = False
+
+    def __enter__(self) -> PidJournal:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not unlinked by the previous holder while we waited
+                break
+            os.close(fd)
+        self._fd = fd
+        raw = os.pread(fd, 4096, 0)
+        self._done = not raw  # an empty file holds no note: removed on exit unless one is written
+        try:
+            note = json.loads(raw) if raw else {}
+            self.pending_since = float(note["datablock_sent"]) if "datablock_sent" in note else None
+            self.dataset_sent = bool(note.get("dataset_sent"))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            self.pending_since = None
+        return self
+
+    def mark_dataset_sent(self) -> None:
+        """Before a dataset POST: a datablock is owed, and none has been sent from here yet."""
+        self._write({"dataset_sent": time.time(), "pid_of_sender": os.getpid()})
+        self.dataset_sent = True
+
+    def mark_sending(self, at: float | None = None) -> None:
+        """Before a datablock POST: if this process dies now, the next one waits before it looks.
+
+        ``at`` backdates the note (an answered 5xx: the server is done, no need to wait, still unknown)."""
+        when = time.time() if at is None else at
+        self._write({"datablock_sent": when, "pid_of_sender": os.getpid()})
+        self.pending_since = when
+
+    def _write(self, note: dict[str, float | int]) -> None:
+        assert self._fd is not None
+        self._done = False
+        data = json.dumps(note).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+        os.fsync(self._fd)
+
+    def settled(self) -> None:
+        """The datablock is known to be there (or known not to be needed): forget the note."""
+        self._done = True
+        self.pending_since = None
+        self.dataset_sent = False
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+
+    def wait_grace(self, grace: float) -> None:
+        """Sleep until ``grace`` seconds after an unanswered POST of an earlier holder."""
+        if self.pending_since is not None:
+            left = self.pending_since + grace - time.time()
+            if left > 0:
+                time.sleep(min(left, grace))
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if self._fd is None:
+            return
+        try:
+            if self._done:
+                try:  # unlinked while still locked: a waiter sees the inode change and opens anew
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+        finally:
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,167 @@
+"""A loopback HTTP proxy in front of a real server that injects faults *after* the server acted.
+
+Why: the faults that duplicate datablocks happen between the backend and the client — the backend
+stored the POST, but the answer came after the client's timeout, was replaced by a 502 from a
+gateway, or never came because the client died. ``ScicatTestServer`` can imitate them; this proxy
+makes the real backend live through them. Every request is forwarded at once (so the backend stores
+it); a matching rule then holds the answer back (``delay``) or replaces it (``replace``).
+
+    with FaultProxy(backend.base) as proxy:
+        proxy.delay(3.0, path_contains="origdatablocks", method="POST")
+        client = ScicatClient(proxy.url, ...)
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import urlsplit
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade", "content-length"}
+
+
+@dataclass
+class _Rule:
+    remaining: int
+    path_contains: str | None
+    method: str | None
+    delay: float = 0.0
+    status: int | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.remaining > 0 and (self.method is None or self.method == method)
+                and (self.path_contains is None or self.path_contains in path))
+
+
+class _Http(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: FaultProxy
+
+
+class FaultProxy:
+    """Forward to ``target`` (a server root, e.g. ``http://127.0.0.1:3000``); ``url`` is the proxied /api/v3."""
+
+    def __init__(self, target: str) -> None:
+        split = urlsplit(target)
+        self.host, self.port_target = split.hostname or "127.0.0.1", split.port or 80
+        self.port = 0
+        self.lock = threading.Lock()
+        self.rules: list[_Rule] = []
+        #: (method, path, status sent to the client) of every answered request, in order
+        self.seen: list[tuple[str, str, int]] = []
+        #: (method, path) of every request passed on to the server, at the moment it was passed on
+        self.forwarded: list[tuple[str, str]] = []
+        self._http: _Http | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.base + "/api/v3"
+
+    def delay(self, seconds: float, *, path_contains: str | None = None, method: str | None = None,
+              n: int = 1) -> None:
+        """Hold back the answer to the next ``n`` matching requests (the server has already acted)."""
+        with self.lock:
+            self.rules.append(_Rule(n, path_contains, method, delay=seconds))
+
+    def replace(self, status: int, *, path_contains: str | None = None, method: str | None = None,
+                n: int = 1) -> None:
+        """Answer the next ``n`` matching requests with ``status`` after the server acted on them."""
+        with self.lock:
+            self.rules.append(_Rule(n, path_contains, method, status=status))
+
+    def start(self) -> FaultProxy:
+        http = _Http(("127.0.0.1", 0), _Handler)
+        http.owner = self
+        self.port = http.server_address[1]
+        self._http = http
+        threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+                         name=f"fault-proxy-{self.port}").start()
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _take(self, method: str, path: str) -> _Rule | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.matches(method, path):
+                    rule.remaining -= 1
+                    return rule
+        return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Http
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        self._forward("GET")
+
+    def do_POST(self) -> None:
+        self._forward("POST")
+
+    def do_PATCH(self) -> None:
+        self._forward("PATCH")
+
+    def do_PUT(self) -> None:
+        self._forward("PUT")
+
+    def do_DELETE(self) -> None:
+        self._forward("DELETE")
+
+    def _forward(self, method: str) -> None:
+        owner = self.server.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+        conn = http.client.HTTPConnection(owner.host, owner.port_target, timeout=120)
+        with owner.lock:
+            owner.forwarded.append((method, self.path))
+        try:
+            conn.request(method, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            status, reason, data = resp.status, resp.reason, resp.read()
+            out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
+        except OSError:
+            status, reason, data, out_headers = 502, "Bad Gateway", b'{"message":"proxy: no answer"}', []
+        finally:
+            conn.close()
+        rule = owner._take(method, self.path)
+        if rule is not None and rule.delay:
+            time.sleep(rule.delay)
+        if rule is not None and rule.status is not None:
+            status, reason = rule.status, "Injected"
+            data = b'{"statusCode": %d, "message": "injected by the fault proxy"}' % rule.status
+            out_headers = [("Content-Type", "application/json")]
+        with owner.lock:
+            owner.seen.append((method, self.path, status))
+        try:
+            self.send_response(status, reason)
+            for key, value in out_headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client gave up (timeout) or died: the answer goes nowhere
+            self.close_connection = True
