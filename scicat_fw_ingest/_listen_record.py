@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from typing import Any
 
@@ -69,6 +70,33 @@ def ingest_and_record(ingestor: Any, state: StateStore, key: str, wrdn_payload: 
     return result
 
 
+class _AuthLatch:
+    """Says "SciCat token expired or refused" once while it lasts, and once when SciCat accepts again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.since: float | None = None
+        self.queued = 0
+
+    def refused(self, error: str) -> None:
+        with self._lock:
+            first, self.queued = self.since is None, self.queued + 1
+            if first:
+                self.since = time.time()
+        if first:
+            log.error("%s; files are queued, not failed, until SciCat accepts the credentials again", error)
+
+    def accepted(self) -> None:
+        with self._lock:
+            was, queued, self.since, self.queued = self.since, self.queued, None, 0
+        if was is not None:
+            log.info("SciCat accepts the credentials again after %s (%d file attempt(s) were queued meanwhile)",
+                     _duration(time.time() - was), queued)
+
+
+AUTH_LATCH = _AuthLatch()
+
+
 def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id: str | None, writer_path: str,
                    source: str, wrdn: bytes | None, retry_base: float = 2.0, retry_max: float = 300.0,
                    missing_deadline: float = 6 * 3600.0) -> str:
@@ -81,6 +109,7 @@ def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id:
         first_seen = previous.first_seen if previous and previous.first_seen and previous.status == QUEUED else None
         waited = time.time() - first_seen if first_seen else 0.0
         if result.status in DONE:
+            AUTH_LATCH.accepted()
             state.record_file(key, status=result.status, **common)
             log.info("%s %s -> pid %s", result.status, writer_path, result.pid)
             return result.status
@@ -94,7 +123,11 @@ def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id:
         if result.retryable:
             delay = min(retry_max, retry_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
             state.record_file(key, status=QUEUED, error=error, next_attempt=time.time() + delay, **common)
-            log.warning("will retry %s in %.0f s (attempt %d): %s", writer_path, delay, attempts, error)
+            if result.auth:  # one line while the credentials are refused, not one per file
+                AUTH_LATCH.refused(error or "SciCat refused the credentials")
+                log.debug("will retry %s in %.0f s (attempt %d): %s", writer_path, delay, attempts, error)
+            else:
+                log.warning("will retry %s in %.0f s (attempt %d): %s", writer_path, delay, attempts, error)
             return QUEUED
         state.record_file(key, status=FAILED, error=error, **common)
         log.error("failed %s: %s", writer_path, error)

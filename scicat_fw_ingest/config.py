@@ -240,40 +240,7 @@ def load_config(
         for key, value in values.items():
             if value is not None:
                 _set(cfg, table, key, value, f"flag for [{table}] {key}", from_text=False)
-    _check(cfg)
     return cfg
-
-
-_EMAIL = re.compile(r"^[^@\s;]+@[^@\s;]+\.[^@\s;]+$")
-#: [defaults] keys SciCat validates as (semicolon-separated) emails, and those it wants as strings
-_EMAIL_DEFAULTS = ("contactEmail", "ownerEmail")
-_STRING_DEFAULTS = ("runNumber", "proposalId", "sampleId", "instrumentId", "owner", "ownerGroup",
-                    "principalInvestigator", "creationLocation")
-
-
-def _check(cfg: Config) -> None:
-    """What SciCat would reject for every file, caught once at load: the URL shape, default values."""
-    where = f"config file {cfg.source}: " if cfg.source else "config: "
-    url = cfg.scicat.url
-    if url:
-        path = urlsplit(url).path.rstrip("/")
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise ConfigError(f"{where}[scicat] url '{_safe(url)}': expected http(s)://host[:port]/api/v3 "
-                              "(or /api/v4)")
-        if not (path.endswith("/api/v3") or path.endswith("/api/v4")):
-            raise ConfigError(f"{where}[scicat] url '{_safe(url)}': must end in /api/v3 or /api/v4 "
-                              f"(e.g. {urlsplit(url).scheme}://{urlsplit(url).netloc.rpartition('@')[2]}/api/v3)")
-    for key in _EMAIL_DEFAULTS:
-        value = cfg.defaults.get(key)
-        if value is not None and not (isinstance(value, str)
-                                      and all(_EMAIL.match(p.strip()) for p in value.split(";"))):
-            raise ConfigError(f"{where}[defaults] {key} = {value!r}: not an email address "
-                              "(several: joined by ';'); SciCat would refuse every dataset")
-    for key in _STRING_DEFAULTS:
-        value = cfg.defaults.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{where}[defaults] {key} = {value!r}: must be a string (quote it: "
-                              f"{key} = \"{value}\"); SciCat refuses a {type(value).__name__}")
 
 
 def _safe(url: str) -> str:

@@ -12,6 +12,7 @@ configuration has something for them to check, so that a command without a confi
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urlsplit
 
 from .config import Config
@@ -50,8 +51,8 @@ def _scicat(cfg: Config) -> list[str]:
             out.append(f"[scicat] url '{shown}': holds credentials; give them as [scicat] username/password "
                        "or SFI_SCICAT_TOKEN instead")
         elif not split.path.rstrip("/").endswith(("/api/v3", "/api/v4")):
-            out.append(f"[scicat] url '{shown}': must end with the API base, e.g. {split.scheme}://"
-                       f"{split.hostname}{f':{split.port}' if split.port else ''}/api/v3")
+            out.append(f"[scicat] url '{shown}': must end in /api/v3 or /api/v4 (e.g. {split.scheme}://"
+                       f"{split.hostname}{f':{split.port}' if split.port else ''}/api/v3)")
         if split.query or split.fragment:
             out.append(f"[scicat] url '{shown}': must not have a query or fragment")
     if sc.password and not sc.username:
@@ -59,15 +60,34 @@ def _scicat(cfg: Config) -> list[str]:
     return out
 
 
+_EMAIL = re.compile(r"^[^@\s;]+@[^@\s;]+\.[^@\s;]+$")
+#: [defaults] keys SciCat validates as (semicolon-separated) emails, and those it wants as strings
+_EMAIL_DEFAULTS = ("contactEmail", "ownerEmail")
+_STRING_DEFAULTS = ("runNumber", "proposalId", "sampleId", "instrumentId", "owner", "ownerGroup",
+                    "principalInvestigator", "creationLocation")
+
+
 def _defaults(cfg: Config) -> list[str]:
+    """Unknown keys, and values SciCat would refuse for every dataset (emails, strings given as numbers)."""
     if not cfg.defaults:
         return []
     from .mapping.profile import DATASET_FIELDS
 
     known = sorted(k for k in DATASET_FIELDS if k not in ("pid", "sourceFolder"))
-    bad = [key for key in cfg.defaults if key not in known]
-    return [f"[defaults] {key}: not a SciCat dataset field a default can fill (known: {', '.join(known)})"
-            for key in bad]
+    out = [f"[defaults] {key}: not a SciCat dataset field a default can fill (known: {', '.join(known)})"
+           for key in cfg.defaults if key not in known]
+    for key in _EMAIL_DEFAULTS:
+        value = cfg.defaults.get(key)
+        if value is not None and not (isinstance(value, str)
+                                      and all(_EMAIL.match(p.strip()) for p in value.split(";"))):
+            out.append(f"[defaults] {key} = {value!r}: not an email address (several: joined by ';'); "
+                       "SciCat would refuse every dataset")
+    for key in _STRING_DEFAULTS:
+        value = cfg.defaults.get(key)
+        if value is not None and not isinstance(value, str):
+            out.append(f"[defaults] {key} = {value!r}: must be a string (quote it: {key} = \"{value}\"); "
+                       f"SciCat refuses a {type(value).__name__}")
+    return out
 
 
 def _profiles(cfg: Config) -> list[str]:

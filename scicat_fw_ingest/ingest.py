@@ -107,6 +107,8 @@ class IngestResult:
     retryable: bool = False
     #: The failure is the file itself (missing, unreadable): a daemon gives up after ``[ingest] missing_hours``.
     file_problem: bool = False
+    #: SciCat refused the credentials (expired or refused token, wrong password): nothing about the file.
+    auth: bool = False
     dataset: dict | None = None
     origdatablock: dict | None = None
 
@@ -261,6 +263,7 @@ class Ingestor:
         except SfiError as exc:  # ScicatError, MappingError, ProfileError ...
             result.error = f"{writer_path}: {exc}" if writer_path not in str(exc) else str(exc)
             result.retryable = bool(getattr(exc, "retryable", False))
+            result.auth = bool(getattr(exc, "auth", False))
         except Exception as exc:  # a bug must not stop a batch or the daemon; say it is one
             result.error = f"{writer_path}: internal error: {type(exc).__name__}: {exc}"[:500]
         result.status = "failed"

@@ -80,5 +80,5 @@ def test_batch_stops_after_consecutive_401(scicat_server, tmp_path: Path) -> Non
     scicat_server.fail_next(100, 401, method="POST")
     seen = []
     outcome = Batch(cfg_for(scicat_server), processes=1, dry_run=False).run(files, seen.append)
-    assert outcome.auth_error and "401" in outcome.auth_error
+    assert outcome.auth_error and ("401" in outcome.auth_error or "token expired or refused" in outcome.auth_error)
     assert outcome.done == AUTH_STOP == len(seen) and outcome.not_done == len(files) - AUTH_STOP

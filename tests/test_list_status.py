@@ -195,3 +195,32 @@ def test_named_topic_created_after_start_is_picked_up(kafka_config: Config, kafk
     assert proc.returncode == 0, err
     assert f"topic '{job.control_topic}' does not exist yet; waiting for it" in err
     assert [(j["job_id"], j["state"]) for j in json.loads(out)["jobs"]] == [(job.job_id, "done")]
+
+
+def test_tables_fit_80_columns_and_a_live_view_keeps_the_newest_rows() -> None:
+    """Ids abbreviated, one line per row at 80 columns; a live view of 12 jobs on a short screen shows the newest."""
+    from rich.console import Console
+
+    from scicat_fw_ingest.cli.list_status import _tables
+    from scicat_fw_ingest.messages import decode
+    from scicat_fw_ingest.status import Tracker
+
+    jobs = _jobs("fit", [None] * 12)
+    tracker = Tracker()
+    t0 = int(time.time() * 1000) - 60_000
+    for n, job in enumerate(jobs):
+        for topic, data in job_messages(job):
+            tracker.feed(decode(data), topic=topic, timestamp_ms=t0 + n * 1000)
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))
+    for table in _tables(tracker, t0 + 60_000, rows=8):
+        console.print(table)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    job_lines = [line for line in text.splitlines() if "/data/fit_" in line]
+    assert len(job_lines) < 12 and "older not shown" in text
+    assert "fit_11.nxs" in text and "fit_0.nxs" not in text  # the newest stay, the oldest go
+    assert jobs[11].job_id[:8] in text and jobs[11].job_id not in text  # abbreviated; --json has it whole
+    full = Console(width=80, record=True, file=open("/dev/null", "w"))
+    for table in _tables(tracker, t0 + 60_000):
+        full.print(table)
+    assert sum("/data/fit_" in line for line in full.export_text().splitlines()) == 12

@@ -314,17 +314,21 @@ def test_a_bad_url_is_a_config_error() -> None:
     ("https://scicat.example.org/scicat/api/v3", True), ("https://scicat.example.org", False),
     ("https://scicat.example.org/api/v2", False), ("scicat.example.org/api/v3", False),
 ])
-def test_url_shape_checked_at_config_load(url: str, ok: bool) -> None:
+def test_url_shape_checked_before_any_work(url: str, ok: bool) -> None:
+    from scicat_fw_ingest.config_check import validate
+
     if ok:
-        assert load_config(None, env={"SFI_SCICAT_URL": url}).scicat.url == url
+        assert validate(load_config(None, env={"SFI_SCICAT_URL": url})).scicat.url == url
     else:
         with pytest.raises(ConfigError, match=r"\[scicat\] url .*(must end in /api/v3 or /api/v4|expected http)"):
-            load_config(None, env={"SFI_SCICAT_URL": url})
+            validate(load_config(None, env={"SFI_SCICAT_URL": url}))
 
 
 def test_url_credentials_never_in_the_url_error() -> None:
+    from scicat_fw_ingest.config_check import validate
+
     with pytest.raises(ConfigError) as info:
-        load_config(None, env={"SFI_SCICAT_URL": "https://user:s3cret@scicat.example.org/"})
+        validate(load_config(None, env={"SFI_SCICAT_URL": "https://user:s3cret@scicat.example.org/"}))
     assert "s3cret" not in str(info.value)
 
 
@@ -335,11 +339,13 @@ def test_url_credentials_never_in_the_url_error() -> None:
     ('[defaults]\nproposalId = 123\n', "[defaults] proposalId = 123: must be a string"),
     ('[scicat]\napi = "v5"\n', "[scicat] api: must be one of auto, v3, v4"),
 ])
-def test_values_scicat_rejects_are_caught_at_config_load(tmp_path, toml: str, message: str) -> None:
+def test_values_scicat_rejects_are_caught_before_any_work(tmp_path, toml: str, message: str) -> None:
+    from scicat_fw_ingest.config_check import validate
+
     path = tmp_path / "sfi.toml"
     path.write_text(toml)
     with pytest.raises(ConfigError) as info:
-        load_config(path, env={})
+        validate(load_config(path, env={}))
     assert message in str(info.value) and str(path) in str(info.value)
 
 

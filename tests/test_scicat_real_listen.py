@@ -103,12 +103,25 @@ def test_an_expired_static_token_queues_files_then_a_new_token_ingests_them(tmp_
         args = ["--topic", topic, "--group", f"g-{topic}"]
         publish(kafka_config, jobs)
         first = ListenerProcess(args, env, tmp_path / "first.log").start()
+        from scicat_fw_ingest.state import StateStore
+
+        def queued() -> int:
+            if not (tmp_path / "state" / "sfi-state.sqlite3").exists():
+                return 0
+            return sum(1 for r in StateStore(tmp_path / "state").files() if r.status == "queued")
+
         try:
-            wait_for(lambda: first.log().count("will retry") >= 3, 60, "3 queued files")
+            wait_for(lambda: queued() >= 3, 60, "3 queued files")
         finally:
             assert first.terminate() == 0, first.log()[-3000:]
-        assert "SciCat token expired or refused: set a new one" in first.log()
+        # said once while it lasts, not once per file or per attempt
+        assert first.log().count("SciCat token expired or refused: set a new one") == 1, first.log()[-3000:]
         assert "failed " not in first.log() and not server.datasets
+        from .conftest import run_sfi
+
+        shown = run_sfi("failures", "--state-dir", str(tmp_path / "state"))
+        assert shown.stdout.count("SciCat token expired or refused") == 1, shown.stdout
+        assert "3 file(s) queued until SciCat accepts the credentials" in shown.stdout
         second = ListenerProcess(args, {**env, "SFI_SCICAT_TOKEN": server.token}, tmp_path / "second.log").start()
         try:
             wait_for(lambda: sum(len(v) for v in server.origdatablocks.values()) >= 3, 60, "3 datasets")

@@ -95,7 +95,7 @@ def _watch(tmp_path: Path, archive: Path, env: dict[str, str], topic: str) -> su
     log = open(tmp_path / "watch.log", "ab")
     base = {k: v for k, v in os.environ.items() if not k.startswith("SFI_")}
     proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "watch", str(archive), "--topic", topic,
-                             "--quiet", "0.4", "--poll-interval", "0.2", "--processes", "0"],
+                             "--settle", "0.4", "--poll-interval", "0.2", "--processes", "0"],
                             env={**base, **env}, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     return proc

@@ -347,7 +347,7 @@ def test_cli_watched_folder_is_the_data_root_a_symlink_out_of_it_is_rejected(sfi
     config = tmp_path / "sfi.toml"
     config.write_text(DEFAULTS_TOML)
     base = {k: v for k, v in os.environ.items() if not k.startswith("SFI_")}
-    args = [sys.executable, "-m", "scicat_fw_ingest", "watch", str(archive), "--quiet", "0.2", "--poll-interval",
+    args = [sys.executable, "-m", "scicat_fw_ingest", "watch", str(archive), "--settle", "0.2", "--poll-interval",
             "0.2", "--processes", "0", "--state-dir", str(state), "--catalogue-dir", str(tmp_path / "cat"),
             "-c", str(config)]
     proc = subprocess.Popen(args, env=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -68,17 +68,24 @@ EXAMPLES: dict[str, list[str]] = {
     "push-catalogue": ["sfi push-catalogue /var/lib/sfi/catalogue --scicat-url https://scicat.example/api/v3",
                        "sfi push-catalogue /var/lib/sfi/catalogue --dry-run"],
     "config": ["sfi -c /etc/sfi/sfi.toml config", "sfi -c /etc/sfi/sfi.toml config --check"],
+    "profile": ["sfi profile import ../schemas/coda.imsc.yml -o /etc/sfi/profiles",
+                "sfi -c /etc/sfi/sfi.toml ingest-file run.nxs --explain   # then see which profile a file gets"],
+    "scicat": ["sfi -c /etc/sfi/sfi.toml scicat check",
+               "SFI_SCICAT_URL=https://scicat.example/api/v3 SFI_SCICAT_TOKEN=... sfi scicat check"],
+    "scicat check": ["sfi -c /etc/sfi/sfi.toml scicat check",
+                     "SFI_SCICAT_URL=https://scicat.example/api/v3 SFI_SCICAT_TOKEN=... sfi scicat check"],
     "profile import": ["sfi profile import ../schemas/coda.imsc.yml -o /etc/sfi/profiles",
                        "sfi profile import schemas/*.imsc.yml -o profiles --force"],
     "watch": ["sfi watch /archive/musr --state-dir /var/lib/sfi",
-              "sfi watch /archive/musr -b kafka:9092 -t MUSR_runInfo --quiet 10",
+              "sfi watch /archive/musr -b kafka:9092 -t MUSR_runInfo --settle 10",
               "sfi watch /archive/musr --catalogue-dir /tmp/cat --poll"],
 }
 
 #: Short options: one meaning each, in every command that has them.
 SHORT_OPTIONS: dict[str, str] = {
     "-b": "--broker", "-c": "--config", "-f": "--follow", "-g": "--group", "-h": "--help", "-i": "--instruments",
-    "-j": "--workers", "-n": "--count", "-o": "--output-dir", "-p": "--partition", "-t": "--topic",
+    "-j": "--workers", "-n": "--count", "-o": "--output-dir", "-p": "--partition", "-q": "--quiet",
+    "-t": "--topic", "-v": "--verbose",
 }
 
 _DEFAULT_IN_TEXT = re.compile(r"\(default (?!:)")
@@ -192,6 +199,7 @@ def _build(name: str) -> _click.Command:
                                         rich_markup_mode=app.rich_markup_mode)
             for sub_name, sub in built.commands.items():
                 _polish(sub, f"{name} {sub_name}")
+            _polish(built, name)
             return built
     raise LookupError(f"command {name} is listed in COMMANDS but its module did not register it")
 

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from .._time import iso_from_ms
 from ._app import app
+from ._render import abbreviate_id, abbreviate_path
 from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
 
 if TYPE_CHECKING:  # the reading side (confluent_kafka, streaming_data_types) is imported when the command runs
@@ -31,44 +32,78 @@ _STATE_STYLE = {"writing": "cyan", "idle": "green", "done": "green", "success": 
                 "failure": "red", "timeout": "yellow", "unknown": "yellow", "waiting": "blue", "pending": "blue"}
 
 
-def _when(ms: int | None) -> str:
+def _when(ms: int | None, *, date: bool = True) -> str:
+    """'11-22 07:31:05' (UTC; the year is rarely news in a view of the last hours; --json has full ISO)."""
     text = iso_from_ms(ms)
-    return text.replace("T", " ")[:19] if text else ""
+    if not text:
+        return ""
+    return text.replace("T", " ")[5:19] if date else text[11:19]
 
 
 def _state(state: str) -> Text:
     return Text(state, style=_STATE_STYLE.get(state, ""))
 
 
-def _tables(tracker: Tracker, now_ms: int) -> list[Table]:
-    workers = Table(title="workers", title_justify="left", expand=False)
-    for name in ("service_id", "host", "state", "last seen (UTC)", "file being written"):
-        workers.add_column(name, overflow="fold")
-    for w in tracker.workers(now_ms):
-        workers.add_row(escape(w.service_id), escape(w.host), _state(w.state), _when(w.last_seen),
-                        escape(w.file_being_written or ""))
-    jobs = Table(title="jobs", title_justify="left")
-    for name in ("job_id", "run name", "file", "state", "start (UTC)", "stop (UTC)", "error"):
-        jobs.add_column(name, overflow="fold")
-    for j in tracker.jobs(now_ms):
-        jobs.add_row(escape(j.job_id), escape(j.run_name or ""), escape(j.file_written or j.filename or ""),
-                     _state(j.state), _when(j.start), _when(j.stop), escape(j.error or ""))
-    commands = Table(title="commands", title_justify="left")
-    for name in ("command_id", "job_id", "action", "outcome", "status", "message", "state"):
-        commands.add_column(name, overflow="fold")
-    for c in tracker.commands(now_ms):
-        commands.add_row(escape(c.command_id), escape(c.job_id or ""), c.action, c.outcome or "",
-                         "" if c.status_code is None else str(c.status_code), escape(c.message or ""),
-                         _state(c.state))
-    return [workers, jobs, commands]
+#: (column, min width): one line per row, ids abbreviated, long text cut with … (--json has every value whole).
+#: The min widths keep what an operator scans for (state, times) whole at 80 columns.
+_MIN = {"state": 7, "last seen": 9, "start": 14, "stop": 8, "action": 11, "outcome": 7, "code": 4,
+        "job": 9, "command": 9}
 
 
-def _view(feed: StatusFeed, phase: str) -> Group:
+_MAX = {"service": 30, "file": 30, "file being written": 24, "message": 18, "error": 24}
+
+
+def _table(title: str, columns: tuple[str, ...], hidden: int) -> Table:
+    from rich import box
+
+    caption = f"{hidden} older not shown (--json lists all)" if hidden else None
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False)
+    for name in columns:
+        table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=_MIN.get(name), max_width=_MAX.get(name))
+    return table
+
+
+def _tables(tracker: Tracker, now_ms: int, rows: int | None = None) -> list[Table]:
+    """The three tables; with ``rows`` (a live view) only the newest jobs and commands that fit."""
+    workers = tracker.workers(now_ms)
+    jobs, commands = tracker.jobs(now_ms), tracker.commands(now_ms)
+    job_rows = cmd_rows = None
+    if rows is not None:  # the newest rows stay on screen; jobs get 3/5 of what is left after the workers
+        left = max(2, rows - len(workers))
+        job_rows = max(1, left * 3 // 5)
+        cmd_rows = max(1, left - job_rows)
+    shown_jobs = jobs[-job_rows:] if job_rows is not None else jobs
+    shown_cmds = commands[-cmd_rows:] if cmd_rows is not None else commands
+    wt = _table("workers (times UTC)", ("service", "state", "last seen", "file being written"), 0)
+    for w in workers:
+        wt.add_row(escape(w.service_id), _state(w.state), _when(w.last_seen, date=False),
+                   escape(abbreviate_path(w.file_being_written or "", 40)))
+    with_error = any(j.error for j in shown_jobs)
+    jt = _table("jobs (times UTC)", ("job", "file", "state", "start", "stop") + (("error",) if with_error else ()),
+                len(jobs) - len(shown_jobs))
+    for j in shown_jobs:
+        cells = [abbreviate_id(j.job_id), escape(abbreviate_path(j.file_written or j.filename or "", 40)),
+                 _state(j.state), _when(j.start), _when(j.stop, date=False)]
+        jt.add_row(*cells, *((escape(j.error or ""),) if with_error else ()))
+    ct = _table("commands", ("command", "job", "action", "code", "message", "state"),
+                len(commands) - len(shown_cmds))
+    for c in shown_cmds:
+        ct.add_row(abbreviate_id(c.command_id), abbreviate_id(c.job_id), c.action,
+                   "" if c.status_code is None else str(c.status_code), escape(c.message or ""), _state(c.state))
+    return [wt, jt, ct]
+
+
+def _view(feed: StatusFeed, phase: str, *, live: bool = True) -> Group:
+    """The tables and a status line; live, they fit the terminal's height (newest rows and the status line
+    always visible)."""
     now_ms = int(time.time() * 1000)
     counts = feed.counts
     footer = (f"{counts.messages} messages from {feed.topic_count} topic(s), {counts.undecodable} undecodable"
               f" — {phase}")
-    return Group(*_tables(feed.tracker, now_ms), Text(footer, style="dim"))
+    # 3 tables x (title + header + rule + caption + blank) + the footer
+    rows = max(3, stdout.size.height - 3 * 5 - 2) if live else None
+    return Group(*_tables(feed.tracker, now_ms, rows), Text(footer, style="dim"))
 
 
 def _warn(text: str) -> None:
@@ -140,6 +175,6 @@ def list_status(
             if as_json:
                 print(json.dumps(tracker.to_jsonable()), flush=True)
             else:
-                stdout.print(_view(feed, "caught up"))
+                stdout.print(_view(feed, "caught up", live=False))
     if feed.counts.undecodable:
         _warn(f"{feed.counts.undecodable} undecodable message(s) skipped")

@@ -131,12 +131,18 @@ def failures_command(state_dir: StateDirOpt = None, as_json: JsonOpt = False,
             print(json.dumps({"kind": "message", "source": b.source, "error": b.reason, "length": b.payload_length,
                               "sha256": b.payload_sha256}))
         return
+    # One cause for many files (SciCat refusing the token) is said once above the table, not in every row.
+    refused = [r for r in files if r.status == QUEUED and AUTH_MARK in (r.error or "")]
+    if refused:
+        stdout.print(f"[bold red]{refused[-1].error}[/]: {len(refused)} file(s) queued until SciCat accepts the "
+                     "credentials", markup=True, highlight=False)
     table = Table(title=f"files not ingested ({len(files)})", title_justify="left")
     for col in ("file", "status", "attempts", "next try", "error"):
         table.add_column(col, overflow="fold")
     for r in files:
         nxt = time.strftime("%H:%M:%S", time.localtime(r.next_attempt)) if r.status == QUEUED and r.next_attempt else ""
-        table.add_row(r.writer_path, r.status, str(r.attempts), nxt, r.error or "")
+        error = "(SciCat credentials refused: see above)" if r in refused else r.error or ""
+        table.add_row(r.writer_path, r.status, str(r.attempts), nxt, error)
     stdout.print(table)
     msgs = Table(title=f"messages not processed ({len(bad)})", title_justify="left")
     msgs.add_column("topic/partition@offset")
@@ -144,6 +150,10 @@ def failures_command(state_dir: StateDirOpt = None, as_json: JsonOpt = False,
     for b in bad:
         msgs.add_row(b.source, b.reason)
     stdout.print(msgs)
+
+
+#: What ``ScicatAuthError`` says (scicat/_transport.py TOKEN_REFUSED), matched without importing the client.
+AUTH_MARK = "SciCat token expired or refused"
 
 
 @app.command("retry")

@@ -19,7 +19,7 @@ def watch_command(
     topic: Annotated[list[str] | None, typer.Option("--topic", "-t", help="Topic with the writer's run starts "
                                                     "(pl72) and stops (6s4t), for metadata and pid (repeatable).",
                                                     show_default=False)] = None,
-    quiet: Annotated[float, typer.Option("--quiet", help="Seconds a file's size and mtime must stay unchanged "
+    quiet: Annotated[float, typer.Option("--settle", help="Seconds a file's size and mtime must stay unchanged "
                                          "before it counts as settled.")] = 5.0,
     poll_interval: Annotated[float, typer.Option("--poll-interval", help="Seconds between checks of new files "
                                                  "(and between directory scans when polling).")] = 1.0,
@@ -55,11 +55,11 @@ def watch_command(
 ) -> None:
     """Watch folders and ingest each settled NeXus file into SciCat exactly once (writers without wrdn).
 
-    Settled: size and mtime unchanged for --quiet seconds and HDF5 opens it. With --topic, the
+    Settled: size and mtime unchanged for --settle seconds and HDF5 opens it. With --topic, the
     writer's run start (matched by file name) fills the dataset and a file waits for its run's stop.
     """
     if quiet < 0 or poll_interval <= 0 or rescan <= 0:
-        raise typer.BadParameter("--quiet must be >= 0, --poll-interval and --rescan > 0")
+        raise typer.BadParameter("--settle must be >= 0, --poll-interval and --rescan > 0")
     cfg = load(config, kafka={"bootstrap.servers": broker}, scicat={"url": scicat_url},
                ingest={"checksum": checksum, "pattern": pattern},
                listen={"state_dir": state_dir, "workers": workers, "processes": processes,

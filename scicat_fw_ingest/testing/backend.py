@@ -39,9 +39,15 @@ def backend_dir() -> Path:
     return Path(__file__).resolve().parents[2].parent / "shared" / "scicat-backend"
 
 
+def shared_url_variable(version: str) -> str:
+    """``SFI_TEST_SCICAT_URL_5_1_0``: a backend of that version with default settings, started once for a whole
+    test run (``python -m scicat_fw_ingest.testing.backend run ...``) and shared by parallel test workers."""
+    return "SFI_TEST_SCICAT_URL_" + version.replace(".", "_")
+
+
 def why_unavailable() -> str | None:
     """None when a real backend can be started here, else the reason (for a pytest skip)."""
-    if os.environ.get("SFI_TEST_SCICAT_URL"):
+    if os.environ.get("SFI_TEST_SCICAT_URL") or any(os.environ.get(shared_url_variable(v)) for v in VERSIONS):
         return None
     if not (backend_dir() / "start.sh").is_file():
         return f"the real SciCat backend is absent: no {backend_dir() / 'start.sh'}"
@@ -73,10 +79,11 @@ class RealBackend:
         return self.url.rsplit("/api/", 1)[0]
 
     def start(self, timeout: float = 240.0) -> RealBackend:
-        external = os.environ.get("SFI_TEST_SCICAT_URL")
+        external = os.environ.get(shared_url_variable(self.version)) or os.environ.get("SFI_TEST_SCICAT_URL")
         if external and self.jwt_expires_in is None and self.admin_groups is None:
             self.url, self.external = external.rstrip("/"), True
-            self.version = os.environ.get("SFI_TEST_SCICAT_VERSION", self.version)
+            if not os.environ.get(shared_url_variable(self.version)):
+                self.version = os.environ.get("SFI_TEST_SCICAT_VERSION", self.version)
             return self
         env = {**os.environ, "SCICAT_BACKEND_VERSION": self.version}
         if self.jwt_expires_in is not None:
@@ -160,3 +167,41 @@ def _alive(pid: int) -> bool:
         return done == 0
     except ChildProcessError:
         return True
+
+
+def run_with_backends(command: list[str]) -> int:
+    """Start one backend of each version (default settings), run ``command`` with their URLs in the
+    environment (``shared_url_variable``), stop them, and return the command's exit code.
+
+    Why: ``make test`` runs the suite in parallel workers; each worker starting its own two backends
+    would cost ~8 s of CPU and ~300 MB each. Backends with other settings (short token life, other
+    admin groups) are still started by the fixtures that need them. Without node/npm the command runs
+    as is and the real-backend tests skip with the reason.
+    """
+    reason = why_unavailable()
+    started: list[RealBackend] = []
+    env = dict(os.environ)
+    try:
+        if reason is None and not os.environ.get("SFI_TEST_SCICAT_URL"):
+            for version in VERSIONS:
+                backend = RealBackend(version).start()
+                started.append(backend)
+                env[shared_url_variable(version)] = backend.url
+                print(f"real SciCat backend {version} for the tests: {backend.url}", flush=True)
+        elif reason:
+            print(f"real SciCat backend tests will be skipped: {reason}", flush=True)
+        try:
+            return subprocess.call(command, env=env)
+        except KeyboardInterrupt:
+            return 130
+    finally:
+        for backend in started:
+            backend.stop()
+
+
+if __name__ == "__main__":  # python -m scicat_fw_ingest.testing.backend run CMD...
+    import sys
+
+    if len(sys.argv) < 3 or sys.argv[1] != "run":
+        sys.exit("usage: python -m scicat_fw_ingest.testing.backend run COMMAND [ARGS...]")
+    sys.exit(run_with_backends(sys.argv[2:]))

@@ -68,6 +68,7 @@ def main() -> int:
         _say(f"embedded Kafka-protocol broker (Tansu) on {broker.bootstrap}")
         env = {k: v for k, v in os.environ.items() if k != "SFI_CONFIG"}
         env.update(SFI_KAFKA_BOOTSTRAP=broker.bootstrap, SFI_STATE_DIR=str(out / "state"),
+                   SFI_INGEST_DATA_ROOTS=str(out / "data"),  # the listener reads only inside its data roots
                    SFI_LISTEN_CATALOGUE_DIR=str(out / "catalogue"))
         from ..config import load_config
         from ..kafka import ensure_topics
@@ -118,8 +119,7 @@ def main() -> int:
                           f"    SFI_SCICAT_URL=https://scicat.example/api/v3 SFI_SCICAT_TOKEN=... "
                           f"sfi push-catalogue {out / 'catalogue'}\n"
                           "or run the same pipeline into the real SciCat backend (../shared/scicat-backend):\n"
-                          "    eval $(../shared/scicat-backend/start.sh) && SFI_SCICAT_URL=$SCICAT_URL "
-                          "SFI_SCICAT_USERNAME=admin SFI_SCICAT_PASSWORD=adminpass make demo; kill $SCICAT_PIDS")
+                          "    make demo-scicat")
         ok = len(found) == len(jobs)
         _say("done" if ok else "not every file became a dataset: see the listener's log above")
         return 0 if ok else 1

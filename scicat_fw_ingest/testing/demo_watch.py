@@ -57,7 +57,7 @@ def main() -> int:
         where = env.get("SFI_SCICAT_URL") or f"the local catalogue {out / 'catalogue'}"
         _say(f"sfi watch {archive} --topic {TOPIC} --quiet 0.5    (datasets go to {where})")
         watcher = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "watch", str(archive), "--topic", TOPIC,
-                                    "--quiet", "0.5", "--poll-interval", "0.2", "--processes", "0"], env=env)
+                                    "--settle", "0.5", "--poll-interval", "0.2", "--processes", "0"], env=env)
         try:
             _say(f"sfi produce-test --writer supermusr --count {RUNS}: each file copied into the archive in "
                  "128 KB chunks, pausing 1.5 s half-way")
