@@ -7,16 +7,26 @@ the value has them, so nothing is lost and a column of times lines up.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@lru_cache(maxsize=4096)
+def _second(seconds: int) -> str | None:
+    """'2026-11-21T13:44:38' for whole seconds since the epoch, cached: the times of a stream of messages
+    share their seconds, and strftime is most of the cost of a time (decode --json of event data)."""
+    try:
+        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def iso_from_ns(ns: int) -> str:
     """ISO-8601 UTC, always with milliseconds; with micro- or nanoseconds only where the value has them."""
     seconds, rest = divmod(int(ns), 1_000_000_000)
-    try:
-        base = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    except (OverflowError, OSError, ValueError):
+    base = _second(seconds)
+    if base is None:
         return str(ns)
     frac = f"{rest:09d}"
     digits = 3 if rest % 1_000_000 == 0 else 6 if rest % 1_000 == 0 else 9

@@ -272,6 +272,8 @@ def _iso(value: Any, unit: str) -> str:
 
 def _time_array(arr: np.ndarray, unit: str, full: bool) -> Any:
     if full or arr.size <= ARRAY_PREVIEW and arr.ndim <= 1:
+        if arr.ndim <= 1:
+            return [_iso(v, unit) for v in arr.tolist()]
         return np.vectorize(lambda v: _iso(v, unit), otypes=[object])(arr).tolist() if arr.size else []
     first = [_iso(v, unit) for v in arr.reshape(-1)[:ARRAY_PREVIEW].tolist()]
     return {"dtype": str(arr.dtype), "shape": list(arr.shape), "first": first}

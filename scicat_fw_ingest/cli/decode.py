@@ -98,7 +98,6 @@ def decode_command(
     messages on (like tail -f). --json is lossless (whole arrays). Exit 0 when all decoded, 1 when
     any failed, 2 for usage errors.
     """
-    from ..kafka import Position, read_topic
     from ..messages import DecodeError, decode
     from .._time import iso_from_ms
     from ._render import render_message
