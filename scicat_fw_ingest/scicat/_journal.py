@@ -82,8 +82,9 @@ class PidJournal:
         self._done = False
         data = json.dumps(note).encode()
         os.ftruncate(self._fd, 0)
+        # No fsync: the note must outlive a killed process (the page cache keeps it), not a host crash,
+        # after which any grace period is long over. Two fsyncs per dataset halved backfill throughput.
         os.pwrite(self._fd, data, 0)
-        os.fsync(self._fd)
 
     def settled(self) -> None:
         """The datablock is known to be there (or known not to be needed): forget the note."""
