@@ -17,10 +17,9 @@ sample-environment blocks of an instrument.
 
 from __future__ import annotations
 
-import datetime as dt
+import logging
 import re
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -106,11 +105,12 @@ def blocks_on_topic(streams: Iterable[ForwardedStream], topic: str) -> list[str]
 
 # --- the forwarding loop -----------------------------------------------------------------------
 
-def _log(text: str) -> None:
-    """One human-readable line on stderr, time-stamped: this command runs as a service."""
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    sys.stderr.write(f"{now} forward-runinfo: {text}\n")
-    sys.stderr.flush()
+log = logging.getLogger("sfi.forward")
+
+
+def _log(text: str, level: int = logging.INFO) -> None:
+    """One log line through the one formatter of long-running commands (``-v/-q``, ``--log-format json``)."""
+    log.log(level, text)
 
 
 @dataclass
@@ -139,7 +139,7 @@ class _Forwarder:
             try:
                 streams = forwarded_streams(_forwarder_updates(self.cfg, topic))
             except KafkaError as exc:
-                _log(f"forwarder configuration not read ({exc}); using the configured blocks only")
+                _log(f"forwarder configuration not read ({exc}); using the configured blocks only", logging.WARNING)
                 return blocks
             blocks += [pv for pv in blocks_on_topic(streams, f"{instrument}_sampleEnv") if pv not in blocks]
         return blocks
@@ -155,7 +155,7 @@ class _Forwarder:
             monitors=self._per_instrument(self.cfg.isis.monitors, instrument))
         if "metadata" in message.json_errors:
             _log(f"job {run_start.job_id}: metadata is not valid JSON; forwarded verbatim, root fields from "
-                 f"the run name")
+                 f"the run name", logging.WARNING)
         return run_start, instrument, structure, serialise_enriched(run_start, instrument, structure)
 
 
@@ -211,7 +211,8 @@ def _commit(consumer: Consumer, msg: KafkaMessage) -> None:
     except KafkaException as exc:
         err = exc.args[0] if exc.args else exc
         _log(f"commit of {msg.topic()}/{msg.partition()}@{msg.offset()} failed "
-             f"({err.str() if hasattr(err, 'str') else err}); it may be forwarded again after a restart")
+             f"({err.str() if hasattr(err, 'str') else err}); it may be forwarded again after a restart",
+             logging.WARNING)
 
 
 class _ErrorLog:
@@ -229,7 +230,7 @@ class _ErrorLog:
         now = time.monotonic()
         if now - self._last.get(text, -_REPEAT_SECONDS) >= _REPEAT_SECONDS:
             self._last[text] = now
-            _log(text)
+            _log(text, logging.ERROR)
 
     def message(self, msg: KafkaMessage) -> None:
         err = msg.error()
@@ -365,7 +366,7 @@ def _run(cfg: Config, *, dry_run: bool, count: int | None, on_dry_run: DryRunSin
             try:
                 run_start, instrument, _structure, payload = fwd.enrich(msg.topic(), msg.value() or b"")
             except (DecodeError, EnrichError) as exc:
-                _log(f"skipped {where}: {exc}")
+                _log(f"skipped {where}: {exc}", logging.WARNING)
                 if not dry_run:
                     _commit(consumer, msg)
                 continue

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from ._app import app
-from ._common import BrokerOpt, ConfigOpt, load
+from ._common import BrokerOpt, ConfigOpt, LogLevelOpt, QuietOpt, VerboseOpt, load, start_logging
 
 
 def _print_record(record: dict[str, Any]) -> None:
@@ -48,6 +48,11 @@ def forward_runinfo_command(
     forwarder_config_topic: Annotated[str | None, typer.Option(
         "--forwarder-config-topic", help="The forwarder's fc00 config topic: its <INST>_sampleEnv PVs become "
         "selog blocks.", show_default=False)] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help="text|json (else \\[listen] log_format).",
+                                                   show_default=False)] = None,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+    log_level: LogLevelOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Enrich ISIS run starts with the static ISIS NeXus structure and forward them to the file writer.
@@ -68,9 +73,10 @@ def forward_runinfo_command(
         "group": group, "auto_offset_reset": reset,
         "template_dir": str(template_dir) if template_dir is not None else None,
         "forwarder_config_topic": forwarder_config_topic,
-    })
+    }, listen={"log_format": log_format})
     if instrument_list is not None and topic_pattern is None:
         cfg.isis.topic_pattern = None  # a flag chooses the subscription over the file's other kind
     elif topic_pattern is not None and instrument_list is None:
         cfg.isis.instruments = []
+    start_logging(cfg, cfg.listen.log_format, verbose, quiet, log_level)
     run_forwarder(cfg, dry_run=dry_run, count=1 if once else count, on_dry_run=_print_record)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ._app import app
-from ._common import BrokerOpt, ConfigOpt, load
+from ._common import BrokerOpt, ConfigOpt, LogLevelOpt, QuietOpt, VerboseOpt, load, start_logging
 
 
 @app.command("watch")
@@ -51,6 +51,9 @@ def watch_command(
     http_host: Annotated[str | None, typer.Option("--http-host", help="Address for --http-port (default "
                                                   "127.0.0.1).", show_default=False)] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="text|json.", show_default=False)] = None,
+    verbose: VerboseOpt = 0,
+    quiet_log: QuietOpt = 0,
+    log_level: LogLevelOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Watch folders and ingest each settled NeXus file into SciCat exactly once (writers without wrdn).
@@ -67,13 +70,12 @@ def watch_command(
                        "http_host": http_host})
     if topic and not cfg.bootstrap:
         raise typer.BadParameter("--topic needs a broker (--broker, $SFI_KAFKA_BOOTSTRAP or \\[kafka])")
-    from .._logging import setup_logging
     from ..ingest import Ingestor, open_sink
     from ..state import StateStore
     from ..watch import Watcher, WatchOptions
 
     lc = cfg.listen
-    setup_logging(lc.log_format)
+    start_logging(cfg, lc.log_format, verbose, quiet_log, log_level)
     _data_roots_for(cfg, directories)
     options = WatchOptions(directories=directories,
                            patterns=[p.strip() for p in cfg.ingest.pattern.split(",") if p.strip()],

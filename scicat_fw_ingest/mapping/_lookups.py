@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import SfiError
+from .sources import _dig  # one dotted-path reader for file metadata and SciCat answers
 
 log = logging.getLogger("sfi.mapping")
 
@@ -121,14 +122,3 @@ class ScicatLookup:
             if isinstance(found, list) and found and isinstance(found[0], dict):
                 return found[0], f"GET Samples ({name_field} '{key}')"
         return None, ""
-
-
-def _dig(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
