@@ -50,7 +50,7 @@ _MIN = {"state": 7, "last seen": 9, "start": 14, "stop": 8, "action": 11, "outco
         "job": 9, "command": 9}
 
 
-_MAX = {"service": 30, "file": 30, "file being written": 24, "message": 18, "error": 24}
+_MAX = {"service": 30, "file": 28, "file being written": 24, "message": 18, "error": 22}
 
 
 def _table(title: str, columns: tuple[str, ...], hidden: int) -> Table:
@@ -58,7 +58,7 @@ def _table(title: str, columns: tuple[str, ...], hidden: int) -> Table:
 
     caption = f"{hidden} older not shown (--json lists all)" if hidden else None
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
-                  show_edge=False)
+                  show_edge=False, pad_edge=False, collapse_padding=True)
     for name in columns:
         table.add_column(name, no_wrap=True, overflow="ellipsis", min_width=_MIN.get(name), max_width=_MAX.get(name))
     return table

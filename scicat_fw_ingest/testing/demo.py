@@ -103,8 +103,8 @@ def main() -> int:
             listener.send_signal(signal.SIGTERM)
             listener.wait(60)
         table = Table(title=f"datasets created ({len(found)} of {len(jobs)})", title_justify="left")
-        for col in ("pid", "datasetName", "proposalId", "files", "bytes"):
-            table.add_column(col, overflow="fold")
+        for col in ("pid", "datasetName", "proposalId", "files", "bytes"):  # one line per dataset at 80 columns
+            table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=24 if col == "pid" else None)
         for ds, blocks in found:
             files = sum(len(b.get("dataFileList", [])) for b in blocks)
             size = sum(int(b.get("size", 0)) for b in blocks)
