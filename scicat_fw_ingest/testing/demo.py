@@ -104,7 +104,8 @@ def main() -> int:
             listener.wait(60)
         table = Table(title=f"datasets created ({len(found)} of {len(jobs)})", title_justify="left")
         for col in ("pid", "datasetName", "proposalId", "files", "bytes"):  # one line per dataset at 80 columns
-            table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=24 if col == "pid" else None)
+            table.add_column(col, no_wrap=True, overflow="ellipsis", min_width={"proposalId": 10, "files": 5,
+                             "bytes": 7}.get(col), max_width={"pid": 20, "datasetName": 24}.get(col))
         for ds, blocks in found:
             files = sum(len(b.get("dataFileList", [])) for b in blocks)
             size = sum(int(b.get("size", 0)) for b in blocks)
