@@ -15,9 +15,9 @@ import time
 from typing import Any
 
 from ._logging import scrub
+from .completion.wrdn import run_info_for  # re-exported: it moved there with the rest of wrdn completion
 from .errors import SfiError
-from .ingest import IngestResult, RunInfo
-from .messages import DecodeError, decode
+from .ingest import IngestResult
 from .state import DONE, FAILED, QUEUED, REJECTED, StateError, StateStore
 
 log = logging.getLogger("sfi.listen")
@@ -30,21 +30,6 @@ class OutcomeNotRecorded(SfiError):
         super().__init__(str(cause))
         self.result = result
         self.cause = cause
-
-
-def run_info_for(state: StateStore, wrdn_payload: bytes | None) -> RunInfo:
-    """What Kafka said about a file: its wrdn and, when cached, its run start (nothing for a watched file)."""
-    if not wrdn_payload:
-        return RunInfo()
-    wrdn = decode(wrdn_payload, expect="wrdn").value
-    cached = state.get_run_start(wrdn.job_id) if wrdn.job_id else None
-    run_start = None
-    if cached is not None:
-        try:
-            run_start = decode(cached, expect="pl72").value
-        except DecodeError:
-            run_start = None
-    return RunInfo.from_messages(run_start, wrdn)
 
 
 def ingest_and_record(ingestor: Any, state: StateStore, key: str, wrdn_payload: bytes | None, source: str, *,

@@ -32,12 +32,13 @@ from ._listen_health import BrokerProblems, HealthMonitor, ListenerChecks
 from ._listen_pause import PauseOnStateErrors, _Work
 from ._listen_record import OutcomeNotRecorded, ingest_and_record, record_outcome, retry_now, run_info_for
 from ._offsets import OffsetTracker
+from .completion import wrdn
 from .config import Config
 from .ingest import IngestResult
 from .kafka import make_consumer
 from .messages import DecodeError, Message, decode
 from .metrics import LISTEN_METRICS, Metrics
-from .state import DONE, QUEUED, REJECTED, StateError, StateStore, file_identity
+from .state import DONE, QUEUED, REJECTED, StateError, StateStore
 
 log = logging.getLogger("sfi.listen")
 
@@ -258,31 +259,29 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         self.state.record_bad_message(source, reason, payload)
 
     def _finished(self, message: Message, payload: bytes, source: str, tp: tuple[str, int], offset: int) -> bool:
-        """Start ingesting a finished file; False when its offset is already done."""
-        wrdn = message.value
-        path = wrdn.file_name
-        if not path:
-            self._bad(source, "wrdn without file_name", payload)
+        """Start ingesting a finished file; False when its offset is already done.
+
+        What the wrdn asks for is decided in ``completion.wrdn``; here is only its Kafka side.
+        """
+        d = wrdn.decide(message.value, in_flight=self._work, get_file=self.state.get_file,
+                        on_writer_error=self.options.on_writer_error)
+        if d.action == wrdn.BAD:
+            self._bad(source, d.detail, payload)
             return False
-        key = file_identity(path, wrdn.job_id)  # path AND job: a new run may reuse a path
-        if key in self._work:  # a duplicate while the first is still being ingested
-            self._work[key].offsets.append((tp, offset))
+        if d.action == wrdn.IN_FLIGHT:  # a duplicate while the first is still being ingested
+            self._work[d.key].offsets.append((tp, offset))
             return True
-        record = self.state.get_file(key)
-        if record is not None and record.status in (*DONE, REJECTED):
-            log.info("already %s %s: %s", "done" if record.status in DONE else REJECTED, source, path)
+        if d.action == wrdn.ALREADY:
+            log.info("already %s %s: %s", d.detail, source, d.path)
             return False
-        if record is not None and record.status == QUEUED:
-            log.info("already queued %s: %s", source, path)
-            return False
-        if wrdn.error_encountered and self.options.on_writer_error == "skip":
-            self.state.record_file(key, job_id=wrdn.job_id, writer_path=path, status="skipped", source=source,
-                                   wrdn=payload, error=f"writer error: {wrdn.message or 'no message'}")
+        if d.action == wrdn.WRITER_ERROR:
+            self.state.record_file(d.key, job_id=d.job_id, writer_path=d.path, status="skipped", source=source,
+                                   wrdn=payload, error=d.detail)
             self.metrics.inc("sfi_datasets_total", outcome="skipped")
-            log.warning("writer reported an error for %s (%s): not ingested (on_writer_error=skip)", path,
-                        wrdn.message)
+            log.warning("writer reported an error for %s (%s): not ingested (on_writer_error=skip)", d.path,
+                        message.value.message)
             return False
-        self._submit(_Work(key, path, payload, source, [(tp, offset)]), wait_missing=self.options.wait_missing)
+        self._submit(_Work(d.key, d.path, payload, source, [(tp, offset)]), wait_missing=self.options.wait_missing)
         return True
 
     # -- ingestion ----------------------------------------------------------------------------

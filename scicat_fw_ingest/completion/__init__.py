@@ -1,6 +1,6 @@
 """Completion sources: how sfi learns that a file is finished and may become a dataset.
 
-Why a package: kafka-to-nexus announces a finished file with a wrdn message (handled by
+Why a package: kafka-to-nexus announces a finished file with a wrdn message (``wrdn``, driven by
 ``listen``); other writers (SuperMuSR's nexus-writer, home-grown ones) send no such message and
 only leave the file in a folder. Every source yields the same ``FinishedFile``, and the one ingest
 core (``ingest.Ingestor``) turns it into a dataset, whatever said it was finished.
@@ -9,6 +9,8 @@ core (``ingest.Ingestor``) turns it into a dataset, whatever said it was finishe
   period and openable by HDF5). inotify where the kernel has it, scanning otherwise.
 - ``runs``: the writer's run starts (pl72) and stops (6s4t), matched to files by name, so that the
   run's metadata fills the dataset and a file whose run is still going is held back.
+- ``wrdn``: what one wrdn message asks for (ingest, skip, record a writer error), Kafka-free; the
+  listener keeps the offsets and the worker pool.
 """
 
 from __future__ import annotations
