@@ -30,6 +30,26 @@ QuietOpt = Annotated[int, typer.Option("--quiet", "-q", count=True, help="Less l
 LogLevelOpt = Annotated[str | None, typer.Option("--log-level", help="debug|info|warning|error (overrides "
                                                  "-v/-q).", show_default=False)]
 
+# -- options of the two ingestion daemons (listen, watch): one declaration each, the same help ---------
+StateDirOpt = Annotated[str | None, typer.Option("--state-dir", help="State directory, shared by sfi listen and "
+                                                 "sfi watch (else $SFI_STATE_DIR or \\[listen] state_dir).",
+                                                 show_default=False)]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", "-j", help="Files ingested at once (default 4).",
+                                                show_default=False)]
+ProcessesOpt = Annotated[int | None, typer.Option("--processes", help="Worker processes for ingestion (default "
+                                                  "2; 0 = threads only).", show_default=False)]
+ScicatUrlOpt = Annotated[str | None, typer.Option("--scicat-url", help="SciCat base URL incl. /api/v3.",
+                                                  show_default=False)]
+CatalogueDirOpt = Annotated[str | None, typer.Option("--catalogue-dir", help="Without SciCat: write the "
+                                                     "documents here.", show_default=False)]
+ChecksumOpt = Annotated[str | None, typer.Option("--checksum", help="sha256|blake2b|md5|none.",
+                                                 show_default=False)]
+HttpPortOpt = Annotated[int | None, typer.Option("--http-port", help="Serve /health and /metrics.",
+                                                 show_default=False)]
+HttpHostOpt = Annotated[str | None, typer.Option("--http-host", help="Address for --http-port (default "
+                                                 "127.0.0.1).", show_default=False)]
+LogFormatOpt = Annotated[str | None, typer.Option("--log-format", help="text|json.", show_default=False)]
+
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -13,10 +13,9 @@ from rich.table import Table
 
 from ..state import FAILED, QUEUED, REJECTED, StateStore
 from ._app import app
-from ._common import BrokerOpt, ConfigOpt, JsonOpt, LogLevelOpt, QuietOpt, VerboseOpt, load, start_logging, stdout
-
-StateDirOpt = Annotated[str | None, typer.Option("--state-dir", help="State directory (else $SFI_STATE_DIR or \\"
-                                                 "[listen] state_dir).", show_default=False)]
+from ._common import (BrokerOpt, CatalogueDirOpt, ChecksumOpt, ConfigOpt, HttpHostOpt, HttpPortOpt, JsonOpt,
+                      LogFormatOpt, LogLevelOpt, ProcessesOpt, QuietOpt, ScicatUrlOpt, StateDirOpt, VerboseOpt,
+                      WorkersOpt, load, start_logging, stdout)
 
 
 @app.command("listen")
@@ -27,25 +26,18 @@ def listen_command(
                                               show_default=False)] = None,
     broker: BrokerOpt = None,
     state_dir: StateDirOpt = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", help="Files ingested at once (default 4).",
-                                                show_default=False)] = None,
-    processes: Annotated[int | None, typer.Option("--processes", help="Worker processes for ingestion (default "
-                                                  "2; 0 = threads only).", show_default=False)] = None,
-    scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat base URL incl. /api/v3.",
-                                                   show_default=False)] = None,
-    catalogue_dir: Annotated[str | None, typer.Option("--catalogue-dir", help="Without SciCat: write the "
-                                                      "documents here.", show_default=False)] = None,
-    checksum: Annotated[str | None, typer.Option("--checksum", help="sha256|blake2b|md5|none.",
-                                                 show_default=False)] = None,
+    workers: WorkersOpt = None,
+    processes: ProcessesOpt = None,
+    scicat_url: ScicatUrlOpt = None,
+    catalogue_dir: CatalogueDirOpt = None,
+    checksum: ChecksumOpt = None,
     on_writer_error: Annotated[str | None, typer.Option("--on-writer-error", help="skip|ingest a file whose "
                                                         "wrdn reports an error.", show_default=False)] = None,
     auto_offset_reset: Annotated[str | None, typer.Option("--auto-offset-reset", help="earliest|latest for a "
                                                           "group without offsets.", show_default=False)] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port", help="Serve /health and /metrics.",
-                                                  show_default=False)] = None,
-    http_host: Annotated[str | None, typer.Option("--http-host", help="Address for --http-port (default "
-                                                  "127.0.0.1).", show_default=False)] = None,
-    log_format: Annotated[str | None, typer.Option("--log-format", help="text|json.", show_default=False)] = None,
+    http_port: HttpPortOpt = None,
+    http_host: HttpHostOpt = None,
+    log_format: LogFormatOpt = None,
     exit_when_idle: Annotated[float | None, typer.Option("--exit-when-idle", help="Stop after S seconds without "
                                                          "messages and nothing pending.", show_default=False)] = None,
     verbose: VerboseOpt = 0,

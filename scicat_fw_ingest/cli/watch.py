@@ -9,7 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from ._app import app
-from ._common import BrokerOpt, ConfigOpt, LogLevelOpt, QuietOpt, VerboseOpt, load, start_logging
+from ._common import (BrokerOpt, CatalogueDirOpt, ChecksumOpt, ConfigOpt, HttpHostOpt, HttpPortOpt, LogFormatOpt,
+                      LogLevelOpt, ProcessesOpt, QuietOpt, ScicatUrlOpt, StateDirOpt, VerboseOpt, WorkersOpt, load,
+                      start_logging)
 
 
 @app.command("watch")
@@ -33,24 +35,15 @@ def watch_command(
                                                      "at start (default \\[listen] run_start_days).",
                                                      show_default=False)] = None,
     broker: BrokerOpt = None,
-    state_dir: Annotated[str | None, typer.Option("--state-dir", help="State directory, shared with sfi listen "
-                                                  "(else $SFI_STATE_DIR or \\[listen] state_dir).",
-                                                  show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", help="Files ingested at once (default 4).",
-                                                show_default=False)] = None,
-    processes: Annotated[int | None, typer.Option("--processes", help="Worker processes for ingestion (default "
-                                                  "2; 0 = threads only).", show_default=False)] = None,
-    scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat base URL incl. /api/v3.",
-                                                   show_default=False)] = None,
-    catalogue_dir: Annotated[str | None, typer.Option("--catalogue-dir", help="Without SciCat: write the "
-                                                      "documents here.", show_default=False)] = None,
-    checksum: Annotated[str | None, typer.Option("--checksum", help="sha256|blake2b|md5|none.",
-                                                 show_default=False)] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port", help="Serve /health and /metrics.",
-                                                  show_default=False)] = None,
-    http_host: Annotated[str | None, typer.Option("--http-host", help="Address for --http-port (default "
-                                                  "127.0.0.1).", show_default=False)] = None,
-    log_format: Annotated[str | None, typer.Option("--log-format", help="text|json.", show_default=False)] = None,
+    state_dir: StateDirOpt = None,
+    workers: WorkersOpt = None,
+    processes: ProcessesOpt = None,
+    scicat_url: ScicatUrlOpt = None,
+    catalogue_dir: CatalogueDirOpt = None,
+    checksum: ChecksumOpt = None,
+    http_port: HttpPortOpt = None,
+    http_host: HttpHostOpt = None,
+    log_format: LogFormatOpt = None,
     verbose: VerboseOpt = 0,
     quiet_log: QuietOpt = 0,
     log_level: LogLevelOpt = None,
