@@ -15,6 +15,8 @@ import pytest
 from scicat_fw_ingest.config import Config, load_config
 from scicat_fw_ingest.testing.broker import TansuBroker
 
+# The real SciCat backend (../shared/scicat-backend/start.sh, both versions, or SFI_TEST_SCICAT_URL) comes from
+# this plugin: fixtures ``real_scicat`` and ``real_scicat_factory``.
 pytest_plugins = ("scicat_fw_ingest.testing.fixtures",)
 
 ROOT = Path(__file__).resolve().parent.parent
