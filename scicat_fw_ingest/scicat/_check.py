@@ -59,11 +59,11 @@ def preflight(client: ScicatClient, defaults: dict[str, Any]) -> list[CheckLine]
         lines.append(CheckLine(left > 0, "token", f"expires in {left:.0f} s (at {until}); {renew}"))
     groups: list[str] = []
     try:
-        who = client.get_json("auth/whoami") or {}
+        who = client.get_json("auth/whoami", attempts=1) or {}
         groups = [str(g) for g in who.get("currentGroups") or []] if isinstance(who, dict) else []
         lines.append(CheckLine(None, "account", f"groups: {', '.join(groups) or '(none)'}"))
-        may = client.get_json(f"users/{who.get('_id') or who.get('id')}/authorization/dataset/create") \
-            if isinstance(who, dict) and (who.get("_id") or who.get("id")) else None
+        user_id = (who.get("_id") or who.get("id")) if isinstance(who, dict) else None
+        may = client.get_json(f"users/{user_id}/authorization/dataset/create", attempts=1) if user_id else None
         if isinstance(may, dict) and "authorization" in may:
             lines.append(CheckLine(bool(may["authorization"]), "create",
                                    "may create datasets" if may["authorization"] else

@@ -193,10 +193,13 @@ class ScicatClient(Transport, _PyScicatClient):
             return []
         return self._blocks(pid) or []
 
-    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any | None:
-        """GET ``path`` relative to the /api/v3 root (e.g. "Proposals/P1"); None on 404, ScicatError else."""
+    def get_json(self, path: str, params: dict[str, str] | None = None, *,
+                 attempts: int | None = None) -> Any | None:
+        """GET ``path`` relative to the /api/v3 root (e.g. "Proposals/P1"); None on 404, ScicatError else.
+
+        ``attempts``: 1 for a preflight that reports a problem at once instead of retrying it."""
         full = "/api/v3/" + path.lstrip("/")
-        resp, _ = self.exchange("GET", full, params=params)
+        resp, _ = self.exchange("GET", full, params=params, attempts=attempts)
         if resp is not None and resp.status_code == 404:
             return None
         return self.json(resp, "GET", full)
