@@ -28,10 +28,31 @@ class OpsServerError(SfiError):
     """The operations port cannot be opened (in use, no permission)."""
 
 
-class _Http(ThreadingHTTPServer):
+class ThreadedHttp(ThreadingHTTPServer):
+    """A loopback-friendly HTTP server run in a daemon thread; handlers reach their object as ``server.owner``.
+
+    One mechanism for the ops server here and the test servers in ``testing/`` (SciCat, fault proxy).
+    """
+
     daemon_threads = True
     allow_reuse_address = True
-    ops: OpsServer
+    owner: Any
+
+    @classmethod
+    def serve(cls, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: Any,
+              name: str) -> tuple[ThreadedHttp, threading.Thread]:
+        """Bind ``address`` (port 0: any), serve in a daemon thread; OSError when it cannot bind."""
+        http = cls(address, handler)
+        http.owner = owner
+        thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name=f"{name}-{http.server_address[1]}", daemon=True)
+        thread.start()
+        return http, thread
+
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        self.shutdown()
+        self.server_close()
 
 
 class OpsServer:
@@ -43,7 +64,7 @@ class OpsServer:
         self.host = host
         self.health = health
         self.metrics = metrics
-        self._http: _Http | None = None
+        self._http: ThreadedHttp | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -60,23 +81,18 @@ class OpsServer:
         if self._http is not None:
             return self
         try:
-            http = _Http((self.host, self._requested_port), _Handler)
+            self._http, self._thread = ThreadedHttp.serve((self.host, self._requested_port), _Handler, self,
+                                                          "sfi-ops-http")
         except OSError as exc:
             raise OpsServerError(f"--http-port: cannot listen on {self.host}:{self._requested_port}: "
                                  f"{exc.strerror or exc}") from None
-        http.ops = self
-        self._http = http
-        self._thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"sfi-ops-http-{self.port}", daemon=True)
-        self._thread.start()
         return self
 
     def stop(self) -> None:
         http, self._http = self._http, None
         if http is None:
             return
-        http.shutdown()
-        http.server_close()
+        http.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -113,7 +129,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Http
+    server: ThreadedHttp
     server_version = "sfi"
     sys_version = ""
 
@@ -123,11 +139,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path == "/health":
-            status, body = self.server.ops.health_report()
+            status, body = self.server.owner.health_report()
             self._send(status, "application/json", json.dumps(body).encode("utf-8"))
         elif path == "/metrics":
             try:
-                text = self.server.ops.metrics()
+                text = self.server.owner.metrics()
             except Exception as exc:
                 self._send(500, "text/plain; charset=utf-8", f"metrics unavailable: {_one_line(exc)}\n".encode())
                 return

@@ -9,10 +9,11 @@ import json
 import socket
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .._http import ThreadedHttp
 from ._scicat_v4 import handle_v4
 
 if TYPE_CHECKING:
@@ -20,12 +21,6 @@ if TYPE_CHECKING:
 
 API = "/api/v3"
 API_V4 = "/api/v4"
-
-class _Http(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    owner: ScicatTestServer
-
 
 
 def _matches(value: Any, cond: Any) -> bool:
@@ -48,7 +43,7 @@ def _not_found(message: str) -> tuple[int, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections, as with the real backend
-    server: _Http
+    server: ThreadedHttp
 
     def setup(self) -> None:
         super().setup()

@@ -17,9 +17,11 @@ import http.client
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from urllib.parse import urlsplit
+
+from .._http import ThreadedHttp
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade", "content-length"}
 
@@ -37,12 +39,6 @@ class _Rule:
                 and (self.path_contains is None or self.path_contains in path))
 
 
-class _Http(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    owner: FaultProxy
-
-
 class FaultProxy:
     """Forward to ``target`` (a server root, e.g. ``http://127.0.0.1:3000``); ``url`` is the proxied /api/v3."""
 
@@ -56,7 +52,7 @@ class FaultProxy:
         self.seen: list[tuple[str, str, int]] = []
         #: (method, path) of every request passed on to the server, at the moment it was passed on
         self.forwarded: list[tuple[str, str]] = []
-        self._http: _Http | None = None
+        self._http: ThreadedHttp | None = None
 
     @property
     def base(self) -> str:
@@ -79,18 +75,13 @@ class FaultProxy:
             self.rules.append(_Rule(n, path_contains, method, status=status))
 
     def start(self) -> FaultProxy:
-        http = _Http(("127.0.0.1", 0), _Handler)
-        http.owner = self
-        self.port = http.server_address[1]
-        self._http = http
-        threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                         name=f"fault-proxy-{self.port}").start()
+        self._http, _thread = ThreadedHttp.serve(("127.0.0.1", 0), _Handler, self, "fault-proxy")
+        self.port = self._http.server_address[1]
         return self
 
     def stop(self) -> None:
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.close()
             self._http = None
 
     def __enter__(self) -> FaultProxy:
@@ -110,7 +101,7 @@ class FaultProxy:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Http
+    server: ThreadedHttp
 
     def log_message(self, format: str, *args: object) -> None:
         return

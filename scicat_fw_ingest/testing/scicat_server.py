@@ -27,7 +27,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
-from ._scicat_http import API, _bad, _Handler, _Http, _matches, _not_found, _now
+from .._http import ThreadedHttp
+from ._scicat_http import API, _bad, _Handler, _matches, _not_found, _now
 from ._scicat_rules import validate_datablock, validate_dataset
 from ._scicat_v4 import FORBIDDEN, UNAUTHORIZED_READ, can_read, groups_of
 #: backend versions the server can act as (they differ on an expired token: see ``expire_tokens``)
@@ -98,7 +99,7 @@ class ScicatTestServer:
         self.lock = threading.RLock()
         self._faults: list[_Fault] = []
         self._delay = 0.0
-        self._http: _Http | None = None
+        self._http: ThreadedHttp | None = None
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
 
@@ -108,19 +109,13 @@ class ScicatTestServer:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> ScicatTestServer:
-        http = _Http(("127.0.0.1", self.port), _Handler)
-        http.owner = self
-        self.port = http.server_address[1]
-        self._http = http
-        self._thread = threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"scicat-test-{self.port}", daemon=True)
-        self._thread.start()
+        self._http, self._thread = ThreadedHttp.serve(("127.0.0.1", self.port), _Handler, self, "scicat-test")
+        self.port = self._http.server_address[1]
         return self
 
     def stop(self) -> None:
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.close()
             self._http = None
         with self.lock:
             conns, self._conns = list(self._conns), set()
