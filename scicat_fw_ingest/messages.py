@@ -119,6 +119,17 @@ def _register_optional_enums() -> None:
 _register_optional_enums()
 
 
+#: Per schema, the fields that need more than a copy (times, enums, "0 = unset"): the rest of a message's
+#: plain fields go straight to the output (decode --json of a stream is mostly this loop).
+_SPECIAL_FIELDS: dict[str, frozenset[str]] = {}
+for _schema, _fields in _TIME_FIELDS.items():
+    _SPECIAL_FIELDS[_schema] = _SPECIAL_FIELDS.get(_schema, frozenset()) | set(_fields)
+for _schema, _name in (*_ENUMS, *_ZERO_IS_UNSET):
+    _SPECIAL_FIELDS[_schema] = _SPECIAL_FIELDS.get(_schema, frozenset()) | {_name}
+_NONE: frozenset[str] = frozenset()
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 class DecodeError(SfiError):
     """Bytes that are not a valid message of a known (or the expected) schema."""
 
@@ -173,7 +184,50 @@ def decode(buf: bytes | bytearray | memoryview, expect: str | None = None) -> Me
         raise DecodeError(schema, "unknown schema id (not one ess-streaming-data-types knows)")
     try:
         value = deserialiser(data)
-        _touch(value)
+    except Exception as exc:  # flatbuffers raise anything on corrupt bodies: normalise to one error
+        raise DecodeError(schema, f"corrupt body ({type(exc).__name__}: {exc})"[:300]) from None
+    errors: dict[str, str] = {}
+    parsed: dict[str, Any] = {}
+    for name in _JSON_FIELDS.get(schema, ()):
+        text = getattr(value, name, None)
+        if text is None or text == "":
+            continue
+        try:
+            parsed[name] = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            errors[name] = f"not valid JSON: {exc}"[:200]
+    return Message(schema, value, errors, parsed)
+
+
+def to_jsonable(self, *, full: bool = False) -> dict[str, Any]:
+        return to_jsonable(self, full=full)
+
+
+def schema_of(buf: bytes) -> str:
+    """The schema id at bytes 4..8, or ``DecodeError`` when there is none."""
+    if len(buf) < 8:
+        raise DecodeError(None, f"too short: {len(buf)} bytes, a flatbuffer message has at least 8")
+    raw = bytes(buf[4:8])
+    try:
+        schema = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise DecodeError(None, f"no schema id at bytes 4..8 (found {raw!r})") from None
+    if not schema.isprintable():
+        raise DecodeError(None, f"no schema id at bytes 4..8 (found {raw!r})")
+    return schema
+
+
+def decode(buf: bytes | bytearray | memoryview, expect: str | None = None) -> Message:
+    """Decode one message; ``expect`` names the only schema the caller accepts."""
+    data = bytes(buf)
+    schema = schema_of(data)
+    if expect is not None and schema != expect:
+        raise DecodeError(schema, f"expected a '{expect}' ({SCHEMA_NAMES.get(expect, expect)}) message")
+    deserialiser = sdt.DESERIALISERS.get(schema)
+    if deserialiser is None:
+        raise DecodeError(schema, "unknown schema id (not one ess-streaming-data-types knows)")
+    try:
+        value = deserialiser(data)
     except Exception as exc:  # flatbuffers raise anything on corrupt bodies: normalise to one error
         raise DecodeError(schema, f"corrupt body ({type(exc).__name__}: {exc})"[:300]) from None
     errors: dict[str, str] = {}
@@ -218,8 +272,14 @@ def to_jsonable(message: Message, *, full: bool = False) -> dict[str, Any]:
             out["json_errors"] = {"json": "not valid JSON"}
     else:
         items = _object_fields(value)
+    special = _SPECIAL_FIELDS.get(message.schema, _NONE)
+    parsed = message.json_values
     for name, item in items:
-        out[name] = _field_value(message, name, item, full)
+        # Most fields are plain text or integers: written as they are, without the per-field checks.
+        if type(item) in _PLAIN and name not in special and name not in parsed:
+            out[name] = item
+        else:
+            out[name] = _field_value(message, name, item, full)
     if message.json_errors:
         out["json_errors"] = dict(message.json_errors)
     return out
@@ -338,6 +398,8 @@ def jsonable(value: Any, *, full: bool = False) -> Any:
 
 def _array(arr: np.ndarray, full: bool) -> Any:
     if full or arr.size <= ARRAY_PREVIEW and arr.ndim <= 1:
+        if arr.dtype.kind in "iub" or arr.dtype.kind == "f" and bool(np.isfinite(arr).all()):
+            return arr.tolist()  # already plain ints, bools and finite floats: no per-value pass
         return jsonable(arr.tolist(), full=full)
     first = arr.reshape(-1)[:ARRAY_PREVIEW].tolist()
     return {"dtype": str(arr.dtype), "shape": list(arr.shape), "first": jsonable(first)}

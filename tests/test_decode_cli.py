@@ -91,6 +91,54 @@ def test_usage_errors_exit_2(args: list[str], sfi) -> None:
     assert "Traceback" not in run.stderr
 
 
+def _fast_path_cases(tmp_path: Path) -> list[list[str]]:
+    """Command lines ``_decode_fast`` takes itself, and some it must hand to typer."""
+    paths = []
+    for schema in ("pl72", "x5f2", "ev44"):
+        path = tmp_path / f"{schema}.bin"
+        path.write_bytes(SAMPLES[schema][0])
+        paths.append(str(path))
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(serialise_pl72("j", "f.nxs", nexus_structure="{oops"))
+    missing = str(tmp_path / "missing.bin")
+    return [
+        ["--json", *paths], [*paths], ["--full", paths[0]], ["--json", "--expect", "x5f2", *paths],
+        ["--expect=pl72", paths[0]], ["--json", str(bad), missing, paths[1]], ["--hex", SAMPLES["wrdn"][0].hex()],
+        ["--hex=zz"], ["--json", "-"],
+        # typer's: usage errors and options the fast path does not read
+        [], ["--expect"], [paths[0], "--hex", "00"], ["-", "-"], ["--bogus", paths[0]], ["--help"],
+        ["-c", missing, paths[0]], ["--expect", "pl72", "--expect", "x5f2", paths[0]],
+    ]
+
+
+def test_the_fast_path_prints_exactly_what_typer_prints(tmp_path: Path, sfi) -> None:
+    """``sfi decode`` on local inputs runs without typer (start-up); it must not differ in any output."""
+    from scicat_fw_ingest.cli._decode_fast import NO_FAST_PATH, parse
+
+    stdin = SAMPLES["answ"][0]
+    taken = 0
+    for args in _fast_path_cases(tmp_path):
+        fast = sfi("decode", *args, input=stdin, env={"COLUMNS": "100"})
+        slow = sfi("decode", *args, input=stdin, env={"COLUMNS": "100", NO_FAST_PATH: "1"})
+        assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout, slow.stderr), args
+        taken += parse(args) is not None
+    assert taken == 9
+
+
+def test_the_fast_path_imports_neither_typer_nor_rich_for_json(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.bin"
+    path.write_bytes(SAMPLES["wrdn"][0])
+    code = ("import sys; from scicat_fw_ingest.cli import main\n"
+            "try:\n    main(['decode', '--json', sys.argv[1]])\n"
+            "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+            "print(sorted(m for m in ('typer', 'rich', 'click', 'scicat_fw_ingest.config') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def _publish_job(kafka_config, topic: str) -> SimulatedJob:
     job = SimulatedJob(filename="/data/run1.nxs", control_topic=topic, pool_topic=topic, metadata='{"proposal_id": "p1"}')
     ensure_topics(kafka_config, [topic])

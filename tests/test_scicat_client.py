@@ -50,7 +50,7 @@ def test_the_token_travels_only_in_the_authorization_header(scicat_server: Serve
     client.ping()
     client.datasets_get_many({"pid": PID})  # an inherited pyscicat method goes through the same transport
     api = [r for r in scicat_server.requests if not r.path.endswith("/auth/login")]
-    assert len(api) >= 5
+    assert len(api) >= 4
     for req in scicat_server.requests:
         assert "access_token" not in req.query
         assert scicat_server.token not in req.path
@@ -210,9 +210,13 @@ def test_an_unreachable_server_is_one_clear_retryable_error() -> None:
 def test_upsert_created_then_exists(scicat_server: Server) -> None:
     client = by_token(scicat_server)
     assert client.upsert(raw_dataset(PID), datablock(10, 20)) == "created"
+    assert [r.method for r in scicat_server.requests] == ["POST", "POST"]  # a new dataset: no look of its own
     before = len(scicat_server.requests)
     assert client.upsert(raw_dataset(PID), datablock(10, 20)) == "exists"
-    assert all(r.method == "GET" for r in scicat_server.requests[before:])
+    assert [(r.method, r.status) for r in scicat_server.requests[before:]][0] == ("POST", 409)
+    before = len(scicat_server.requests)  # having met an existing dataset, the client looks first
+    assert client.upsert(raw_dataset(PID), datablock(10, 20)) == "exists"
+    assert [r.method for r in scicat_server.requests[before:]] == ["GET", "GET"]
     doc = client.get_dataset(PID)
     assert doc is not None and (doc["size"], doc["numberOfFiles"]) == (30, 2)
     blocks = client.get_origdatablocks(PID)
@@ -226,21 +230,27 @@ def test_upsert_repairs_a_dataset_without_its_datablock(scicat_server: Server) -
     requests.post(f"{scicat_server.url}/Datasets", json=raw_dataset(PID),
                   headers={"Authorization": f"Bearer {scicat_server.token}"}, timeout=5).raise_for_status()
     assert client.upsert(raw_dataset(PID), datablock(10)) == "repaired"
-    assert posts(scicat_server, "/Datasets") == [201]
+    assert posts(scicat_server, "/Datasets") == [201, 409]
     assert (scicat_server.datasets[PID]["size"], scicat_server.datasets[PID]["numberOfFiles"]) == (10, 1)
     assert client.upsert(raw_dataset(PID), datablock(10)) == "exists"
 
 
+@pytest.mark.parametrize("looks_first", [False, True], ids=["posts-first", "looks-first"])
 @pytest.mark.parametrize("other_had_datablock, expected", [(True, "exists"), (False, "repaired")])
-def test_a_409_race_takes_the_exists_path(scicat_server: Server, other_had_datablock: bool, expected: str) -> None:
+def test_a_409_race_takes_the_exists_path(scicat_server: Server, other_had_datablock: bool, expected: str,
+                                          looks_first: bool) -> None:
+    ours = by_token(scicat_server)
+    if looks_first:  # a client that met an existing dataset looks before it posts
+        ours.upsert(raw_dataset("earlier"), datablock(1))
+        assert ours.upsert(raw_dataset("earlier"), datablock(1)) == "exists"
     other = by_token(scicat_server)
     if other_had_datablock:
         other.upsert(raw_dataset(PID, owner="the other writer"), datablock(10))
     else:
         other.exchange("POST", "/api/v3/Datasets", body=raw_dataset(PID, owner="the other writer"))
-    # Our lookup happened before the other one's create: the dataset looked absent.
-    scicat_server.fail_next(1, 404, method="GET", path_contains=pid_path(PID))
-    assert by_token(scicat_server).upsert(raw_dataset(PID), datablock(10)) == expected
+    if looks_first:  # our lookup happened before the other one's create: the dataset looked absent
+        scicat_server.fail_next(1, 404, method="GET", path_contains=pid_path(PID))
+    assert ours.upsert(raw_dataset(PID), datablock(10)) == expected
     assert posts(scicat_server, "/Datasets")[-1] == 409
     assert len(scicat_server.origdatablocks[PID]) == 1
     assert scicat_server.datasets[PID]["size"] == 10

@@ -1,18 +1,18 @@
 """The ``sfi`` command line: one short module per command, nothing but parsing and printing.
 
 Commands register themselves on ``app`` in their module, which ``_app.LazyGroup`` imports only
-when that command is used (start-up time is a feature). ``main`` turns expected failures
-(``SfiError``) into one line per problem on stderr and a non-zero exit, never a traceback.
+when that command is used (start-up time is a feature); ``sfi decode`` on local inputs does not even
+import typer (``_decode_fast``). ``main`` turns expected failures (``SfiError``) into one line per
+problem on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from ..errors import SfiError
-from . import _common as _common  # noqa: F401  (registers the global options: -c, --version)
-from ._app import app
 
 __all__ = ["app", "main"]
 
@@ -20,9 +20,31 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
+def __getattr__(name: str) -> Any:
+    """``cli.app``: the typer application, imported on first use (not for ``sfi decode FILE``)."""
+    if name == "app":
+        return _typer_app()
+    raise AttributeError(name)
+
+
+def _typer_app() -> Any:
+    from . import _common as _common  # noqa: F401  (registers the global options: -c, --version)
+    from ._app import app
+
+    return app
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name="sfi")
+        if args[:1] == ["decode"]:
+            from ._decode_fast import run
+
+            code = run(args[1:])
+            if code is not None:
+                sys.stdout.flush()  # inside the try: a closed pipe is handled below
+                sys.exit(code)
+        _typer_app()(args=argv, prog_name="sfi")
     except SfiError as exc:
         from ..config import mask_url_credentials  # a URL with user:password@ must not reach the terminal
 

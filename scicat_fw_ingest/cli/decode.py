@@ -7,18 +7,14 @@ command so that ``sfi --help`` stays fast.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ._app import app
-from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
+from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout
 
 _AGO = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -44,24 +40,6 @@ def _raw(value: bytes | None) -> Any:
     from ..messages import jsonable
 
     return jsonable(value)
-
-
-def _inputs(paths: list[str], hexes: list[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
-    """(label, bytes or None, error) per local input, in the order given."""
-    for path in paths:
-        if path == "-":
-            yield "stdin", sys.stdin.buffer.read(), None
-            continue
-        try:
-            yield path, Path(path).read_bytes(), None
-        except OSError as exc:
-            yield path, None, f"cannot read: {exc.strerror or exc}"
-    for i, text in enumerate(hexes, 1):
-        label = f"--hex #{i}" if len(hexes) > 1 else "--hex"
-        try:
-            yield label, bytes.fromhex("".join(text.split()).removeprefix("0x")), None
-        except ValueError as exc:
-            yield label, None, f"not hexadecimal: {exc}"
 
 
 @app.command("decode")
@@ -98,9 +76,8 @@ def decode_command(
     messages on (like tail -f). --json is lossless (whole arrays). Exit 0 when all decoded, 1 when
     any failed, 2 for usage errors.
     """
-    from ..messages import DecodeError, decode
     from .._time import iso_from_ms
-    from ._render import render_message
+    from ._decode_output import MessagePrinter
 
     paths, hexes, topics = inputs or [], hex_ or [], topic or []
     kinds = sum(bool(x) for x in (paths, hexes, topics))
@@ -118,26 +95,7 @@ def decode_command(
     if paths.count("-") > 1:
         raise typer.BadParameter("stdin ('-') can be read only once")
 
-    failures = 0
-
-    def show(label: str, data: bytes, meta: dict[str, object]) -> None:
-        nonlocal failures
-        try:
-            message = decode(data, expect=expect)
-        except DecodeError as exc:
-            failures += 1
-            warn(f"decode: {label}: {exc}")
-            return
-        for name, problem in message.json_errors.items():
-            failures += 1
-            warn(f"decode: {label}: {message.schema} {name}: {problem} (kept as text)")
-        if as_json:
-            record = {**message.to_jsonable(full=True), **meta}
-            stdout.file.write(json.dumps(record, ensure_ascii=False) + "\n")
-            if follow:  # a live view shows each message as it comes; otherwise the buffer is written at exit
-                stdout.file.flush()
-        else:
-            render_message(stdout, message, label, meta, full=full)
+    printer = MessagePrinter(as_json=as_json, full=full, expect=expect, follow=follow, console=stdout)
 
     if topics:
         cfg = load(config, kafka={"bootstrap.servers": broker})
@@ -158,14 +116,8 @@ def decode_command(
                 meta = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
                         "timestamp": iso_from_ms(rec.timestamp), "key": _raw(rec.key),
                         "headers": [[name, _raw(value)] for name, value in rec.headers]}
-                show(f"{rec.topic}/{rec.partition}@{rec.offset}", rec.value, meta)
+                printer.show(f"{rec.topic}/{rec.partition}@{rec.offset}", rec.value, meta)
         except KeyboardInterrupt:
             pass
-    else:
-        for label, data, problem in _inputs(paths, hexes):
-            if problem or data is None:
-                failures += 1
-                warn(f"decode: {label}: {problem}")
-                continue
-            show(label, data, {})
-    raise typer.Exit(1 if failures else 0)
+        raise typer.Exit(1 if printer.failures else 0)
+    raise typer.Exit(printer.show_local(paths, hexes))

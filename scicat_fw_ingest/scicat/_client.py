@@ -7,7 +7,9 @@ transport (``_send_to_scicat``). The rest is ours because pyscicat's models disa
 Exactly one datablock per dataset (``upsert``):
 1. hold the pid's lock across threads *and* processes (``_journal.PidJournal``); after an earlier
    holder died during a datablock POST, wait the grace period before looking;
-2. look (GET the dataset); absent or not readable by this account → POST it (409 = exists);
+2. POST the dataset (409 = exists, then look: GET it); a client whose last dataset already existed
+   (a re-run over ingested files) or whose journal owes this pid something looks first instead, so a
+   new dataset costs 2 requests and an existing one 2 as well (in a run of either kind);
 3. a new dataset gets its datablock; an existing one gets it only when a look finds none;
 4. a datablock POST whose outcome is unknown (timeout, dropped connection, 5xx — the backend may have
    stored it) is never re-sent blindly: wait ``grace``, look, and send again only when absent.
@@ -101,6 +103,9 @@ class ScicatClient(Transport, _PyScicatClient):
         self.grace = grace
         self._pid_locks: dict[str, list[Any]] = {}
         self._pid_locks_lock = threading.Lock()
+        #: Post a dataset before looking for it (a new one then costs no look); False after a 409 or a look
+        #: that found one, until a POST creates one again.
+        self._expect_new = True
 
     @classmethod
     def from_config(cls, cfg: Any) -> ScicatClient:
@@ -137,8 +142,9 @@ class ScicatClient(Transport, _PyScicatClient):
         body = self.api.dataset_body(clean)
         with self._pid_lock(pid), PidJournal(self.lock_dir, self.base, pid) as journal:
             journal.wait_grace(self.grace)
-            seen = self._read_dataset(pid)
             owed = journal.dataset_sent  # an earlier run from this host sent the dataset, no datablock yet
+            look_first = owed or journal.pending_since is not None or not self._expect_new
+            seen = self._read_dataset(pid) if look_first else None
             if not isinstance(seen, dict):
                 if journal.pending_since is None:
                     journal.mark_dataset_sent()
@@ -150,8 +156,10 @@ class ScicatClient(Transport, _PyScicatClient):
                         journal.settled()  # refused before or at the server: nothing stored, nothing owed
                     raise
                 if resp is not None and resp.status_code in (200, 201):
+                    self._expect_new = True
                     self._post_datablock(pid, datablock, journal)
                     return "created"
+                self._expect_new = False
                 if resp is None or resp.status_code != 409:
                     if resp is not None and resp.status_code < 500 and not owed and journal.pending_since is None:
                         journal.settled()  # refused for sure (400, 403 ...): nothing was stored, nothing owed
@@ -159,7 +167,7 @@ class ScicatClient(Transport, _PyScicatClient):
                 retried = sends > 1  # our own first POST may have created it, its answer lost
                 if not (owed or retried) and journal.pending_since is None:
                     journal.settled()  # made by someone else: this host owes it nothing
-                if seen is None:  # it appeared meanwhile: look again (we can read, it was a 404)
+                if seen is None:  # not looked at yet (posted first), or it appeared since a 404: look now
                     seen = self._read_dataset(pid)
             else:
                 retried = False
