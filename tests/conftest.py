@@ -59,6 +59,16 @@ class Run:
     stderr: str
 
 
+def sigint_as_from_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test Ctrl-Cs: SIGINT at its default, as under a terminal.
+
+    A suite started in the background by a non-interactive shell (``cmd &``) inherits SIGINT *ignored*,
+    and Python then installs no KeyboardInterrupt handler: the Ctrl-C tests would test the launcher."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_sfi(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
             timeout: float = 60, cwd: Path | None = None) -> Run:
     """Run the real ``sfi`` entry point in a subprocess, exactly as an operator would."""

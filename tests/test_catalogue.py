@@ -25,6 +25,7 @@ from scicat_fw_ingest.catalogue import (
     push_catalogue,
 )
 from scicat_fw_ingest.scicat import ScicatClient
+from .conftest import sigint_as_from_a_terminal
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 
@@ -384,7 +385,8 @@ def test_push_catalogue_ctrl_c_says_what_was_done_and_exits_130(catalogue: Catal
     base = {k: v for k, v in os.environ.items() if not k.startswith("SFI_")}
     proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "push-catalogue", str(catalogue.path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**base, **scicat_env(scicat)}, start_new_session=True)
+                            env={**base, **scicat_env(scicat)}, start_new_session=True,
+                            preexec_fn=sigint_as_from_a_terminal)
     deadline = time.monotonic() + 30
     while len(scicat.origdatablocks) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # two datasets complete: at least one result is counted, the push is under way

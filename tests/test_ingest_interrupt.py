@@ -13,6 +13,7 @@ import pytest
 
 from scicat_fw_ingest.batch import AUTH_STOP, Batch
 
+from .conftest import sigint_as_from_a_terminal
 from .nexus_fixtures import write_ess
 from .scicat_fixtures import scicat_server  # noqa: F401  (fixture)
 from .test_ingest_file import DEFAULTS, cfg_for, env_for, posts
@@ -21,7 +22,8 @@ from .test_ingest_file import DEFAULTS, cfg_for, env_for, posts
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SFI_")}
     return subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**base, **env}, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, env={**base, **env}, start_new_session=True,
+                            preexec_fn=sigint_as_from_a_terminal)
 
 
 @pytest.mark.slow

@@ -181,6 +181,11 @@ def run_with_backends(command: list[str]) -> int:
     reason = why_unavailable()
     started: list[RealBackend] = []
     env = dict(os.environ)
+
+    def terminated(signum: int, _frame: object) -> None:  # kill PID: stop the command and the backends too
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         if reason is None and not os.environ.get("SFI_TEST_SCICAT_URL"):
             for version in VERSIONS:
