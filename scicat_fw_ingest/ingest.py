@@ -15,6 +15,7 @@ import os
 import stat
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,7 +24,8 @@ from ._logging import scrub
 from .config import Config
 from .datablock import ALGORITHMS, make_datablock
 from .errors import ConfigError, SfiError
-from .mapping import Context, Mapped, ProfileSet, ScicatLookup, check_defaults, map_dataset, pick_profile, require_complete
+from .mapping import (Context, LookupNeeded, Mapped, ProfileSet, ScicatLookup, check_defaults, map_dataset, pick_profile,
+                      require_complete)
 from .mapping.sources import to_iso
 from .nexus.reader import HDF5_LOCK, NexusError, open_snapshot, retry_while_locked
 
@@ -137,6 +139,8 @@ class _Rejected(Exception):
 #: OS errors no amount of waiting cures: the file fails at once instead of after the deadline.
 PERMANENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EINVAL, errno.EISDIR})
 _GLOB_CHARS = set("*?[")
+#: Mapping passes per file: a first one, and one after each fetched lookup (proposal, instrument, sample).
+_LOOKUP_PASSES = 4
 
 
 def explicit_roots(arguments: Sequence[str]) -> list[str]:
@@ -302,15 +306,27 @@ class Ingestor:
         facts = _file_facts(local, writer_path, st)
         run = run or RunInfo()
 
+        lookup = self.lookup
+
         def read_and_map() -> tuple[Any, Any]:
-            with HDF5_LOCK, open_snapshot(local) as snapshot:  # open only while the profile reads
+            # The file is open only while the profile reads; SciCat lookups answer from their cache here
+            # (a miss raises LookupNeeded: fetched below with the lock released, then mapped again).
+            with HDF5_LOCK, open_snapshot(local) as snapshot, lookup.cache_only() if lookup else nullcontext():
                 ctx = Context(snapshot=snapshot, config=self.cfg, files=facts, run=run.as_sources(),
-                              metadata=run.metadata, wrdn=run.wrdn_metadata, lookup=self.lookup)
+                              metadata=run.metadata, wrdn=run.wrdn_metadata, lookup=lookup)
                 profile = pick_profile(self.profiles, ctx, explicit=self.profile_name)
                 return profile, map_dataset(profile, ctx)
 
         try:
-            profile, mapped = retry_while_locked(read_and_map, deadline)
+            for _ in range(_LOOKUP_PASSES):
+                try:
+                    profile, mapped = retry_while_locked(read_and_map, deadline)
+                    break
+                except LookupNeeded as need:
+                    assert lookup is not None
+                    lookup.fetch(need.record, need.key)
+            else:
+                raise _Failed(f"{shown}: SciCat lookups did not settle in {_LOOKUP_PASSES} passes", True)
         except FileNotFoundError:
             raise _Failed(f"{shown}: file not found (it disappeared)", True) from None
         except NexusError as exc:

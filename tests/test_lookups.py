@@ -74,6 +74,33 @@ def test_proposal_and_instrument_fill_pi_email_groups_and_instrument_id(real_sci
     assert ingestor.lookup.requests == asked   # the instrument list is fetched once, not once per name
 
 
+def test_no_lookup_is_sent_while_the_hdf5_lock_is_held(real_scicat: RealBackend, tmp_path: Path) -> None:
+    """A slow SciCat must not stall the process's other files: lookups go out with the HDF5 lock released."""
+    from scicat_fw_ingest.nexus.reader import HDF5_LOCK
+
+    tag = uuid.uuid4().hex[:8]
+    proposal, instrument = f"P4-{tag}", f"loki{tag}"
+    _proposal(real_scicat, proposal, ["ingestor"])
+    instrument_pid = _instrument(real_scicat, instrument)
+    client = _client(real_scicat)
+    held: list[str] = []
+    get_json = client.get_json
+
+    def observed(path: str, params: dict[str, str] | None = None, **kw: object) -> object:
+        held.append(f"{path} lock={HDF5_LOCK._is_owned()}")  # type: ignore[attr-defined]
+        return get_json(path, params, **kw)  # type: ignore[arg-type]
+
+    client.get_json = observed  # type: ignore[method-assign]  (observes the real client, answers unchanged)
+    ingestor = Ingestor(make_cfg(), client, checksum="none")
+    path = write_ess(tmp_path / "p4.nxs", uuid=str(uuid.uuid4()), proposal=proposal, instrument=instrument,
+                     users=USERS)
+    result = ingestor.ingest(str(path))
+    assert result.status == "created", result.error
+    assert result.dataset is not None and result.dataset["instrumentId"] == instrument_pid
+    assert result.dataset["principalInvestigator"] == "Ada Lovelace"
+    assert len(held) >= 2 and all(entry.endswith("lock=False") for entry in held), held
+
+
 def test_unknown_or_unreadable_proposal_falls_back(real_scicat: RealBackend, tmp_path: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     tag = uuid.uuid4().hex[:8]

@@ -4,13 +4,13 @@ Profiles are TOML data files (``profile``); values are looked up from typed sour
 and assembled into a dataset under fixed rules (``dataset``). See docs/mapping.md.
 """
 
-from ._lookups import ScicatLookup
+from ._lookups import LookupNeeded, ScicatLookup
 from .dataset import Mapped, MappingError, check_defaults, map_dataset, pick_profile, require_complete
 from .profile import DATASET_FIELDS, REQUIRED, Profile, ProfileError, ProfileSet
 from .sources import Context, to_iso
 
 __all__ = [
-    "DATASET_FIELDS", "REQUIRED", "Context", "Mapped", "MappingError", "Profile", "ProfileError", "ProfileSet",
-    "ScicatLookup",
+    "DATASET_FIELDS", "REQUIRED", "Context", "LookupNeeded", "Mapped", "MappingError", "Profile", "ProfileError",
+    "ProfileSet", "ScicatLookup",
     "check_defaults", "map_dataset", "pick_profile", "require_complete", "to_iso",
 ]

@@ -5,14 +5,21 @@ SciCat proposal, and the instrument's pid in its Instrument record — not in th
 what scicat-ingestor does with its SC variables. The client only needs ``get_json(path, params)``
 (``None`` on 404); answers, including "not found", are cached for ``ttl`` seconds so a run asks once
 per proposal, while a long-running ``listen`` still sees a proposal created later.
+
+Why ``cache_only``: a profile is applied while the process's HDF5 lock is held (the file is open), and
+a SciCat GET there would stall every other file of the process for as long as SciCat takes. Inside
+``cache_only`` a value not in the cache raises ``LookupNeeded``; the ingest core fetches it with the
+lock released and applies the profile again (once per proposal, instrument and sample per ``ttl``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +35,14 @@ _REFUSED = (401, 403)
 _REFUSED_ANSWER = object()
 
 
+class LookupNeeded(Exception):
+    """A ``scicat:`` record not cached while ``cache_only``: fetch it (``ScicatLookup.fetch``), then map again."""
+
+    def __init__(self, record: str, key: str) -> None:
+        super().__init__(f"scicat:{record} '{key}' is not cached")
+        self.record, self.key = record, key
+
+
 class ScicatLookup:
     """Cached lookups through ``client.get_json``; ``field`` returns the value and the request that supplied it."""
 
@@ -40,6 +55,20 @@ class ScicatLookup:
         self.refusal: str | None = None  # the status of the last refused request, for the file's warnings
         self._instruments: tuple[float, Any] | None = None  # the whole (short) list, fetched once per ttl
         self.requests = 0  # answers fetched (not served from the cache): for tests and metrics
+        self._thread = threading.local()  # cache_only is per thread: listen's workers share one lookup
+
+    @contextmanager
+    def cache_only(self) -> Iterator[None]:
+        """Answer from the cache only; a miss raises ``LookupNeeded`` (no request while a lock is held)."""
+        self._thread.cache_only = True
+        try:
+            yield
+        finally:
+            self._thread.cache_only = False
+
+    def fetch(self, record: str, key: str) -> None:
+        """Ask SciCat for ``record`` ``key`` now (outside ``cache_only``), into the cache."""
+        self._record(record, key)
 
     @classmethod
     def for_sink(cls, sink: Any) -> ScicatLookup | None:
@@ -67,6 +96,8 @@ class ScicatLookup:
         now = self._clock()
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1], hit[2]
+        if getattr(self._thread, "cache_only", False):
+            raise LookupNeeded(record, key)
         fetch = {"proposal": self._proposal, "instrument": self._instrument, "sample": self._sample}[record]
         data, request = fetch(key)
         self._cache[cache_key] = (now, data, request)
