@@ -199,63 +199,6 @@ def decode(buf: bytes | bytearray | memoryview, expect: str | None = None) -> Me
     return Message(schema, value, errors, parsed)
 
 
-def to_jsonable(self, *, full: bool = False) -> dict[str, Any]:
-        return to_jsonable(self, full=full)
-
-
-def schema_of(buf: bytes) -> str:
-    """The schema id at bytes 4..8, or ``DecodeError`` when there is none."""
-    if len(buf) < 8:
-        raise DecodeError(None, f"too short: {len(buf)} bytes, a flatbuffer message has at least 8")
-    raw = bytes(buf[4:8])
-    try:
-        schema = raw.decode("ascii")
-    except UnicodeDecodeError:
-        raise DecodeError(None, f"no schema id at bytes 4..8 (found {raw!r})") from None
-    if not schema.isprintable():
-        raise DecodeError(None, f"no schema id at bytes 4..8 (found {raw!r})")
-    return schema
-
-
-def decode(buf: bytes | bytearray | memoryview, expect: str | None = None) -> Message:
-    """Decode one message; ``expect`` names the only schema the caller accepts."""
-    data = bytes(buf)
-    schema = schema_of(data)
-    if expect is not None and schema != expect:
-        raise DecodeError(schema, f"expected a '{expect}' ({SCHEMA_NAMES.get(expect, expect)}) message")
-    deserialiser = sdt.DESERIALISERS.get(schema)
-    if deserialiser is None:
-        raise DecodeError(schema, "unknown schema id (not one ess-streaming-data-types knows)")
-    try:
-        value = deserialiser(data)
-    except Exception as exc:  # flatbuffers raise anything on corrupt bodies: normalise to one error
-        raise DecodeError(schema, f"corrupt body ({type(exc).__name__}: {exc})"[:300]) from None
-    errors: dict[str, str] = {}
-    parsed: dict[str, Any] = {}
-    for name in _JSON_FIELDS.get(schema, ()):
-        text = getattr(value, name, None)
-        if text is None or text == "":
-            continue
-        try:
-            parsed[name] = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            errors[name] = f"not valid JSON: {exc}"[:200]
-    return Message(schema, value, errors, parsed)
-
-
-def _touch(value: Any) -> None:
-    """Force lazy flatbuffer accessors so that corruption shows up inside ``decode``."""
-    if hasattr(value, "_asdict"):
-        for item in value:
-            _touch(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _touch(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _touch(item)
-
-
 def to_jsonable(message: Message, *, full: bool = False) -> dict[str, Any]:
     """Plain data for ``--json`` output and for records: ``{"schema": id, <fields>...}``."""
     out: dict[str, Any] = {"schema": message.schema}
