@@ -230,6 +230,15 @@ class StateStore:
         rows = self._query(f"SELECT {_COLUMNS} FROM files WHERE file_key = ?", (file_key,))
         return _record(rows[0]) if rows else None
 
+    def files_at(self, key_or_path: str) -> list[FileRecord]:
+        """Records under the key ``key_or_path`` or written at that path (a path may hold several runs or versions).
+
+        Why: keys are identities (``file_identity``), but operators name files by their path (``sfi retry PATH``).
+        """
+        rows = self._query(f"SELECT {_COLUMNS} FROM files WHERE file_key = ? OR writer_path = ? ORDER BY updated_at",
+                           (key_or_path, key_or_path))
+        return [_record(r) for r in rows]
+
     def record_file(self, file_key: str, *, job_id: str | None, writer_path: str, status: str, source: str,
                     wrdn: bytes | None, pid: str | None = None, error: str | None = None,
                     next_attempt: float | None = None, attempt: bool = True) -> None:

@@ -6,9 +6,11 @@ Why it is shaped like this:
   the run's metadata and pid, 6s4t says the run is over). A file whose run has not stopped is held.
 - The outcome of every file goes to the listener's state store through the same
   ``ingest_and_record`` as ``sfi listen``: done, queued for retry with backoff, or failed; ``sfi
-  failures`` and ``sfi retry`` work on watched files too. A file known to the store is never ingested
-  again, so restarts (also ``kill -9``) give each file once; a file killed mid-ingest has no outcome
-  yet, is ingested again and found by its deterministic pid (SciCat writes are idempotent).
+  failures`` and ``sfi retry`` work on watched files too. A file is one version of a path: it is
+  recorded under ``state.file_identity(path, size=, mtime=)`` of the version that settled, so a new
+  file at a used path (a reused run name) is a new file, and a file known to the store is never
+  ingested again: restarts (also ``kill -9``) give each file once; a file killed mid-ingest has no
+  outcome yet, is ingested again and found by its deterministic pid (SciCat writes are idempotent).
 - Run messages are read again from ``since`` at every start (no consumer group, nothing committed),
   and files are held until that reading has caught up, so a file is never ingested without the
   run start that is already on the topic (which would give it another pid).
@@ -30,9 +32,9 @@ from .completion.runs import RunIndex, RunRecord
 from .config import Config
 from .ingest import IngestResult, RunInfo
 from .metrics import COUNTER, GAUGE, Metrics
-from .state import DONE, StateStore
+from .state import DONE, StateStore, file_identity
 
-__all__ = ["RunFeed", "WATCH_METRICS", "WatchOptions", "Watcher"]
+__all__ = ["RunFeed", "WATCH_METRICS", "WatchOptions", "Watcher", "watched_identity"]
 
 log = logging.getLogger("sfi.watch")
 
@@ -51,6 +53,15 @@ WATCH_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 SOURCE_PREFIX = "watch:"
 
 
+def watched_identity(path: str, size: int, mtime_ns: int) -> str:
+    """The state key of one version of a watched file: its path, size and mtime (``state.file_identity``).
+
+    Always computed from ``st_mtime_ns`` (never a second float), so the key written when a file was
+    ingested and the one looked up after a restart are the same string.
+    """
+    return file_identity(path, size=size, mtime=mtime_ns / 1e9)
+
+
 @dataclass
 class WatchOptions:
     """What ``sfi watch`` was asked to do (directories, settling, run topics, workers, retry backoff)."""
@@ -60,7 +71,8 @@ class WatchOptions:
     #: Seconds a file's size and mtime must stay unchanged before HDF5 is asked to open it.
     quiet_period: float = 5.0
     poll_interval: float = 1.0
-    #: With inotify: a full directory scan this often anyway (network file systems, lost events).
+    #: The deep pass this often: a full scan that also stats handled files, so a replaced file is noticed
+    #: when polling (or on NFS written by other hosts, or after lost inotify events).
     rescan_interval: float = 300.0
     use_inotify: bool = True
     #: Topics with the writer's pl72/6s4t; none: the file alone fills the dataset.
@@ -74,14 +86,29 @@ class WatchOptions:
 
 
 class _Ledger:
-    """Every use of the state store by the watcher, in one place (its file identity is the local path)."""
+    """Every use of the state store by the watcher, in one place.
+
+    A watched file's key is ``watched_identity`` (path + size + mtime of the version that settled);
+    its ``writer_path`` is the plain path, which ``sfi failures`` shows and ``sfi retry PATH`` finds.
+    """
 
     def __init__(self, state: StateStore, retry_base: float, retry_max: float) -> None:
         self.state, self.retry_base, self.retry_max = state, retry_base, retry_max
 
-    def known(self, path: str) -> bool:
-        """Already ingested, queued or failed: the folder never offers it again."""
-        return self.state.get_file(path) is not None
+    def known(self, path: str, size: int | None = None, mtime_ns: int | None = None) -> bool:
+        """This version of ``path`` (the current one unless given) is ingested, queued or failed already.
+
+        A record under the bare path counts too: that is how sfi before file identities stored watched
+        files, and an upgrade must not ingest every old file again.
+        """
+        if size is None or mtime_ns is None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return self.state.get_file(path) is not None
+            size, mtime_ns = st.st_size, st.st_mtime_ns
+        return (self.state.get_file(watched_identity(path, size, mtime_ns)) is not None
+                or self.state.get_file(path) is not None)
 
     def remember_run(self, record: RunRecord) -> None:
         """Cache the run start by job id, where ``ingest_and_record`` (and ``sfi retry``) look it up."""
@@ -94,19 +121,21 @@ class _Ledger:
         from .listen import ingest_and_record
 
         wrdn = serialise_wrdn("sfi-watch", finished.run.job_id or "", False, finished.path, None, None)
-        return ingest_and_record(ingestor, self.state, finished.path, wrdn, finished.source, wait_missing=0.0,
-                                 retry_base=self.retry_base, retry_max=self.retry_max)
+        return ingest_and_record(ingestor, self.state, finished.identity or finished.path, wrdn, finished.source,
+                                 wait_missing=0.0, retry_base=self.retry_base, retry_max=self.retry_max,
+                                 writer_path=finished.path)
 
-    def due(self, limit: int) -> list[tuple[str, bytes, str]]:
-        """Queued watched files whose next attempt is due: ``(path, wrdn, source)``."""
-        return [(r.file_key, r.wrdn, r.source) for r in self.state.due(time.time(), limit=limit)
+    def due(self, limit: int) -> list[tuple[str, str, bytes, str]]:
+        """Queued watched files whose next attempt is due: ``(key, path, wrdn, source)``."""
+        return [(r.file_key, r.writer_path, r.wrdn, r.source) for r in self.state.due(time.time(), limit=limit)
                 if r.source.startswith(SOURCE_PREFIX)]
 
-    def retry(self, ingestor: Any, path: str, wrdn: bytes, source: str) -> IngestResult:
+    def retry(self, ingestor: Any, key: str, path: str, wrdn: bytes, source: str) -> IngestResult:
+        """One more attempt at a queued file, recorded under the key it was queued with."""
         from .listen import ingest_and_record
 
-        return ingest_and_record(ingestor, self.state, path, wrdn, source, wait_missing=0.0,
-                                 retry_base=self.retry_base, retry_max=self.retry_max)
+        return ingest_and_record(ingestor, self.state, key, wrdn, source, wait_missing=0.0,
+                                 retry_base=self.retry_base, retry_max=self.retry_max, writer_path=path)
 
 
 class RunFeed(threading.Thread):
@@ -252,20 +281,22 @@ class Watcher:
     def _finished(self, path: str) -> FinishedFile | None:
         """The settled file with its run, or ``None`` while it must wait (run messages not read, run going)."""
         source = SOURCE_PREFIX + os.path.dirname(path)
+        version = self.folder.version(path)  # the version that settled: its identity is what gets recorded
+        key = watched_identity(path, *version) if version is not None else path
         if self.feed is None:
-            return FinishedFile(path, RunInfo(), source)
+            return FinishedFile(path, RunInfo(), source, key)
         if not self.feed.caught_up.is_set():
             self._hold(path, "reading the run messages first")
             return None
         record = self.index.find(path)
         if record is None:
-            return FinishedFile(path, RunInfo(), source)
+            return FinishedFile(path, RunInfo(), source, key)
         if not record.stopped:
             self._hold(path, f"run {record.run_name or record.job_id} has not stopped yet (no 6s4t)")
             return None
         self.ledger.remember_run(record)
         run = RunInfo(job_id=record.job_id, run_name=record.run_name, filename=record.filename)
-        return FinishedFile(path, run, f"{source} + {record.source}")
+        return FinishedFile(path, run, f"{source} + {record.source}", key)
 
     def _hold(self, path: str, reason: str) -> None:
         if self.held.get(path) != reason:
@@ -289,10 +320,11 @@ class Watcher:
         self.metrics.set("sfi_watch_runs_known", len(self.index))
 
     def _schedule_retries(self) -> None:
-        for path, wrdn, source in self.ledger.due(limit=max(1, self.options.workers * 2)):
+        # work is keyed by path: one ingestion per path at a time, whichever version it is for
+        for key, path, wrdn, source in self.ledger.due(limit=max(1, self.options.workers * 2)):
             if path not in self._work:
                 log.info("retrying %s", path)
-                self._work[path] = self._pool.submit(self.ledger.retry, self.ingestor, path, wrdn, source)
+                self._work[path] = self._pool.submit(self.ledger.retry, self.ingestor, key, path, wrdn, source)
 
     def health(self) -> dict[str, tuple[bool, str]]:
         """/health: the watched folders, SciCat (or the catalogue), the state store, and the run messages."""

@@ -182,11 +182,11 @@ def test_watched_supermusr_file_is_accepted_by_the_real_backend(tmp_path: Path, 
     thread = threading.Thread(target=w.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: state.get_file(str(path)) is not None, 60, "the watched file's outcome")
+        wait_for(lambda: bool(state.files_at(str(path))), 60, "the watched file's outcome")
     finally:
         w.stop()
         thread.join(30)
-    record = state.get_file(str(path))
+    [record] = state.files_at(str(path))  # keyed by path + size + mtime, found by its path
     assert record.status == "created", record.error
     status, dataset = real_scicat.request("GET", "/api/v3/Datasets/" + record.pid.replace("/", "%2F"))
     assert status == 200, dataset

@@ -12,44 +12,15 @@ import h5py
 import pytest
 
 from scicat_fw_ingest.catalogue import CatalogueDir
-from scicat_fw_ingest.completion.folder import BAD, OK, WAIT, FolderWatcher, hdf5_verdict
+from scicat_fw_ingest.completion.folder import BAD, OK, WAIT, hdf5_verdict
 from scicat_fw_ingest.completion.runs import RunIndex
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.state import StateStore
-from scicat_fw_ingest.supermusr import SimulatedRun, write_run_file
-from scicat_fw_ingest.watch import Watcher, WatchOptions
+from scicat_fw_ingest.watch import Watcher, WatchOptions, watched_identity
 
 from .listen_helpers import DEFAULTS_TOML, wait_for
-
-
-class Clock:
-    """A monotonic clock the test moves by hand: settling is decided by elapsed time, not by sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def muon_file(path: Path, *, size_mb: float = 0.2, run_name: str = "MUSR00000001") -> Path:
-    start = int(time.time() * 1000)
-    write_run_file(path, SimulatedRun(run_name, "job-1", "SuperMuSR", start, start + 60_000), size_mb=size_mb)
-    return path
-
-
-def watcher(directory: Path, clock: Clock, *, known: set[str] | None = None, inotify: bool = True,
-            calls: list[str] | None = None, quiet: float = 2.0) -> FolderWatcher:
-    def is_known(path: str) -> bool:
-        if calls is not None:
-            calls.append(path)
-        return path in (known or set())
-
-    w = FolderWatcher([str(directory)], patterns=["*.nxs"], quiet_period=quiet, is_known=is_known,
-                      use_inotify=inotify, rescan_interval=3600.0, poll_interval=1.0, clock=clock)
-    w.start()
-    return w
+from .watch_helpers import Clock, muon_file, record_at, run_watcher, watch_config, watcher
 
 
 def test_a_growing_or_half_copied_file_is_not_settled_until_complete(tmp_path: Path) -> None:
@@ -134,28 +105,8 @@ def test_run_index_matches_file_name_and_run_name() -> None:
     assert index.find("/archive/MUSR00000007.nxs").job_id == "j3"  # a re-used name is the newest run
 
 
-def _config(tmp_path: Path):
-    cfg_file = tmp_path / "sfi.toml"
-    cfg_file.write_text(DEFAULTS_TOML + '\n[ingest]\nchecksum = "sha256"\nfile_wait = 1.0\n')
-    return load_config(cfg_file, env={})
-
-
-def _run_watcher(cfg, options: WatchOptions, state: StateStore, sink: CatalogueDir,
-                 until) -> Watcher:
-    w = Watcher(cfg, options, ingestor=Ingestor(cfg, sink), state=state)
-    thread = threading.Thread(target=w.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(until, 30, "the watcher's outcomes")
-    finally:
-        w.stop()
-        thread.join(30)
-    assert not thread.is_alive()
-    return w
-
-
 def test_watcher_ingests_each_settled_file_once_across_restarts(tmp_path: Path) -> None:
-    cfg = _config(tmp_path)
+    cfg = watch_config(tmp_path)
     archive = tmp_path / "archive"
     archive.mkdir()
     for i in range(3):
@@ -165,7 +116,7 @@ def test_watcher_ingests_each_settled_file_once_across_restarts(tmp_path: Path) 
     sink = CatalogueDir(str(tmp_path / "catalogue"))
     options = WatchOptions([str(archive)], quiet_period=0.2, poll_interval=0.1, workers=2)
 
-    first = _run_watcher(cfg, options, state, sink, lambda: len(state.files()) >= 4)
+    first = run_watcher(cfg, options, state, sink, lambda: len(state.files()) >= 4)
     assert first.outcomes == {"created": 3, "failed": 1}
     exported = first.metrics.render()
     assert 'sfi_datasets_total{outcome="created"} 3' in exported
@@ -180,7 +131,7 @@ def test_watcher_ingests_each_settled_file_once_across_restarts(tmp_path: Path) 
     assert len(docs) == 3
 
     muon_file(archive / "MUSR00000200.nxs", run_name="MUSR00000200")  # arrives while nobody watches
-    second = _run_watcher(cfg, options, state, sink, lambda: len(state.files()) >= 5)
+    second = run_watcher(cfg, options, state, sink, lambda: len(state.files()) >= 5)
     time.sleep(0.5)  # anything ingested twice would show up now
     assert second.outcomes == {"created": 1}
     assert len(sorted((tmp_path / "catalogue").glob("*/dataset.json"))) == 4
@@ -251,19 +202,19 @@ def test_a_file_waits_for_its_runs_stop_and_takes_the_run_start(tmp_path: Path, 
     thread = threading.Thread(target=w.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: state.get_file(alone) is not None and running in w.held, 30, "one ingested, one held")
-        assert state.get_file(running) is None  # settled, but its run has not stopped
+        wait_for(lambda: record_at(state, alone) is not None and running in w.held, 30, "one ingested, one held")
+        assert record_at(state, running) is None  # settled, but its run has not stopped
         produce_sync(producer, topic, serialise_6s4t(job, "MUSR00000300", "", "c0", 1_700_000_060_000))
-        wait_for(lambda: state.get_file(running) is not None, 30, "the file of the stopped run")
+        wait_for(lambda: record_at(state, running) is not None, 30, "the file of the stopped run")
     finally:
         w.stop()
         thread.join(30)
-    record = state.get_file(running)
+    record = record_at(state, running)
     assert record.status == "created" and record.pid == job and record.job_id == job
     docs = {json.loads(p.read_text())["pid"]: json.loads(p.read_text()) for p in (tmp_path / "cat").glob("*/dataset.json")}
     assert docs[job]["proposalId"] == "RB2413013"  # the run start's metadata filled the dataset
     assert docs[job]["datasetName"] == "MUSR00000300"
-    assert state.get_file(alone).pid != job and state.get_file(alone).status == "created"
+    assert record_at(state, alone).pid != job and record_at(state, alone).status == "created"
     state.close()
 
 
@@ -286,17 +237,20 @@ def test_scicat_down_queues_the_file_and_the_watcher_retries_it(tmp_path: Path) 
         thread = threading.Thread(target=w.run, daemon=True)
         thread.start()
         try:
-            wait_for(lambda: (state.get_file(path) or SimpleNamespace(status="")).status == "queued", 30,
+            wait_for(lambda: (record_at(state, path) or SimpleNamespace(status="")).status == "queued", 30,
                      "the file queued while SciCat is down")
             assert not scicat.datasets
             scicat.resume()
-            wait_for(lambda: state.get_file(path).status == "created", 30, "the retry after SciCat is back")
+            wait_for(lambda: record_at(state, path).status == "created", 30, "the retry after SciCat is back")
         finally:
             w.stop()
             thread.join(30)
             sink.close()
-        record = state.get_file(path)
+        record = record_at(state, path)
         assert record.attempts >= 2 and record.source.startswith("watch:")
+        assert len(state.files()) == 1  # retried under the key it was queued with, not recorded anew
+        st = os.stat(path)
+        assert record.file_key == watched_identity(path, st.st_size, st.st_mtime_ns) != path
         assert len(scicat.datasets) == 1 and len(scicat.origdatablocks[record.pid]) == 1
         state.close()
 

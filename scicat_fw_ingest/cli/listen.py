@@ -162,7 +162,7 @@ def retry_command(
     cfg = load(config, listen={"state_dir": state_dir})
     _require_state(cfg.listen.state_dir)
     state = StateStore(cfg.listen.state_dir)
-    unknown = [f for f in files or [] if state.get_file(f) is None]
+    unknown = [f for f in files or [] if not state.files_at(f)]  # by path (what sfi failures shows) or state key
     if unknown:
         from ..errors import SfiError
 

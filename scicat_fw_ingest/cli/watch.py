@@ -25,8 +25,9 @@ def watch_command(
                                          "before it counts as settled.")] = 5.0,
     poll_interval: Annotated[float, typer.Option("--poll-interval", help="Seconds between checks of new files "
                                                  "(and between directory scans when polling).")] = 1.0,
-    rescan: Annotated[float, typer.Option("--rescan", help="With inotify: full directory scan this often anyway "
-                                          "(seconds; network file systems).")] = 300.0,
+    rescan: Annotated[float, typer.Option("--rescan", help="Deep scan this often (seconds): files already "
+                                          "handled are stat'ed, so a replaced file is noticed when polling or "
+                                          "on network file systems.")] = 300.0,
     poll: Annotated[bool, typer.Option("--poll", help="Scan the directories instead of using inotify (e.g. NFS "
                                        "written by other hosts).")] = False,
     pattern: Annotated[str | None, typer.Option("--pattern", help="Comma-separated file name globs (default "

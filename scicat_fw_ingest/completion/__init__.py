@@ -30,3 +30,6 @@ class FinishedFile:
     run: RunInfo
     #: e.g. ``watch:/archive`` or ``watch:/archive + runinfo/0@12`` (the run start's topic position).
     source: str
+    #: The key its outcome is stored under (``state.file_identity``: for a watched file path + size + mtime
+    #: of the version that settled, so a new file at a used path is not mistaken for the old one); None: the path.
+    identity: str | None = None

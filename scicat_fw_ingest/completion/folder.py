@@ -9,10 +9,20 @@ it is still being written. A file is settled when
    open (its superblock records the full end-of-file address), and so does one still locked by its
    writer. A file that fails waits another quiet period and is checked again.
 
-Cost independent of the number of old files: every name seen is remembered. A name already known to
-the state store is never stat'ed again; only new or changed names are. With inotify, directories
-are not scanned at all between the slow safety rescans (``rescan_interval``); a scan is one
-``scandir`` (names and types from the directory itself, no stat per file).
+A file is one *version* of a path: its (size, mtime). Each handled path is remembered with the
+version it was handled at, so a writer that puts a new file at a used path (a reused run name, a
+rewrite) gets it ingested like a new file, after settling again. Such a change is noticed
+
+- with inotify: at once, from the event for that name (one stat per event of a handled name);
+- by the *deep pass* every ``rescan_interval`` seconds (inotify's safety scan, and the same pass
+  when polling): it stats every handled file, re-considers the changed ones and forgets the deleted
+  ones, so memory stays bounded by the files present and NFS/polling setups notice replacements too.
+
+Cost independent of the number of old files: every name seen is remembered. A name is stat'ed once
+on first sight (its version is what the state store is asked about); a handled name is not stat'ed
+again by the frequent scans, only by the slow deep pass. With inotify, directories are not scanned
+at all between deep passes; a scan is one ``scandir`` (names and types from the directory itself,
+no stat per file).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import fnmatch
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -74,11 +85,19 @@ class _Candidate:
     checked_at: float = 0.0
 
 
+#: A file's version: (size, mtime_ns). Another version at a handled path is a new file.
+Version = tuple[int, int]
+
+
 class FolderWatcher:
-    """Settled files of some directories (not recursive), each handed out until ``take`` is called."""
+    """Settled files of some directories (not recursive), each version handed out until ``take`` is called.
+
+    ``is_known(path, size, mtime_ns)`` says whether that version of ``path`` was handled before this
+    process started (the state store); it is asked once per name, on first sight.
+    """
 
     def __init__(self, directories: Iterable[str], *, patterns: list[str], quiet_period: float,
-                 is_known: Callable[[str], bool], use_inotify: bool = True, rescan_interval: float = 300.0,
+                 is_known: Callable[[str, int, int], bool], use_inotify: bool = True, rescan_interval: float = 300.0,
                  poll_interval: float = 1.0, verdict: Callable[[str], str] = hdf5_verdict,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.directories = [os.path.abspath(d) for d in directories]
@@ -89,7 +108,8 @@ class FolderWatcher:
         self._is_known = is_known
         self._verdict = verdict
         self._clock = clock
-        self._done: set[str] = set()
+        #: handled path -> the version it was handled at (a set of paths would hide a new file at a used path)
+        self._done: dict[str, Version] = {}
         self._pending: dict[str, _Candidate] = {}
         self._inotify = Inotify.open() if use_inotify else None
         self._unwatched: list[str] = []
@@ -111,7 +131,7 @@ class FolderWatcher:
                 raise ConfigError(f"watched directory {directory}: does not exist or is not a directory")
             if self._inotify is None or not self._inotify.add(directory):
                 self._unwatched.append(directory)
-        self._scan(self.directories)
+        self._scan(self.directories, deep=True)
         self._last_full_scan = self._last_scan
 
     def close(self) -> None:
@@ -136,27 +156,48 @@ class FolderWatcher:
         """Paths settled now (still pending until ``take``); ``BAD`` ones too, so their failure gets recorded."""
         now = self._clock()
         rescan: list[str] = []
+        deep = False
         if self._inotify is not None:
             changed, overflow = self._inotify.read()
             if overflow:
                 log.warning("inotify queue overflowed: rescanning")
-                rescan = self.directories
+                rescan, deep = self.directories, True  # lost events may have been replacements too
             for directory, name in changed:
                 self._consider(os.path.join(directory, name), name, now)
-        if not rescan and self._inotify is not None and now - self._last_full_scan >= self.rescan_interval:
-            rescan = self.directories  # the safety scan: events lost, or written by another host (NFS)
+        if not rescan and now - self._last_full_scan >= self.rescan_interval:
+            # the deep pass: events lost, written by another host (NFS), or no inotify at all
+            rescan, deep = self.directories, True
         if not rescan and self._unwatched and now - self._last_scan >= self.poll_interval:
-            rescan = self._unwatched  # no inotify for these: scan them every poll interval
+            rescan = self._unwatched  # no inotify for these: scan them (by name) every poll interval
         if rescan:
-            self._scan(rescan)
-            if rescan is self.directories:
+            self._scan(rescan, deep=deep)
+            if deep:
                 self._last_full_scan = self._last_scan
         return self._settle(now)
 
+    def version(self, path: str) -> Version | None:
+        """(size, mtime_ns) of a pending path as last seen: for a path ``poll`` just returned, the settled one."""
+        cand = self._pending.get(path)
+        return None if cand is None else (cand.size, cand.mtime_ns)
+
     def take(self, path: str) -> None:
-        """``path`` is handled now (ingesting, ingested, or recorded as failed): never hand it out again."""
-        self._pending.pop(path, None)
-        self._done.add(path)
+        """This version of ``path`` is handled now (ingesting, ingested, or failed): never hand it out again.
+
+        Another version at the same path (noticed by an event or the deep pass) is a new candidate.
+        """
+        cand = self._pending.pop(path, None)
+        if cand is not None:
+            self._done[path] = (cand.size, cand.mtime_ns)
+            return
+        try:  # taken without being offered: its current version is the handled one
+            st = os.stat(path)
+        except OSError:
+            return
+        self._done[path] = (st.st_size, st.st_mtime_ns)
+
+    def handled(self) -> int:
+        """How many handled paths are remembered (deleted ones are forgotten by the deep pass)."""
+        return len(self._done)
 
     def pending(self) -> int:
         """How many files are seen and not taken yet."""
@@ -167,31 +208,59 @@ class FolderWatcher:
         return path in self._pending
 
     # -- internals ------------------------------------------------------------------------------
-    def _scan(self, directories: list[str]) -> None:
+    def _scan(self, directories: list[str], *, deep: bool = False) -> None:
+        """One ``scandir`` per directory; ``deep`` also stats handled files and forgets deleted ones."""
         self._last_scan = self._clock()
         self.scans += 1
+        seen: set[str] = set()
+        scanned: set[str] = set()
         for directory in directories:
             try:
                 with os.scandir(directory) as entries:
                     for entry in entries:
-                        if entry.path in self._done or entry.path in self._pending:
-                            continue  # the common case for old files: a set lookup, no stat
+                        path = entry.path
+                        if deep:
+                            seen.add(path)
+                        if path in self._done:
+                            if deep:
+                                self._consider(path, entry.name, self._last_scan)
+                            continue  # the common case for old files: a dict lookup, no stat
+                        if path in self._pending:
+                            continue
                         if self._match(entry.name) and entry.is_file():
-                            self._consider(entry.path, entry.name, self._last_scan)
+                            self._consider(path, entry.name, self._last_scan)
+                scanned.add(directory)
             except OSError as exc:
                 log.warning("cannot scan %s: %s", directory, exc.strerror or exc)
+        if deep:  # handled files no longer there: forgotten, so memory follows the files present
+            for path in [p for p in self._done if p not in seen and os.path.dirname(p) in scanned]:
+                del self._done[path]
 
     def _consider(self, path: str, name: str, now: float) -> None:
-        if path in self._done or path in self._pending or not self._match(name):
+        """A name that appeared or changed: a new candidate unless this version of it is handled already."""
+        if path in self._pending or not self._match(name):
             return
-        if self._is_known(path):
-            self._done.add(path)
-            return
+        handled = self._done.get(path)
         try:
             st = os.stat(path)
+        except FileNotFoundError:
+            self._done.pop(path, None)  # deleted: a file that comes back is looked up again
+            return
         except OSError:
-            return  # gone already (a temporary file, or deleted): nothing to do
-        if not os.path.isfile(path):
+            return  # unreadable for now: nothing to decide
+        if not stat.S_ISREG(st.st_mode):
+            self._done.pop(path, None)
+            return
+        version = (st.st_size, st.st_mtime_ns)
+        if handled is not None:
+            if version == handled:
+                return  # an event that changed nothing we key on (chmod, a read), or an unchanged file
+            # Not asked of the store: a record under the bare path (older sfi) would hide every new version.
+            del self._done[path]
+            log.info("%s changed since it was handled (size %d -> %d): a new version, settling it", path,
+                     handled[0], version[0])
+        elif self._is_known(path, *version):
+            self._done[path] = version
             return
         self._pending[path] = _Candidate(st.st_size, st.st_mtime_ns, now)
 
