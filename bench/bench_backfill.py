@@ -9,11 +9,11 @@ Targets (issue 14):
 
 The throughput target is judged on the real backend; the same comparison is then printed against the
 project's SciCat test server (in its own process), where the server costs little, to show what the two
-clients themselves can do. On the real backend the bench also measures the backend's own ceiling: a bare
+clients themselves can do. On the real backend the bench also measures the server's own pace: a bare
 HTTP loop (requests, 4 threads, no file work) sending exactly sfi's two requests per dataset with sfi's
-bodies. Whatever a client does, it cannot go faster than that loop; here (2 cores, node + a Python
-Mongo-wire database, ~3.5 ms of backend time per scientificMetadata key) it is far below 40x the peer, and
-the bench says so next to the ratio. The files are copies of the real ``ess_coda_small.hdf`` (kafka-to-nexus, ESS CODA) with distinct
+bodies. No client can be much faster than that loop; here (2 cores, node + a Python Mongo-wire database,
+~3.5 ms of backend time per scientificMetadata key) it is far below 40x the peer, and the bench says so
+next to the ratio. The files are copies of the real ``ess_coda_small.hdf`` (kafka-to-nexus, ESS CODA) with distinct
 uuids, or generated ESS-layout files when the shared data is absent. The peer is timed on a sample
 of files (one process each, sequentially) and its throughput compared; each figure is printed.
 """
@@ -215,7 +215,7 @@ def _throughput(root: Path, url: str, token: str, where: str, files: int = FILES
     limit = None
     if ceiling:
         limit = _ceiling(url, token, config, next(batch.iterdir()))
-        print(f"the backend's own ceiling: a bare HTTP loop sending sfi's 2 requests per dataset (no file work, "
+        print(f"the server's pace: a bare HTTP loop sending sfi's 2 requests per dataset (no file work, "
               f"{CEILING_THREADS} threads): {limit:.1f} datasets/s")
     run, t_sfi, _ = _sfi(["-c", str(config), "ingest-file", str(batch), "-j", str(workers), "--checksum", "blake2b",
                           "--json"], _env(url, token))
@@ -224,7 +224,7 @@ def _throughput(root: Path, url: str, token: str, where: str, files: int = FILES
         print(f"sfi batch failed: exit {run.returncode}, {created}/{files} created; {run.stderr[-400:]}")
         return False
     sfi_rate = files / t_sfi
-    share = f" = {100 * sfi_rate / limit:.0f} % of the ceiling" if limit else ""
+    share = f" = {sfi_rate / limit:.2f}x the bare loop" if limit else ""
     print(f"sfi ingest-file, {files} files, -j {workers}, blake2b: {t_sfi:.1f} s ({sfi_rate:.1f} files/s){share}")
 
     bin_dir, why = peer()
@@ -254,8 +254,9 @@ def _throughput(root: Path, url: str, token: str, where: str, files: int = FILES
           f"({peer_rate:.2f} files/s)")
     print(f"throughput ratio sfi / scicat-ingestor: {ratio:.1f}x (target >= {SPEED_TARGET:.0f}x)")
     if limit and ratio < SPEED_TARGET:
-        print(f"  unreachable on this server: its ceiling is {limit / peer_rate:.1f}x the peer; {SPEED_TARGET:.0f}x "
-              f"needs {SPEED_TARGET * peer_rate:.0f} datasets/s")
+        best = max(limit, sfi_rate)
+        print(f"  not reachable on this server: {SPEED_TARGET:.0f}x needs {SPEED_TARGET * peer_rate:.0f} datasets/s, "
+              f"{SPEED_TARGET * peer_rate / best:.1f}x the fastest it served either client ({best:.1f}/s)")
     return ratio >= SPEED_TARGET
 
 
