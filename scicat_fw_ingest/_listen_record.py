@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Sized
 from typing import Any
 
 from ._logging import scrub
@@ -139,3 +140,16 @@ def retry_now(cfg: Any, state: StateStore) -> list[IngestResult]:
                 for r in state.due(time.time(), limit=1_000_000)]
     finally:
         sink.close()
+
+
+def finish_in_flight(work: Sized, reap: Callable[[], None], timeout: float, logger: logging.Logger) -> None:
+    """At a clean stop: reap finished files until none is in flight or ``timeout`` passes (listen and watch).
+
+    Files still running then are abandoned, not lost: their outcome is not recorded, so they are processed
+    again at the next start (SciCat writes are idempotent).
+    """
+    logger.info("stopping: finishing %d file(s) in flight", len(work))
+    deadline = time.monotonic() + timeout
+    while len(work) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        reap()

@@ -30,7 +30,8 @@ from confluent_kafka import KafkaError as _LibKafkaError
 
 from ._listen_health import BrokerProblems, HealthMonitor, ListenerChecks
 from ._listen_pause import PauseOnStateErrors, _Work
-from ._listen_record import OutcomeNotRecorded, ingest_and_record, record_outcome, retry_now, run_info_for
+from ._listen_record import (OutcomeNotRecorded, finish_in_flight, ingest_and_record, record_outcome, retry_now,
+                             run_info_for)
 from ._offsets import OffsetTracker
 from .completion import wrdn
 from .config import Config
@@ -189,11 +190,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         return now - self._last_message >= limit and not queued
 
     def _drain(self) -> None:
-        log.info("stopping: finishing %d file(s) in flight", len(self._work))
-        deadline = time.monotonic() + self.options.drain_timeout
-        while self._work and time.monotonic() < deadline:
-            time.sleep(0.05)
-            self._reap()
+        finish_in_flight(self._work, self._reap, self.options.drain_timeout, log)
         if self.paused:
             self._try_resume(resume_consumer=False)
         self._commit()

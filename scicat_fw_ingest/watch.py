@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._listen_record import finish_in_flight
 from .completion import FinishedFile
 from .completion.folder import FolderWatcher
 from .completion.runs import RunIndex, RunRecord
@@ -344,11 +345,7 @@ class Watcher:
         return checks
 
     def _drain(self) -> None:
-        log.info("stopping: finishing %d file(s) in flight", len(self._work))
-        deadline = time.monotonic() + self.options.drain_timeout
-        while self._work and time.monotonic() < deadline:
-            time.sleep(0.05)
-            self._reap()
+        finish_in_flight(self._work, self._reap, self.options.drain_timeout, log)
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.feed is not None:
             self.feed.stop()

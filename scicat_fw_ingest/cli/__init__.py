@@ -20,6 +20,12 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
+def warn(text: str) -> None:
+    """One plain line on stderr for every command (no markup interpretation: messages contain brackets)."""
+    sys.stderr.write(f"sfi: {text}\n")
+    sys.stderr.flush()
+
+
 def __getattr__(name: str) -> Any:
     """``cli.app``: the typer application, imported on first use (not for ``sfi decode FILE``)."""
     if name == "app":

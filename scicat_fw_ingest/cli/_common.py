@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from ..config import Config, load_config
+from . import warn as warn  # re-exported: the commands import it from here
 from ._app import app
 
 ConfigOpt = Annotated[
@@ -99,7 +100,3 @@ def start_logging(cfg: Config, log_format: str, verbose: int = 0, quiet: int = 0
     register_config_secrets(cfg)
 
 
-def warn(text: str) -> None:
-    """One plain line on stderr (no markup interpretation: messages contain brackets)."""
-    sys.stderr.write(f"sfi: {text}\n")
-    sys.stderr.flush()

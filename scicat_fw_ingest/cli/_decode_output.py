@@ -15,11 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
-def warn(text: str) -> None:
-    """One plain line on stderr (the same form as ``_common.warn``)."""
-    sys.stderr.write(f"sfi: {text}\n")
-    sys.stderr.flush()
+from . import warn
 
 
 def local_inputs(paths: list[str], hexes: list[str]) -> Iterator[tuple[str, bytes | None, str | None]]:
