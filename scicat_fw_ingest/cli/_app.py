@@ -21,13 +21,23 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 import typer
-from typer import _click
+from typer import BadParameter, Context
 from typer import core as typer_core
-from typer._coercion import RuntimeParam
-from typer._click.exceptions import BadParameter
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.exceptions import Abort, Exit
 from typer.main import get_command_from_info, get_group_from_info
+
+
+def _base_named(cls: type, name: str) -> type:
+    """A base class of a public typer class, by name: typer exposes click's exception bases only privately."""
+    return next(base for base in cls.__mro__ if base.__name__ == name)
+
+
+#: click's exception bases as typer vendors them (reached through the public ``typer.BadParameter``)
+_ClickException = _base_named(BadParameter, "ClickException")
+_UsageError = _base_named(BadParameter, "UsageError")
+#: typer's per-parameter converter base (typer >= 0.29 converts through it; see "parameter conversion" below)
+_RuntimeParam: Any = getattr(typer_core, "RuntimeParam", object)
 
 #: command -> (module under scicat_fw_ingest.cli, one-line summary for ``sfi --help``).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -94,10 +104,10 @@ _DEFAULT_IN_TEXT = re.compile(r"\(default (?!:)")
 class LazyGroup(TyperGroup):
     """A typer group that imports a command's module only when that command is used."""
 
-    def list_commands(self, ctx: _click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> TyperCommand | None:
         if cmd_name not in COMMANDS:
             return self.commands.get(cmd_name)
         if cmd_name not in self.commands:
@@ -111,10 +121,10 @@ class LazyGroup(TyperGroup):
 
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except _click.exceptions.ClickException as exc:
+        except _ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             where = ctx.command_path if ctx is not None else (prog_name or "sfi")
-            hint = f" (see {where} --help)" if isinstance(exc, _click.exceptions.UsageError) else ""
+            hint = f" (see {where} --help)" if isinstance(exc, _UsageError) else ""
             message = exc.format_message().strip().rstrip(".")
             if message:  # empty: no arguments, and the help was printed
                 sys.stderr.write(f"{where}: error: {message}{hint}\n")
@@ -129,7 +139,7 @@ class LazyGroup(TyperGroup):
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
 
-    def invoke(self, ctx: _click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except BrokenPipeError:  # `sfi ... | head`: the reader has all it wanted; typer would exit 1
@@ -142,7 +152,7 @@ class LazyGroup(TyperGroup):
                 pass
             raise Exit(0) from None
 
-    def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+    def format_help(self, ctx: Context, formatter: Any) -> None:
         """``sfi --help`` drawn here: typer's renderer imports a Markdown parser (~50 ms) it does not need."""
         from rich import box
         from rich.console import Console
@@ -170,7 +180,7 @@ class LazyGroup(TyperGroup):
             commands.add_row(Text(name, "bold cyan"), Text(summary))
         console.print(Panel(commands, title="Commands", title_align="left", box=box.ROUNDED, border_style="dim"))
 
-    def resolve_command(self, ctx: _click.Context, args: list[str]) -> tuple[str | None, _click.Command | None,
+    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, TyperCommand | None,
                                                                                 list[str]]:
         for name in COMMANDS:  # so that typer's "Did you mean ...?" knows every name
             self.commands.setdefault(name, _Placeholder(name=name))
@@ -184,7 +194,7 @@ class _Placeholder(TyperCommand):
     """Stands for a command not yet imported (only while a command name is being resolved)."""
 
 
-def _build(name: str) -> _click.Command:
+def _build(name: str) -> TyperCommand:
     importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
     for info in app.registered_commands:
         if info.name == name:
@@ -204,7 +214,7 @@ def _build(name: str) -> _click.Command:
     raise LookupError(f"command {name} is listed in COMMANDS but its module did not register it")
 
 
-def _polish(command: _click.Command, name: str) -> None:
+def _polish(command: TyperCommand, name: str) -> None:
     """One default style, and the examples at the end of the help."""
     for param in command.params:
         if not isinstance(param, TyperOption) or not param.help:
@@ -221,7 +231,7 @@ def _polish(command: _click.Command, name: str) -> None:
 
 
 # -- help without type markers ------------------------------------------------------------------------
-def _option_type(self: TyperOption, ctx: _click.Context) -> str | None:
+def _option_type(self: TyperOption, ctx: Context) -> str | None:
     if self.is_flag or self.count:
         return None
     desc = self.type_descriptor
@@ -234,7 +244,7 @@ def _option_type(self: TyperOption, ctx: _click.Context) -> str | None:
     return "N" if kind in (int, float) else "TEXT"
 
 
-def _no_type(self: Any, ctx: _click.Context) -> str | None:
+def _no_type(self: Any, ctx: Context) -> str | None:
     return None
 
 
@@ -248,7 +258,8 @@ def _usage_name(self: TyperArgument) -> str:
 # typer 0.29 converts every parameter through a pydantic TypeAdapter: importing pydantic and building
 # the adapters costs ~100 ms at each start. sfi's parameters are plain (text, numbers, paths, flags,
 # lists of them): those are converted here; anything else (choices, enums) still goes through typer.
-_typer_build_runtime_param = typer_core.build_runtime_param
+# Only where typer has that seam (>= 0.29); elsewhere typer converts as it always did.
+_typer_build_runtime_param = getattr(typer_core, "build_runtime_param", None)
 
 
 def _to_bool(value: Any) -> bool:
@@ -267,19 +278,19 @@ _PLAIN: dict[Any, tuple[Any, str]] = {str: (str, "text"), int: (int, "integer"),
 
 
 @dataclass(frozen=True)
-class _PlainParam(RuntimeParam):
+class _PlainParam(_RuntimeParam):
     convert: Any = str
     kind: str = "text"
     many: bool = False
     low: Any = None
     high: Any = None
 
-    def _coerce_value(self, value: Any, param: Any, ctx: _click.Context) -> Any:
+    def _coerce_value(self, value: Any, param: Any, ctx: Context) -> Any:
         if self.many:
             return [self._one(item, param, ctx) for item in value]
         return self._one(value, param, ctx)
 
-    def _one(self, value: Any, param: Any, ctx: _click.Context) -> Any:
+    def _one(self, value: Any, param: Any, ctx: Context) -> Any:
         try:
             result = self.convert(value)
         except (TypeError, ValueError):
@@ -304,7 +315,8 @@ def _build_runtime_param(descriptor: Any) -> Any:
                        many=many, low=getattr(info, "min", None), high=getattr(info, "max", None))
 
 
-typer_core.build_runtime_param = _build_runtime_param
+if _typer_build_runtime_param is not None and _RuntimeParam is not object:
+    typer_core.build_runtime_param = _build_runtime_param
 TyperOption.display_type_rich = _option_type  # type: ignore[method-assign]
 TyperArgument.display_type_rich = _no_type  # type: ignore[method-assign]
 TyperOption._get_number_range_help_str = lambda self: None  # type: ignore[method-assign]
