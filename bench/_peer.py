@@ -1,7 +1,7 @@
 """scicat-ingestor, the peer the backfill and start-up benchmarks measure against, in a cached venv.
 
 It is not on PyPI and needs Python >= 3.12: it is installed once from the tarball in
-``/work/shared/peers/scicat-ingestor`` (or ``$SFI_BENCH_PEER_DIR``) into
+``../shared/peers/scicat-ingestor`` beside the checkout (or ``$SFI_BENCH_PEER_DIR``) into
 ``~/.cache/sfi-bench/scicat-ingestor-<commit>`` (never into the repository). ``peer()`` returns the
 venv's bin directory, or the reason it cannot be used, so that a benchmark skips that comparison
 with a clear message instead of failing.
@@ -15,7 +15,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-PEER_DIR = Path(os.environ.get("SFI_BENCH_PEER_DIR", "/work/shared/peers/scicat-ingestor"))
+#: beside the checkout, as the project lays out ``shared/`` (``<checkout>/../shared/peers/scicat-ingestor``)
+_BESIDE_CHECKOUT = Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "scicat-ingestor"
+PEER_DIR = Path(os.environ.get("SFI_BENCH_PEER_DIR", _BESIDE_CHECKOUT))
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sfi-bench"
 SCHEMA = "bench-coda.imsc.yml"
 
