@@ -1,0 +1,179 @@
+"""Only complete files: a wrdn comes before kafka-to-nexus has finished its file (issue 18, deliverable 1).
+
+Real HDF5 files, a real writer process that keeps writing after the wrdn, HDF5 file locking off in the
+reader (as on NFS/GPFS/Lustre), a real broker and a real `sfi listen`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scicat_fw_ingest.completion.settle import Quiet, Version
+from scicat_fw_ingest.config import load_config
+from scicat_fw_ingest.ingest import Ingestor
+from scicat_fw_ingest.kafka import ensure_topics
+from scicat_fw_ingest.simulate import simulate_jobs
+from scicat_fw_ingest.simulate._finish import finish_late, parse_late
+from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
+
+from .listen_helpers import DEFAULTS_TOML, listener, wait_for
+from .nexus_fixtures import write_ess
+
+#: A writer that is not done: appends to the file every few ms for ``seconds`` (a separate process, as a writer is).
+APPENDER = """
+import sys, time
+path, seconds = sys.argv[1], float(sys.argv[2])
+end = time.monotonic() + seconds
+with open(path, "ab", buffering=0) as fh:
+    print("writing", flush=True)
+    while time.monotonic() < end:
+        fh.write(b"x" * 4096)
+        time.sleep(0.002)
+"""
+
+
+def _appender(path: Path, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", APPENDER, str(path), str(seconds)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"writing\n"
+    return proc
+
+
+def _ingestor(tmp_path: Path, extra: str = "") -> Ingestor:
+    cfg_file = tmp_path / "sfi.toml"
+    cfg_file.write_text(f'{DEFAULTS_TOML}\n[ingest]\nchecksum = "sha256"\n{extra}\n')
+    cfg = load_config(cfg_file, env={})
+    return Ingestor(cfg, None, explicit_paths=[str(tmp_path)])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_read_only_file_is_ingested_without_waiting(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_ess(tmp_path / "done.nxs")  # closed and chmod 0440, as kafka-to-nexus >= eed2958d leaves it
+    assert Version.of(path.stat()).read_only
+    caplog.set_level("DEBUG", logger="sfi.ingest")
+    result = _ingestor(tmp_path).ingest(str(path))
+    assert result.status == "dry-run", result.error
+    assert result.completion is not None
+    assert (result.completion.evidence, result.completion.waited, result.completion.reads) == ("read-only", 0.0, 1)
+    assert "complete (read-only), no wait" in caplog.text
+    assert result.origdatablock is not None and result.origdatablock["dataFileList"][0]["perm"] == "440"
+
+
+def test_a_writable_file_waits_until_it_settled(tmp_path: Path) -> None:
+    path = write_ess(tmp_path / "old-writer.nxs")
+    path.chmod(0o644)  # kafka-to-nexus before eed2958d: nothing says it is done
+    ingestor = _ingestor(tmp_path, "settle_seconds = 0.4\ncomplete_wait = 10")
+    result = ingestor.ingest(str(path))
+    assert result.status == "dry-run", result.error
+    assert result.completion is not None and result.completion.evidence == "settled"
+    assert result.completion.waited >= 0.4
+    # "read-only" alone never accepts an older writer's file: it fails, bounded, naming the rule
+    ingestor.cfg.ingest.complete_when, ingestor.cfg.ingest.complete_wait = "read-only", 0.3
+    refused = ingestor.ingest(str(path))
+    assert refused.status == "failed" and refused.retryable
+    assert "still writable (mode 644)" in (refused.error or "") and "complete_when" in (refused.error or "")
+
+
+def test_a_file_modified_during_the_checksum_pass_is_read_again(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    path = write_ess(tmp_path / "late.nxs", events=200_000)  # 0440 already: trusted at once, then caught changing
+    caplog.set_level("INFO", logger="sfi.ingest")
+    writer = _appender(path, 1.0)
+    result = _ingestor(tmp_path, "settle_seconds = 0.3").ingest(str(path))
+    assert writer.wait(10) == 0
+    assert result.status == "dry-run", result.error
+    assert result.completion is not None and result.completion.reads >= 2
+    assert "changed while it was read" in caplog.text
+    block = result.origdatablock
+    assert block is not None
+    entry = block["dataFileList"][0]
+    assert block["size"] == entry["size"] == path.stat().st_size  # the final file, not the one first read
+    assert entry["chk"] == _sha256(path)
+
+
+def test_a_file_that_never_settles_fails_with_the_reason_within_the_bound(tmp_path: Path) -> None:
+    path = write_ess(tmp_path / "forever.nxs")
+    path.chmod(0o644)
+    writer = _appender(path, 6.0)
+    try:
+        started = time.monotonic()
+        result = _ingestor(tmp_path, "settle_seconds = 0.5\ncomplete_wait = 1.5").ingest(str(path))
+        took = time.monotonic() - started
+    finally:
+        writer.kill()
+        writer.wait()
+    assert result.status == "failed" and result.retryable and result.file_problem
+    assert "still being written: size/mtime changed during the last 0.5 s" in (result.error or "")
+    assert "complete_wait" in (result.error or "")
+    assert took < 1.5 + 3.0  # the bound, not the writer's 6 s
+
+
+def test_quiet_rule_restarts_on_change() -> None:
+    quiet = Quiet(10, 1, since=0.0)
+    assert not quiet.see(10, 1, 5.0) and quiet.quiet_for(5.0) == 5.0
+    assert quiet.see(11, 1, 6.0) and quiet.quiet_for(7.0) == 1.0
+    assert quiet.see(11, 2, 8.0) and quiet.since == 8.0
+
+
+def test_finish_late_writes_after_the_fact_then_seals(tmp_path: Path) -> None:
+    assert (parse_late("0.5-3").low, parse_late("0.5-3").high, parse_late("2").high) == (0.5, 3.0, 2.0)
+    for bad in ("abc", "3-1", "-1"):
+        with pytest.raises(ValueError):
+            parse_late(bad)
+    path = write_ess(tmp_path / "f.nxs")
+    before = Version.of(path.stat())
+    steps = finish_late(path, 0.3)
+    after = Version.of(path.stat())
+    assert steps >= 3 and after.read_only and not after.same_file(before)
+    path.chmod(0o644)
+    finish_late(path, 0.0, final_chmod=False)
+    assert not Version.of(path.stat()).read_only
+
+
+# -- the listener, files finished 0.5-1.5 s after their wrdn, HDF5 locking off -----------------------------------
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.parametrize("writer", ["0440", "pre-eed2958d"])
+def test_listen_records_the_final_file_of_late_finishing_writers(tmp_path: Path, kafka_config, kafka_bootstrap,
+                                                                  topic: str, writer: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    settle = "" if writer == "0440" else "settle_seconds = 1.0\n"
+    cfg_path = tmp_path / "sfi.toml"
+    cfg_path.write_text(f'{DEFAULTS_TOML}\n[ingest]\nchecksum = "sha256"\ndata_roots = ["{out}"]\n{settle}'
+                        "[listen]\nretry_base = 0.2\nretry_max = 1.0\n")
+    ensure_topics(kafka_config, [topic])
+    with ScicatTestServer() as scicat:
+        proc = listener(tmp_path, "l", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                        group=f"g-{topic}", env_extra={"HDF5_USE_FILE_LOCKING": "FALSE"}).start()
+        try:  # listening before the writer starts, so that wrdn messages are read while the files are finishing
+            wait_for(lambda: "partitions assigned: " in proc.log(), 60, "the listener's partition")
+            results = simulate_jobs(kafka_config, 10, output_dir=out, control_topic=topic, pool_topic=f"{topic}_pool",
+                                    status_topic=f"{topic}_status", heartbeats=0, rng_seed=7,
+                                    late=parse_late("0.5-1.5"), final_chmod=writer == "0440")
+            assert all(0.5 <= r.finish_late_s <= 1.5 for r in results)
+            wait_for(lambda: sum(map(len, scicat.origdatablocks.values())) >= 10, 90, "10 datablocks")
+            time.sleep(0.5)  # a duplicate would show up now
+        finally:
+            assert proc.terminate() == 0, proc.log()[-3000:]
+        log = proc.log()
+        blocks = [b for bs in scicat.origdatablocks.values() for b in bs]
+        datasets = dict(scicat.datasets)
+    assert len(datasets) == 10 and len(blocks) == 10, log[-3000:]
+    wrong = []
+    for block in blocks:
+        entry = block["dataFileList"][0]
+        final = out / Path(entry["path"]).name
+        if (block["size"], entry["size"], entry["chk"]) != (final.stat().st_size,) * 2 + (_sha256(final),):
+            wrong.append(final.name)
+    assert wrong == [], f"{len(wrong)} of 10 datablocks do not describe the final file: {wrong}\n{log[-3000:]}"
+    evidence = "read-only" if writer == "0440" else "settled"
+    assert log.count(f"complete ({evidence}) after waiting") + log.count("changed while it was read") >= 1, log
