@@ -7,6 +7,7 @@ reader (as on NFS/GPFS/Lustre), a real broker and a real `sfi listen`.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -177,3 +178,34 @@ def test_listen_records_the_final_file_of_late_finishing_writers(tmp_path: Path,
     assert wrong == [], f"{len(wrong)} of 10 datablocks do not describe the final file: {wrong}\n{log[-3000:]}"
     evidence = "read-only" if writer == "0440" else "settled"
     assert log.count(f"complete ({evidence}) after waiting") + log.count("changed while it was read") >= 1, log
+
+
+def test_produce_test_refuses_a_bad_finish_late(tmp_path: Path, sfi) -> None:
+    for bad in ("soon", "3-1"):
+        run = sfi("produce-test", "-b", "127.0.0.1:9", "-o", str(tmp_path), "--finish-late", bad)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip().splitlines()[-1].startswith("sfi: error: --finish-late"), run.stderr
+    run = sfi("produce-test", "-b", "127.0.0.1:9", "-o", str(tmp_path), "--writer", "supermusr",
+              "--archive-dir", str(tmp_path), "--no-final-chmod")
+    assert run.returncode == 2 and "only with --writer kafka-to-nexus" in run.stderr, run.stderr
+
+
+def test_ingest_file_waits_for_a_file_still_being_written(tmp_path: Path, sfi) -> None:
+    """The CLI applies the rule too: a writable file being appended to fails with the reason, exit 1."""
+    path = write_ess(tmp_path / "busy.nxs")
+    path.chmod(0o644)
+    (tmp_path / "sfi.toml").write_text(f"{DEFAULTS_TOML}\n[ingest]\nsettle_seconds = 0.3\ncomplete_wait = 1.0\n")
+    writer = _appender(path, 8.0)
+    try:
+        run = sfi("ingest-file", "--dry-run", "--json", "-c", str(tmp_path / "sfi.toml"), str(path))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert run.returncode == 1, run.stderr
+    assert "still being written: size/mtime changed during the last 0.3 s" in run.stdout + run.stderr
+    done = sfi("ingest-file", "--dry-run", "--json", "--complete-when", "settled", "-c", str(tmp_path / "sfi.toml"),
+               str(path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["completion"]["evidence"] == "settled" and record["completion"]["waited_s"] >= 0.3
+    assert record["origdatablock"]["size"] == path.stat().st_size

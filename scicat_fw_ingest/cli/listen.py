@@ -82,8 +82,10 @@ def listen_command(
                             run_start_max_age=lc.run_start_days * 86400,
                             missing_deadline=cfg.ingest.missing_hours * 3600, health_interval=lc.health_interval)
     listener = Listener(cfg, options, ingestor=ingestor, state=state)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: listener.stop())
+    from ..completion.settle import request_stop
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # files still settling in this process stop waiting (queued)
+        signal.signal(sig, lambda *_: (request_stop(), listener.stop()))
     ops = None
     if lc.http_port is not None:
         from .._http import OpsServer
