@@ -84,8 +84,12 @@ def listen_command(
     listener = Listener(cfg, options, ingestor=ingestor, state=state)
     from ..completion.settle import request_stop
 
-    for sig in (signal.SIGTERM, signal.SIGINT):  # files still settling in this process stop waiting (queued)
-        signal.signal(sig, lambda *_: (request_stop(), listener.stop()))
+    def stop(*_: object) -> None:
+        request_stop()  # files still settling in this process stop waiting (queued, retried at the next start)
+        listener.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     ops = None
     if lc.http_port is not None:
         from .._http import OpsServer

@@ -20,6 +20,7 @@ reason. Waiting sleeps on ``STOP`` (an Event): ``request_stop`` ends every wait 
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
@@ -46,6 +47,8 @@ DEFAULT_RULE = READ_ONLY_OR_SETTLED
 CLOCK_MARGIN = 60.0
 #: Seconds between stats while waiting: how soon a chmod 0440 or a quiet file is noticed.
 POLL = 0.1
+
+log = logging.getLogger("sfi.ingest")
 
 #: Set to end every wait of this process now (``request_stop``); waits then raise ``Stopped``.
 STOP = threading.Event()
@@ -163,6 +166,8 @@ def wait_until_complete(path: str, rule: str, *, settle_seconds: float, deadline
             return version, "old", 0.0  # unchanged for longer than anyone waits: a backfill of finished files
     quiet = Quiet(version.size, version.mtime_ns, start)
     end = start + max(0.0, deadline)
+    log.debug("%s: not complete yet (mode %o%s): waiting up to %g s", shown, stat.S_IMODE(version.mode),
+              ", changed while read" if must_settle else "", deadline)
     while True:
         remaining = end - clock()
         if remaining <= 0:
