@@ -21,9 +21,10 @@ from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.kafka import ensure_topics
 from scicat_fw_ingest.simulate import simulate_jobs
 from scicat_fw_ingest.simulate._finish import finish_late, parse_late
+from scicat_fw_ingest.state import StateStore
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
-from .listen_helpers import DEFAULTS_TOML, listener, wait_for
+from .listen_helpers import DEFAULTS_TOML, WRITER_PREFIX, listener, make_jobs, publish, wait_for
 from .nexus_fixtures import write_ess
 
 #: A writer that is not done: appends to the file every few ms for ``seconds`` (a separate process, as a writer is).
@@ -209,3 +210,33 @@ def test_ingest_file_waits_for_a_file_still_being_written(tmp_path: Path, sfi) -
     record = json.loads(done.stdout)
     assert record["completion"]["evidence"] == "settled" and record["completion"]["waited_s"] >= 0.3
     assert record["origdatablock"]["size"] == path.stat().st_size
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_listen_stops_at_once_while_a_file_settles(tmp_path: Path, kafka_config, kafka_bootstrap, topic: str) -> None:
+    """SIGTERM ends a settle wait at once (here: a file written for 90 s, complete_wait 60 s); the file is queued."""
+    data_dir = tmp_path / "data"
+    [job] = make_jobs(data_dir, 1, topic=topic)
+    path = data_dir / job.filename
+    path.chmod(0o644)
+    cfg_path = tmp_path / "sfi.toml"
+    cfg_path.write_text(f'{DEFAULTS_TOML}\n[ingest]\nchecksum = "none"\n'
+                        f'path_map = [["{WRITER_PREFIX}", "{data_dir}"]]\n'
+                        "settle_seconds = 0.5\ncomplete_wait = 60\n[listen]\nretry_base = 60\n")
+    writer = _appender(path, 90.0)
+    try:
+        with ScicatTestServer() as scicat:
+            proc = listener(tmp_path, "s", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                            group=f"g-{topic}", extra=["--processes", "0", "-v"]).start()
+            try:
+                publish(kafka_config, [job])
+                wait_for(lambda: "not complete yet" in proc.log(), 60, "the file's settle wait")
+            finally:
+                assert proc.terminate(timeout=20) == 0, proc.log()[-3000:]  # not the 60 s of complete_wait
+            assert scicat.origdatablocks == {}
+    finally:
+        writer.kill()
+        writer.wait()
+    [record] = StateStore(tmp_path / "state-s").files()
+    assert record.status == "queued" and "sfi is stopping" in (record.error or ""), record
