@@ -177,8 +177,9 @@ def test_listen_records_the_final_file_of_late_finishing_writers(tmp_path: Path,
         if (block["size"], entry["size"], entry["chk"]) != (final.stat().st_size,) * 2 + (_sha256(final),):
             wrong.append(final.name)
     assert wrong == [], f"{len(wrong)} of 10 datablocks do not describe the final file: {wrong}\n{log[-3000:]}"
-    evidence = "read-only" if writer == "0440" else "settled"
-    assert log.count(f"complete ({evidence}) after waiting") + log.count("changed while it was read") >= 1, log
+    if writer != "0440":  # nothing says these are done: each waited its settle time (with 0440 that depends on
+        # how soon the listener read each wrdn: without the wait, 10 of 10 were wrong when tried with "at-once")
+        assert log.count("complete (settled) after waiting") >= 10, log
 
 
 def test_produce_test_refuses_a_bad_finish_late(tmp_path: Path, sfi) -> None:
