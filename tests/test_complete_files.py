@@ -241,3 +241,21 @@ def test_listen_stops_at_once_while_a_file_settles(tmp_path: Path, kafka_config,
         writer.wait()
     [record] = StateStore(tmp_path / "state-s").files()
     assert record.status == "queued" and "sfi is stopping" in (record.error or ""), record
+
+
+def test_the_completeness_settings_are_checked(tmp_path: Path) -> None:
+    from scicat_fw_ingest.config_check import problems
+    from scicat_fw_ingest.errors import ConfigError
+
+    cfg_file = tmp_path / "sfi.toml"
+    cfg_file.write_text("[ingest]\nsettle_seconds = 30\ncomplete_wait = 20\n")
+    found = "\n".join(problems(load_config(cfg_file, env={})))
+    assert "[ingest] complete_wait (20) must exceed settle_seconds (30): no file could settle before the deadline" \
+        in found
+    cfg_file.write_text("[ingest]\nsettle_seconds = -1\ncomplete_wait = 0\n")
+    found = "\n".join(problems(load_config(cfg_file, env={})))
+    assert "[ingest] settle_seconds: -1.0 must be >= 0" in found and "[ingest] complete_wait: 0.0 must be > 0" in found
+    cfg_file.write_text('[ingest]\ncomplete_when = "when-done"\n')
+    with pytest.raises(ConfigError, match="complete_when: must be one of read-only-or-settled, read-only, settled"):
+        load_config(cfg_file, env={})
+    assert load_config(None, env={"SFI_INGEST_COMPLETE_WHEN": "settled"}).ingest.complete_when == "settled"
