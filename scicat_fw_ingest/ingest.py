@@ -142,9 +142,9 @@ class _Failed(Exception):
 class _ChangedWhileRead(Exception):
     """The file changed while it was read and the read failed: what failed was not the final file."""
 
-    def __init__(self, shown: str, before: Version, after: Version, error: str) -> None:
+    def __init__(self, shown: str, before: Version, after: Version, error: str, waited: float) -> None:
         super().__init__(error)
-        self.shown, self.before, self.after = shown, before, after
+        self.shown, self.before, self.after, self.waited = shown, before, after, waited
 
 
 class _Rejected(Exception):
@@ -265,7 +265,7 @@ class Ingestor:
         """Ingest one file; never raises for expected failures (see ``IngestResult.retryable``)."""
         result = IngestResult(writer_path, None, "failed")
         try:
-            waited, must_settle, last_shown = 0.0, False, writer_path
+            waited, must_settle, last_shown, looked = 0.0, False, writer_path, False
             for reads in range(1, MAX_READS + 1):
                 try:
                     prepared = self._prepare(writer_path, run, wait_missing, must_settle=must_settle)
@@ -273,15 +273,17 @@ class Ingestor:
                     log.info("%s: changed while it was read (%s; the read said: %s): reading it again once it "
                              "settled (read %d of %d)", changed.shown, changed.before.describe_change(changed.after),
                              changed, reads + 1, MAX_READS)
-                    must_settle, last_shown = True, changed.shown
+                    must_settle, last_shown, waited = True, changed.shown, waited + changed.waited
                     continue
                 waited += prepared.waited
                 result.completion = Completion(self.cfg.ingest.complete_when, prepared.evidence, waited, reads)
                 dataset = prepared.mapped.dataset
                 result.pid, result.dataset = dataset["pid"], dataset
-                if reads == 1 and self.sink is not None and skip_existing and self._already_there(dataset["pid"]):
-                    result.status = "exists"
-                    return result
+                if not looked and self.sink is not None and skip_existing:
+                    looked = True
+                    if self._already_there(dataset["pid"]):
+                        result.status = "exists"
+                        return result
                 try:
                     datablock = make_datablock([prepared.local], dataset["sourceFolder"], self.checksum)
                     after = Version.of(os.stat(prepared.local))
@@ -405,7 +407,7 @@ class Ingestor:
             except OSError:
                 raise exc from None
             if judge and not now.same_file(version):
-                raise _ChangedWhileRead(shown, version, now, str(exc)) from None
+                raise _ChangedWhileRead(shown, version, now, str(exc), waited) from None
             raise
         return _Prepared(local, mapped, facts, version, shown, evidence, waited)
 
