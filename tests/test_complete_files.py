@@ -259,3 +259,18 @@ def test_the_completeness_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="complete_when: must be one of read-only-or-settled, read-only, settled"):
         load_config(cfg_file, env={})
     assert load_config(None, env={"SFI_INGEST_COMPLETE_WHEN": "settled"}).ingest.complete_when == "settled"
+
+
+@pytest.mark.kafka
+def test_produce_test_finishes_files_after_their_wrdn(tmp_path: Path, kafka_bootstrap: str, topic: str, sfi) -> None:
+    for flags, sealed in ((["--finish-late", "0.3"], True), (["--finish-late", "0.2-0.4", "--no-final-chmod"], False)):
+        out = tmp_path / ("sealed" if sealed else "writable")
+        out.mkdir()
+        run = sfi("produce-test", "-b", kafka_bootstrap, "-o", str(out), "-n", "2", "--heartbeats", "0", "--json",
+                  "--pool-topic", f"{topic}_pool", "--control-topic", topic, "--status-topic", f"{topic}_status",
+                  *flags)
+        assert run.returncode == 0, run.stderr
+        jobs = [json.loads(line) for line in run.stdout.splitlines()]
+        assert len(jobs) == 2 and all(0.2 <= j["finish_late_s"] <= 0.4 for j in jobs)
+        for job in jobs:  # the command returns once every file is finished
+            assert Version.of(Path(job["file"]).stat()).read_only is sealed
