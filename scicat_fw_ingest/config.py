@@ -96,6 +96,14 @@ class IngestConfig:
     data_roots: list[str] = field(default_factory=list)
     #: Hours a missing or unreadable file stays in the listener's retry queue before it is ``failed``.
     missing_hours: float = 6.0
+    #: When a named file (wrdn, ingest-file) is complete enough to read: the writer made it read-only
+    #: (kafka-to-nexus >= eed2958d: 0440), else unchanged for ``settle_seconds``; see completion/settle.py.
+    complete_when: str = field(default="read-only-or-settled",
+                               metadata=_choices("read-only-or-settled", "read-only", "settled", "at-once"))
+    #: Seconds size and mtime must stay unchanged for a file to count as settled.
+    settle_seconds: float = 10.0
+    #: Seconds to wait for a file to be complete before it fails ("still being written"; the listener queues it).
+    complete_wait: float = 120.0
 
 
 @dataclass

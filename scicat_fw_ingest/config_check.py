@@ -135,6 +135,8 @@ def _numbers(cfg: Config) -> list[str]:
         ("[scicat] backoff", cfg.scicat.backoff, 0, ">="),
         ("[ingest] workers", cfg.ingest.workers, 1, ">="),
         ("[ingest] file_wait", cfg.ingest.file_wait, 0, ">="),
+        ("[ingest] settle_seconds", cfg.ingest.settle_seconds, 0, ">="),
+        ("[ingest] complete_wait", cfg.ingest.complete_wait, 0, ">"),
         ("[listen] workers", cfg.listen.workers, 1, ">="),
         ("[listen] processes", cfg.listen.processes, 0, ">="),
         ("[listen] retry_base", cfg.listen.retry_base, 0, ">"),
@@ -148,6 +150,10 @@ def _numbers(cfg: Config) -> list[str]:
     port = cfg.listen.http_port
     if port is not None and not 0 <= port <= 65535:
         out.append(f"[listen] http_port: {port} is not a TCP port (0-65535)")
+    if cfg.ingest.complete_when != "at-once" and cfg.ingest.complete_when != "read-only" \
+            and cfg.ingest.complete_wait <= cfg.ingest.settle_seconds:
+        out.append(f"[ingest] complete_wait ({cfg.ingest.complete_wait:g}) must exceed settle_seconds "
+                   f"({cfg.ingest.settle_seconds:g}): no file could settle before the deadline")
     if cfg.listen.retry_max < cfg.listen.retry_base:
         out.append(f"[listen] retry_max ({cfg.listen.retry_max:g}) is below retry_base ({cfg.listen.retry_base:g})")
     return out

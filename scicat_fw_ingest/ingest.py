@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import stat
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._logging import scrub
+from .completion.settle import AT_ONCE, Completion, StillWriting, Stopped, Version, wait_until_complete
 from .config import Config
 from .datablock import ALGORITHMS, make_datablock
 from .errors import ConfigError, SfiError
@@ -28,6 +30,8 @@ from .mapping import (Context, LookupNeeded, Mapped, ProfileSet, ScicatLookup, c
                       require_complete)
 from .mapping.sources import to_iso
 from .nexus.reader import HDF5_LOCK, NexusError, open_snapshot, retry_while_locked
+
+log = logging.getLogger("sfi.ingest")
 
 if TYPE_CHECKING:
     from streaming_data_types.finished_writing_wrdn import FinishedWriting
@@ -113,10 +117,13 @@ class IngestResult:
     auth: bool = False
     dataset: dict | None = None
     origdatablock: dict | None = None
+    #: How the file was judged complete (rule, evidence, seconds waited, reads); None when it never was.
+    completion: Completion | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "pid": self.pid, "status": self.status, "error": self.error,
-                "retryable": self.retryable, "dataset": self.dataset, "origdatablock": self.origdatablock}
+                "retryable": self.retryable, "dataset": self.dataset, "origdatablock": self.origdatablock,
+                "completion": self.completion.to_json() if self.completion else None}
 
 
 class Sink(Protocol):
@@ -132,6 +139,14 @@ class _Failed(Exception):
         self.file_problem = file_problem
 
 
+class _ChangedWhileRead(Exception):
+    """The file changed while it was read and the read failed: what failed was not the final file."""
+
+    def __init__(self, shown: str, before: Version, after: Version, error: str, waited: float) -> None:
+        super().__init__(error)
+        self.shown, self.before, self.after, self.waited = shown, before, after, waited
+
+
 class _Rejected(Exception):
     """The path breaks a data-root rule: the file is never opened."""
 
@@ -141,6 +156,8 @@ PERMANENT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, er
 _GLOB_CHARS = set("*?[")
 #: Mapping passes per file: a first one, and one after each fetched lookup (proposal, instrument, sample).
 _LOOKUP_PASSES = 4
+#: Reads of a file that keeps changing while it is read (each after it settled again) before it fails.
+MAX_READS = 4
 
 
 def explicit_roots(arguments: Sequence[str]) -> list[str]:
@@ -162,6 +179,11 @@ class _Prepared:
     local: str
     mapped: Mapped
     facts: dict[str, Any]
+    #: the file as it was when it was judged complete and read (compared with a stat after the checksums)
+    version: Version | None = None
+    shown: str = ""
+    evidence: str = AT_ONCE
+    waited: float = 0.0
 
 
 class Ingestor:
@@ -243,16 +265,46 @@ class Ingestor:
         """Ingest one file; never raises for expected failures (see ``IngestResult.retryable``)."""
         result = IngestResult(writer_path, None, "failed")
         try:
-            prepared = self._prepare(writer_path, run, wait_missing)
-            dataset = prepared.mapped.dataset
-            result.pid, result.dataset = dataset["pid"], dataset
-            if self.sink is not None and skip_existing and self._already_there(dataset["pid"]):
-                result.status = "exists"
-                return result
-            try:
-                datablock = make_datablock([prepared.local], dataset["sourceFolder"], self.checksum)
-            except OSError as exc:
-                raise _Failed(f"{prepared.local}: cannot read for the checksum: {exc.strerror or exc}", True) from None
+            waited, must_settle, last_shown, looked = 0.0, False, writer_path, False
+            for reads in range(1, MAX_READS + 1):
+                try:
+                    prepared = self._prepare(writer_path, run, wait_missing, must_settle=must_settle)
+                except _ChangedWhileRead as changed:
+                    log.info("%s: changed while it was read (%s; the read said: %s): reading it again once it "
+                             "settled (read %d of %d)", changed.shown, changed.before.describe_change(changed.after),
+                             changed, reads + 1, MAX_READS)
+                    must_settle, last_shown, waited = True, changed.shown, waited + changed.waited
+                    continue
+                waited += prepared.waited
+                result.completion = Completion(self.cfg.ingest.complete_when, prepared.evidence, waited, reads)
+                dataset = prepared.mapped.dataset
+                result.pid, result.dataset = dataset["pid"], dataset
+                if not looked and self.sink is not None and skip_existing:
+                    looked = True
+                    if self._already_there(dataset["pid"]):
+                        result.status = "exists"
+                        return result
+                try:
+                    datablock = make_datablock([prepared.local], dataset["sourceFolder"], self.checksum)
+                    after = Version.of(os.stat(prepared.local))
+                except OSError as exc:
+                    raise _Failed(f"{prepared.local}: cannot read for the checksum: {exc.strerror or exc}",
+                                  True) from None
+                assert prepared.version is not None
+                if after.same_file(prepared.version):
+                    break
+                # The writer was not done (no locks across hosts): what was read may not be the final file.
+                log.info("%s: changed while it was read (%s): reading it again once it settled (read %d of %d)",
+                         prepared.shown, prepared.version.describe_change(after), reads + 1, MAX_READS)
+                must_settle, last_shown = True, prepared.shown
+            else:
+                raise _Failed(f"{last_shown}: still being written: it changed while it was read, "
+                              f"{MAX_READS} times", True)
+            if waited > 0 or reads > 1:
+                log.info("%s: complete (%s) after waiting %.1f s, %d read(s)", prepared.shown, prepared.evidence,
+                         waited, reads)
+            else:
+                log.debug("%s: complete (%s), no wait", prepared.shown, prepared.evidence)
             result.origdatablock = datablock
             if self.sink is None:
                 result.status = "dry-run"
@@ -277,7 +329,7 @@ class Ingestor:
     def explain(self, writer_path: str, run: RunInfo | None = None) -> list[tuple[str, object, str]]:
         """(field, value, origin) of everything the dataset would hold; raises ``SfiError`` when unreadable."""
         try:
-            prepared = self._prepare(writer_path, run, 0.0, complete=False)
+            prepared = self._prepare(writer_path, run, 0.0, complete=False, judge=False)
         except (_Failed, _Rejected) as exc:
             raise SfiError(str(exc)) from None
         mapped = prepared.mapped
@@ -293,16 +345,26 @@ class Ingestor:
 
     # -- steps ---------------------------------------------------------------------------------
     def _prepare(self, writer_path: str, run: RunInfo | None, wait_missing: float,
-                 *, complete: bool = True) -> _Prepared:
+                 *, complete: bool = True, judge: bool = True, must_settle: bool = False) -> _Prepared:
+        """Find the file, wait until it is complete (``judge``: [ingest] complete_when), read and map it."""
         local = self.local_path(writer_path)
         self.check_path(writer_path, local)
         shown = local if local == os.path.abspath(writer_path) else f"{local} (writer path {writer_path})"
         self._wait_for(local, shown, wait_missing)
-        deadline = time.monotonic() + max(0.0, self.cfg.ingest.file_wait)
+        ing = self.cfg.ingest
         try:
-            st = os.stat(local)
+            _judged, evidence, waited = wait_until_complete(
+                local, ing.complete_when if judge else AT_ONCE, settle_seconds=ing.settle_seconds,
+                deadline=ing.complete_wait, shown=shown, must_settle=must_settle)
+            st = os.stat(local)  # the version read: compared with a stat after the checksums
+        except StillWriting as exc:
+            raise _Failed(str(exc), True) from None
+        except Stopped as exc:
+            raise _Failed(str(exc), True, file_problem=False) from None
         except OSError as exc:
             raise _Failed(f"{shown}: cannot stat: {exc.strerror or exc}", exc.errno not in PERMANENT_ERRNOS) from None
+        version = Version.of(st)
+        deadline = time.monotonic() + max(0.0, ing.file_wait)
         facts = _file_facts(local, writer_path, st)
         run = run or RunInfo()
 
@@ -318,24 +380,36 @@ class Ingestor:
                 return profile, map_dataset(profile, ctx)
 
         try:
-            for _ in range(_LOOKUP_PASSES):
-                try:
-                    profile, mapped = retry_while_locked(read_and_map, deadline)
-                    break
-                except LookupNeeded as need:
-                    assert lookup is not None
-                    lookup.fetch(need.record, need.key)
-            else:
-                raise _Failed(f"{shown}: SciCat lookups did not settle in {_LOOKUP_PASSES} passes", True)
-        except FileNotFoundError:
-            raise _Failed(f"{shown}: file not found (it disappeared)", True) from None
-        except NexusError as exc:
-            raise _Failed(str(exc), exc.retryable) from None
-        except OSError as exc:
-            raise _Failed(f"{shown}: cannot read: {exc.strerror or exc}", exc.errno not in PERMANENT_ERRNOS) from None
-        if complete:
-            require_complete(mapped, local)
-        return _Prepared(local, mapped, facts)
+            try:
+                for _ in range(_LOOKUP_PASSES):
+                    try:
+                        profile, mapped = retry_while_locked(read_and_map, deadline)
+                        break
+                    except LookupNeeded as need:
+                        assert lookup is not None
+                        lookup.fetch(need.record, need.key)
+                else:
+                    raise _Failed(f"{shown}: SciCat lookups did not settle in {_LOOKUP_PASSES} passes", True)
+            except FileNotFoundError:
+                raise _Failed(f"{shown}: file not found (it disappeared)", True) from None
+            except NexusError as exc:
+                raise _Failed(str(exc), exc.retryable) from None
+            except OSError as exc:
+                raise _Failed(f"{shown}: cannot read: {exc.strerror or exc}",
+                              exc.errno not in PERMANENT_ERRNOS) from None
+            if complete:
+                require_complete(mapped, local)
+        except (_Failed, SfiError) as exc:
+            # A half-written file may not open, or lack what the profile requires: if it changed meanwhile,
+            # that says nothing about the final file, which is read again once it settled.
+            try:
+                now = Version.of(os.stat(local))
+            except OSError:
+                raise exc from None
+            if judge and not now.same_file(version):
+                raise _ChangedWhileRead(shown, version, now, str(exc), waited) from None
+            raise
+        return _Prepared(local, mapped, facts, version, shown, evidence, waited)
 
     @staticmethod
     def _wait_for(local: str, shown: str, wait_missing: float) -> None:

@@ -227,6 +227,10 @@ class Watcher:
 
     def __init__(self, cfg: Config, options: WatchOptions, *, ingestor: Any, state: StateStore) -> None:
         self.cfg, self.options, self.ingestor = cfg, options, ingestor
+        # The folder settled each file already (quiet period + HDF5 opens it): no second settle time in the
+        # ingest core, whose re-stat after reading still holds (``completion.settle``).
+        for config in {id(c): c for c in (cfg, getattr(ingestor, "cfg", cfg))}.values():
+            config.ingest.complete_when = "at-once"
         self.ledger = _Ledger(state, options.retry_base, options.retry_max)
         self.index = RunIndex()
         self.folder = FolderWatcher(options.directories, patterns=options.patterns,

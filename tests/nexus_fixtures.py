@@ -7,6 +7,7 @@ Event arrays are written in chunks so that a 10^8-event file never needs 10^8 ev
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,12 @@ import h5py
 import numpy as np
 
 _CHUNK = 1_000_000
+
+
+def finished(path: Path | str) -> Path:
+    """The file as kafka-to-nexus (>= eed2958d) leaves it once closed: mode 0440, which tells sfi it is complete."""
+    os.chmod(path, 0o440)
+    return Path(path)
 
 
 def _text(group: h5py.Group, name: str, value: str) -> h5py.Dataset:
@@ -82,7 +89,7 @@ def write_ess(path: Path | str, *, events: int = 0, uuid: str | None = "5f0e7a1e
         _events(detector, events)
         for key, value in (extra or {}).items():
             entry.create_dataset(key, data=value)
-    return path
+    return finished(path)
 
 
 def write_isis(path: Path | str, *, run_number: int = 49886, title: str = "LOQ sample run", instrument: str = "LOQ",
@@ -120,7 +127,7 @@ def write_isis(path: Path | str, *, run_number: int = 49886, title: str = "LOQ s
         det = raw.create_group("detector_1")
         det.attrs["NX_class"] = np.bytes_(b"NXevent_data")
         _events(det, events)
-    return path
+    return finished(path)
 
 
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
@@ -144,7 +151,7 @@ def write_v20(path: Path | str, *, title: str = "V20 chopper commissioning",
         _events(det, events, pulses=10)
         sample = _group(entry, "sample", "NXsample")
         _text(sample, "name", "chopper test")
-    return path
+    return finished(path)
 
 
 def write_ill(path: Path | str, *, title: str = "vanadium calibration", start: str = "18-Sep-21 22:04:08",
@@ -169,7 +176,7 @@ def write_ill(path: Path | str, *, title: str = "vanadium calibration", start: s
         user.create_dataset("proposal", data=np.array([proposal.encode()]))
         sample = _group(entry, "sample", "NXsample")
         sample.create_dataset("name", data=np.array([b"vanadium"]))
-    return path
+    return finished(path)
 
 
 def write_supermusr(path: Path | str, *, run_number: int = 1234, events: int = 5000, frames: int = 50,
@@ -206,7 +213,7 @@ def write_other(path: Path | str) -> Path:
     path = Path(path)
     with h5py.File(path, "w") as fh:
         fh.create_group("measurement").create_dataset("value", data=1.0)
-    return path
+    return finished(path)
 
 
 def ten_million_event_file(base: Path) -> Path:

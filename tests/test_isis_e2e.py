@@ -19,6 +19,7 @@ from scicat_fw_ingest.kafka import ensure_topics
 from scicat_fw_ingest.nexus.writer import write_nexus
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
+from .nexus_fixtures import finished
 from .scicat_fixtures import scicat_server  # noqa: F401  (fixture)
 from .test_forward_runinfo import produce, read_run_starts
 from .test_isis import run_start_bytes
@@ -46,6 +47,7 @@ def test_icp_run_start_to_catalogue(sfi, kafka_bootstrap: str, kafka_config: Con
 
     path = tmp_path / start.filename
     report = write_nexus(path, start.nexus_structure, start_time_ms=start.start_time, stop_time_ms=start.stop_time)
+    finished(path)  # closed and 0440, as kafka-to-nexus leaves it: complete for ingest-file at once
 
     with h5py.File(path, "r") as h5:
         assert h5["raw_data_1/instrument/source/name"].asstr()[()] == "ISIS"

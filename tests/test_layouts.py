@@ -18,7 +18,7 @@ from scicat_fw_ingest.mapping._times import TimeParseError, parse_time
 from scicat_fw_ingest.nexus.reader import open_snapshot, read_snapshot
 from scicat_fw_ingest.testing.backend import ACCOUNTS, RealBackend
 
-from .nexus_fixtures import write_ess, write_ill, write_isis, write_supermusr, write_v20
+from .nexus_fixtures import finished, write_ess, write_ill, write_isis, write_supermusr, write_v20
 from .test_mapping import dry, make_cfg, origins, write_profile
 
 
@@ -97,7 +97,7 @@ def test_ill_entry0_day_month_year_times(tmp_path: Path) -> None:
 
 
 def test_supermusr_file_time_ns_utc_and_shape_counts(tmp_path: Path) -> None:
-    path = write_supermusr(tmp_path / "musr.nxs", events=5000, frames=50)
+    path = finished(write_supermusr(tmp_path / "musr.nxs", events=5000, frames=50))
     ds = dry(make_cfg(), path)
     assert ds["creationLocation"] == "ISIS:SuperMuSR" and ds["datasetName"] == "SuperMuSR commissioning run"
     assert ds["startTime"] == "2024-11-27T21:39:41Z"
@@ -179,6 +179,7 @@ def test_kafka_to_nexus_templates_written_and_ingested(shared_data: Path, tmp_pa
     path = tmp_path / "k2n.nxs"
     write_nexus(path, (shared_data / template).read_text(), start_time_ms=1_700_000_000_000,
                 stop_time_ms=1_700_000_600_000)
+    finished(path)  # closed and 0440, as the writer leaves it: complete for sfi at once
     run = RunInfo(job_id="job-1", instrument_name="YMIR", start_time_ms=1_700_000_000_000,
                   stop_time_ms=1_700_000_600_000)
     ds = dry(make_cfg(), path, run)
@@ -212,6 +213,7 @@ def test_isis_event_group_written_by_the_ev44_module_is_counted(tmp_path: Path) 
                                     "children": [{"module": "ev44", "config": {"source": "d", "topic": "t"}}]}]}]}
     path = tmp_path / "zoom.nxs"
     write_nexus(path, structure, start_time_ms=1_700_000_000_000, stop_time_ms=1_700_000_060_000, rng_seed=3)
+    finished(path)
     with h5py.File(path, "r") as h5:
         events = h5["raw_data_1/detector_1_events/event_id"].shape[0]
         frames = h5["raw_data_1/detector_1_events/event_time_zero"].shape[0]
@@ -233,7 +235,7 @@ def test_v20_ill_and_supermusr_files_ingest_into_the_real_backend(real_scicat: R
                 "ill": ("vanadium calibration", "2021-09-18T22:04:08.000Z"),
                 "musr": ("SuperMuSR commissioning run", "2024-11-27T21:39:41.000Z")}
     for name, write in (("v20", write_v20), ("ill", write_ill), ("musr", write_supermusr)):
-        result = ingestor.ingest(str(write(tmp_path / f"{name}.nxs")))
+        result = ingestor.ingest(str(finished(write(tmp_path / f"{name}.nxs"))))
         assert result.status == "created", result.error
         status, stored = real_scicat.request("GET", "/api/v3/Datasets/" + str(result.pid).replace("/", "%2F"))
         assert status == 200, stored

@@ -205,6 +205,7 @@ def test_failures_listed_and_retry_now_redrives_them(tmp_path, data_dir, kafka_c
                                                      topic, sfi) -> None:
     good, broken = make_jobs(data_dir, 2, topic=topic)
     (data_dir / broken.filename).write_bytes(b"this is not HDF5")  # a permanent failure: not retried by itself
+    (data_dir / broken.filename).chmod(0o440)  # finished by its writer: judged at once, not after a settle time
     publish(kafka_config, [good, broken])
     cfg_path = config_file(tmp_path, data_dir)
     proc = listener(tmp_path, "f", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,

@@ -87,6 +87,10 @@ def ingest_file_command(
     scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat API base, e.g. "
                                                    "https://scicat.example/api/v3 (else $SFI_SCICAT_URL or \\[scicat] url).",
                                                    show_default=False)] = None,
+    complete_when: Annotated[str | None, typer.Option("--complete-when", help="When a file counts as finished: "
+                                                      "read-only-or-settled|read-only|settled|at-once (else "
+                                                      "\\[ingest] complete_when, default: read-only-or-settled).",
+                                                      show_default=False)] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -98,6 +102,10 @@ def ingest_file_command(
     Ctrl-C stops the batch within 2 s: files in flight finish or are abandoned, a summary says what
     was done and what was not (exit 130); re-run the same command for the rest.
 
+    A file still being written is not read: it is ingested once its writer made it read-only (kafka-to-nexus
+    sets 0440 when done) or, else, once its size and mtime stayed unchanged for \\[ingest] settle_seconds
+    (at once for files older than that); see --complete-when.
+
     Credentials come only from the environment (SFI_SCICAT_TOKEN, ...) or the config file.
 
     Exit 0 when every file was created, existed or (--dry-run) was built; 1 when any failed; 2 for bad
@@ -105,7 +113,8 @@ def ingest_file_command(
     """
     if checksum is not None and checksum not in ALGORITHMS:
         raise typer.BadParameter(f"'{checksum}' is not one of {', '.join(ALGORITHMS)}", param_hint="--checksum")
-    cfg = load(config, ingest={"checksum": checksum, "profile": profile, "workers": workers, "pattern": pattern},
+    cfg = load(config, ingest={"checksum": checksum, "profile": profile, "workers": workers, "pattern": pattern,
+                               "complete_when": complete_when},
                scicat={"url": scicat_url})
     from ..batch import AUTH_STOP
     from ..ingest import IngestResult, Ingestor

@@ -82,8 +82,14 @@ def listen_command(
                             run_start_max_age=lc.run_start_days * 86400,
                             missing_deadline=cfg.ingest.missing_hours * 3600, health_interval=lc.health_interval)
     listener = Listener(cfg, options, ingestor=ingestor, state=state)
+    from ..completion.settle import request_stop
+
+    def stop(*_: object) -> None:
+        request_stop()  # files still settling in this process stop waiting (queued, retried at the next start)
+        listener.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: listener.stop())
+        signal.signal(sig, stop)
     ops = None
     if lc.http_port is not None:
         from .._http import OpsServer

@@ -74,6 +74,12 @@ def produce_test_command(
                                                      show_default=False)] = None,
     copy: Annotated[str, typer.Option("--copy", help="supermusr: MB per file, copy chunk KB, delay s between "
                                       "chunks, pause s half-way.")] = "3,256,0.01,0",
+    finish_late: Annotated[str | None, typer.Option("--finish-late", help="Keep writing each file this many "
+                                                    "seconds after its wrdn (or LOW-HIGH, drawn per file), then "
+                                                    "close and chmod 0440, as kafka-to-nexus really does.",
+                                                    show_default=False)] = None,
+    no_final_chmod: Annotated[bool, typer.Option("--no-final-chmod", help="Leave finished files writable, like "
+                                                 "kafka-to-nexus before eed2958d (May 2025).")] = False,
 ) -> None:
     """Simulate file-writer jobs: write one NeXus file per job and publish its complete message sequence.
 
@@ -97,6 +103,16 @@ def produce_test_command(
         raise ConfigError("--control-topic: must not be empty (the writer rejects a run start without one)")
     if not output_dir.is_dir():
         raise ConfigError(f"--output-dir {output_dir}: does not exist or is not a directory")
+    late = None
+    if finish_late is not None:
+        from ..simulate._finish import parse_late
+
+        try:
+            late = parse_late(finish_late)
+        except ValueError as exc:
+            raise ConfigError(f"--finish-late {exc}") from None
+    if (late is not None or no_final_chmod) and writer != "kafka-to-nexus":
+        raise ConfigError("--finish-late and --no-final-chmod: only with --writer kafka-to-nexus")
     if writer != "kafka-to-nexus":
         from ._supermusr import produce_cli
 
@@ -121,7 +137,7 @@ def produce_test_command(
                             control_topic=control_topic, status_topic=status_topic, nexus_structure=structure,
                             fail=failures,
                             instrument=instrument, proposal_id=proposal, heartbeats=heartbeats, rng_seed=seed,
-                            on_job=report)
+                            late=late, final_chmod=not no_final_chmod, on_job=report)
     if not as_json:
         _summary(results, pool_topic)
 

@@ -78,6 +78,7 @@ def watch_command(
                            runs_since_days=lc.run_start_days if since_days is None else since_days,
                            workers=lc.workers, retry_base=lc.retry_base, retry_max=lc.retry_max)
     state = StateStore(lc.state_dir)
+    cfg.ingest.complete_when = "at-once"  # the folder's quiet period + HDF5 open is watch's completeness rule
     sink, where = open_sink(cfg)
     if lc.processes > 0:
         from .._procpool import ProcessIngestor

@@ -9,6 +9,8 @@ core (``ingest.Ingestor``) turns it into a dataset, whatever said it was finishe
   period and openable by HDF5). inotify where the kernel has it, scanning otherwise.
 - ``runs``: the writer's run starts (pl72) and stops (6s4t), matched to files by name, so that the
   run's metadata fills the dataset and a file whose run is still going is held back.
+- ``settle``: whether a file a message named is complete yet (the writer's read-only mode, else size and
+  mtime settled) and unchanged while it was read; used by the ingest core for every file.
 - ``wrdn``: what one wrdn message asks for (ingest, skip, record a writer error), Kafka-free; the
   listener keeps the offsets and the worker pool.
 """
@@ -16,8 +18,10 @@ core (``ingest.Ingestor``) turns it into a dataset, whatever said it was finishe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..ingest import RunInfo
+if TYPE_CHECKING:  # not at run time: the ingest core imports ``completion.settle``, which must not import it back
+    from ..ingest import RunInfo
 
 __all__ = ["FinishedFile"]
 

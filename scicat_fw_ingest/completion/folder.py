@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ._inotify import Inotify
+from .settle import Quiet
 
 __all__ = ["BAD", "GONE", "OK", "WAIT", "FolderWatcher", "hdf5_verdict"]
 
@@ -75,11 +76,9 @@ def hdf5_verdict(path: str) -> str:
 
 
 @dataclass
-class _Candidate:
-    size: int
-    mtime_ns: int
-    #: monotonic time of the last change seen
-    since: float
+class _Candidate(Quiet):
+    """A file seen and not handed out yet: the quiet rule (``settle.Quiet``, shared with named files) + HDF5."""
+
     #: the HDF5 check's answer for this (size, mtime), so an unchanged file is opened once per quiet period
     verdict: str | None = None
     checked_at: float = 0.0
@@ -274,10 +273,10 @@ class FolderWatcher:
                 continue
             except OSError:
                 continue
-            if (st.st_size, st.st_mtime_ns) != (cand.size, cand.mtime_ns):
-                cand.size, cand.mtime_ns, cand.since, cand.verdict = st.st_size, st.st_mtime_ns, now, None
+            if cand.see(st.st_size, st.st_mtime_ns, now):
+                cand.verdict = None
                 continue
-            if now - cand.since < self.quiet_period:
+            if cand.quiet_for(now) < self.quiet_period:
                 continue
             if cand.verdict is None or (cand.verdict == WAIT and now - cand.checked_at >= self.quiet_period):
                 cand.verdict, cand.checked_at = self._verdict(path), now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import KafkaError
+from ..errors import KafkaError, SfiError
 from ..kafka import ensure_topics, make_producer
 from ..nexus.writer import NexusStructureError, WriteReport, parse_structure, unknown_stream_modules, write_nexus
+from ._finish import LateFinish, finish_late, seal
 from ._job import (
     DEFAULT_STATUS_TOPIC,
     FAILURES,
@@ -50,11 +52,13 @@ class JobResult:
     run_name: str
     #: ``done``, ``write-error``, ``start-400`` or ``start-500`` (no file written for the last two).
     outcome: str = "done"
+    #: Seconds the writer kept writing the file after its wrdn (``--finish-late``); 0: finished before it.
+    finish_late_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "file": self.file, "pool_topic": self.pool_topic,
                 "control_topic": self.control_topic, "failed": self.failed, "run_name": self.run_name,
-                "outcome": self.outcome}
+                "outcome": self.outcome, "finish_late_s": round(self.finish_late_s, 3)}
 
 
 def plan_jobs(count: int, *, output_dir: str | Path, layout: str = "ess", pool_topic: str = DEFAULT_POOL_TOPIC,
@@ -146,7 +150,7 @@ def simulate_jobs(cfg: Config, count: int, *, output_dir: str | Path, layout: st
                   status_topic: str = DEFAULT_STATUS_TOPIC, nexus_structure: dict[str, Any] | None = None,
                   fail: list[str] | tuple[str, ...] = (), instrument: str | None = None,
                   proposal_id: str = DEFAULT_PROPOSAL, heartbeats: int = 2, rng_seed: int | None = None,
-                  linger_s: float = 0.0,
+                  linger_s: float = 0.0, late: LateFinish | None = None, final_chmod: bool = True,
                   on_job: Callable[[JobResult, WriteReport | None], None] | None = None) -> list[JobResult]:
     """Run ``count`` simulated writing jobs on the broker of ``cfg``, writing one file per started job.
 
@@ -154,6 +158,11 @@ def simulate_jobs(cfg: Config, count: int, *, output_dir: str | Path, layout: st
     control topic, x5f2 heartbeats; the file is written; 6s4t, answ(SetStopTime); wrdn — published
     only once the file is complete. Between jobs, and for ``linger_s`` after the last, the writer is
     idle: x5f2 every 2 s on ``status_topic``. Missing topics are created.
+
+    The file is closed and (``final_chmod``, kafka-to-nexus >= eed2958d) made read-only 0440 before the
+    wrdn — unless ``late`` is given: then, as kafka-to-nexus really does, the wrdn goes out first and the
+    file keeps being written for that many seconds (drawn per file), then is closed and made 0440, in the
+    background while the next jobs run (``simulate._finish``). Returns once every file is finished.
     """
     if count < 1 or len(fail) > count:
         raise ValueError(f"count must be >= 1 and at most count jobs can fail (count={count}, fail={len(fail)})")
@@ -166,10 +175,12 @@ def simulate_jobs(cfg: Config, count: int, *, output_dir: str | Path, layout: st
     ensure_topics(cfg, sorted({pool_topic, status_topic, *(job.control_topic for job in jobs if job.control_topic)}))
     producer = make_producer(cfg)
     results = []
-    with _IdleHeartbeats(producer, status_topic, jobs[0].service_id, jobs[0].host_name, jobs[0].process_id) as idle:
+    finishing = _LateFinishes(late, final_chmod, rng_seed)
+    with finishing, _IdleHeartbeats(producer, status_topic, jobs[0].service_id, jobs[0].host_name, jobs[0].process_id) as idle:
         for index, job in enumerate(jobs):
             started, finished = job_phases(job)
             report: WriteReport | None = None
+            seconds = 0.0
             if job.start_failure is not None:
                 _publish(producer, started)  # the pl72 and the failed answ; the writer stays idle
             else:
@@ -178,11 +189,14 @@ def simulate_jobs(cfg: Config, count: int, *, output_dir: str | Path, layout: st
                 seed = None if rng_seed is None else rng_seed + index
                 report = write_nexus(job.written_path or job.filename, job.nexus_structure, rng_seed=seed,
                                      start_time_ms=job.start_time, stop_time_ms=job.stop_time)
+                seconds = finishing.before_wrdn(job.written_path or job.filename)
                 _publish(producer, finished)  # stop, answ(SetStopTime), wrdn: after the file exists
+                finishing.after_wrdn(job.written_path or job.filename, seconds)
                 idle.writing.clear()
                 idle.beat()  # back on its default topic
             result = JobResult(job.job_id, job.written_path or job.filename, job.pool_topic, job.control_topic,
-                               job.error is not None or job.start_failure is not None, job.run_name, _outcome(job))
+                               job.error is not None or job.start_failure is not None, job.run_name, _outcome(job),
+                               finish_late_s=seconds if report is not None else 0.0)
             results.append(result)
             if on_job is not None:
                 on_job(result, report)
@@ -190,6 +204,44 @@ def simulate_jobs(cfg: Config, count: int, *, output_dir: str | Path, layout: st
     if producer.flush(15):
         raise KafkaError(f"idle heartbeats to '{status_topic}' not confirmed within 15 s")
     return results
+
+
+class _LateFinishes:
+    """The end of each file: sealed (0440) before its wrdn, or finished late in a thread after it."""
+
+    def __init__(self, late: LateFinish | None, final_chmod: bool, rng_seed: int | None) -> None:
+        self.late, self.final_chmod = late, final_chmod
+        self._rng = random.Random(rng_seed)
+        self._threads: list[threading.Thread] = []
+        self._errors: list[str] = []
+
+    def before_wrdn(self, path: str) -> float:
+        """Seconds this file will be finished after its wrdn; a file finished now is sealed now."""
+        seconds = self.late.draw(self._rng) if self.late is not None else 0.0
+        if seconds <= 0 and self.final_chmod:
+            seal(path)
+        return seconds
+
+    def after_wrdn(self, path: str, seconds: float) -> None:
+        if seconds > 0:
+            thread = threading.Thread(target=self._finish, args=(path, seconds), name="sfi-finish-late", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _finish(self, path: str, seconds: float) -> None:
+        try:
+            finish_late(path, seconds, final_chmod=self.final_chmod)
+        except (OSError, ValueError) as exc:
+            self._errors.append(f"{path}: finishing it late failed: {exc}")
+
+    def __enter__(self) -> _LateFinishes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for thread in self._threads:
+            thread.join()
+        if self._errors and exc[0] is None:
+            raise SfiError(self._errors[0])  # a file error: exit 1
 
 
 def _outcome(job: SimulatedJob) -> str:
