@@ -8,11 +8,9 @@ as ISO-8601 text, exact to the nanosecond; vectors as numpy arrays), or ``Corrup
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-from ._table import CorruptMessage
 
 #: Schema id -> module of this package. f142 is here although the library has it (see ``f142``).
 OWN_SCHEMAS: dict[str, str] = {
@@ -31,9 +29,15 @@ NAMES: dict[str, str] = {
 __all__ = ["NAMES", "OWN_SCHEMAS", "CorruptMessage", "deserialiser"]
 
 
+class CorruptMessage(ValueError):
+    """The bytes do not hold a valid table of the schema (defined here so that catching it costs no import)."""
+
+
 def deserialiser(schema: str) -> Callable[[bytes], dict[str, Any]] | None:
     """The reader of one of these ids (module imported now), or None for any other id."""
     module = OWN_SCHEMAS.get(schema)
     if module is None:
         return None
-    return importlib.import_module(f"{__name__}.{module}").deserialise  # type: ignore[no-any-return]
+    from importlib import import_module
+
+    return import_module(f"{__name__}.{module}").deserialise  # type: ignore[no-any-return]

@@ -12,10 +12,11 @@ the end, never loop): ``messages.decode`` reports them as a corrupt body.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from . import CorruptMessage
 
 #: Scalar types of the flatbuffers schema language: struct format (little-endian) and size.
 SCALARS: dict[str, str] = {
@@ -28,11 +29,6 @@ SCALARS: dict[str, str] = {
 MAX_DEPTH = 64
 
 
-class CorruptMessage(ValueError):
-    """The bytes do not hold a valid table of the schema."""
-
-
-@dataclass(frozen=True)
 class Schema:
     """One ``.fbs`` file: its root table, tables (fields in declaration = slot order), unions, enums, structs.
 
@@ -41,11 +37,17 @@ class Schema:
     field takes two slots (type, value) as flatc lays it out. Structs are ``[(name, scalar type)]``.
     """
 
-    root: str
-    tables: dict[str, list[tuple[Any, ...]]]
-    unions: dict[str, list[str]] = field(default_factory=dict)
-    enums: dict[str, tuple[str, dict[int, str]]] = field(default_factory=dict)
-    structs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    __slots__ = ("enums", "root", "structs", "tables", "unions")
+
+    def __init__(self, root: str, tables: dict[str, list[tuple[Any, ...]]],
+                 unions: dict[str, list[str]] | None = None,
+                 enums: dict[str, tuple[str, dict[int, str]]] | None = None,
+                 structs: dict[str, list[tuple[str, str]]] | None = None) -> None:
+        self.root = root
+        self.tables = tables
+        self.unions = unions or {}
+        self.enums = enums or {}
+        self.structs = structs or {}
 
 
 def _struct_layout(members: list[tuple[str, str]]) -> tuple[list[tuple[str, str, int]], int]:
