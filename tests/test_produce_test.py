@@ -137,7 +137,7 @@ def test_failures_as_kafka_to_nexus_fails_and_idle_heartbeats_on_the_status_topi
                for m in on_status if m.schema == "answ"]
     assert answers == [(jobs[2]["job_id"], jobs[2]["job_id"], 500, 1), (jobs[3]["job_id"], jobs[3]["job_id"], 400, 1)]
     echoes = [m.value.job_id for m in on_status if m.schema == "pl72"]
-    assert echoes == [jobs[2]["job_id"]]  # a failed start (500) echoes its run start on the default topic
+    assert echoes == [jobs[2]["job_id"], jobs[3]["job_id"]]  # a failed start (500, 400) echoes its run start first
     status_run = sfi("list-status", "-b", kafka_bootstrap, "-t", status, "-t", control, "--from-beginning", "--json")
     listed = {j["job_id"]: j["state"] for j in json.loads(status_run.stdout)["jobs"]}
     assert [listed[j["job_id"]] for j in jobs] == ["done", "error", "error", "error"]
