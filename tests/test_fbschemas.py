@@ -15,6 +15,8 @@ from typing import Any
 import flatbuffers
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from streaming_data_types.fbschemas.isis_event_info_is84 import ISISData
 from streaming_data_types.fbschemas.logdata_f142 import LogData, Value
 
@@ -352,3 +354,35 @@ def test_a_name_missing_from_numpy_is_a_library_failure_not_corrupt_bytes() -> N
     assert not is_library_failure(_raised(lambda: (None).Bytes))
     assert not is_library_failure(_raised(lambda: {}["k"]))
     assert not is_library_failure(_raised(lambda: b""[4]))
+
+
+_BUILT = {name: build()[0] for name, build in CASES.items()}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_BUILT)), st.integers(0, 400), st.binary(min_size=1, max_size=8),
+       st.integers(8, 400))
+def test_no_corruption_of_an_own_schema_raises_anything_but_decode_error(name: str, at: int, junk: bytes,
+                                                                       cut: int) -> None:
+    """Overwritten or truncated bodies of every own schema: decoded and rendered, or one DecodeError."""
+    data = _BUILT[name]
+    for candidate in (data[:at] + junk + data[at + len(junk):], data[:cut]):
+        try:
+            message = decode(candidate)
+        except DecodeError:
+            continue
+        json.dumps(to_jsonable(message))
+
+
+def test_tables_shared_by_offsets_cannot_blow_up_the_decoder() -> None:
+    """f143 ArrayObj -> Obj -> ObjM -> ArrayObj ...: each level a vector of 2 offsets to the same next table
+    (2^36 table reads if followed naively, within the depth limit); stopped as corrupt at once."""
+    b = builder()
+    inner = table(b, [])
+    for _ in range(18):
+        objm = table(b, [(1, "ubyte", 24), (2, "offset", inner)])  # ObjM { k, v: ArrayObj }
+        obj = table(b, [(0, "offset", offsets(b, [objm, objm]))])  # Obj { value: [ObjM] }
+        inner = table(b, [(0, "offset", offsets(b, [obj, obj]))])  # ArrayObj { value: [Obj] }
+    root = table(b, [(1, "ubyte", 24), (2, "offset", inner)])
+    with pytest.raises(DecodeError, match="more tables than a buffer"):
+        decode(finish(b, root, "f143"))

@@ -69,6 +69,9 @@ class Reader:
         self.schema = schema
         self.buf = buf
         self.size = len(buf)
+        #: Tables left to read: a valid buffer holds at most one per 4 bytes. Offsets may point to the same
+        #: table many times (a hostile message can nest such vectors to blow up exponentially): stop there.
+        self.tables_left = self.size // 4 + 1
 
     def root(self) -> dict[str, Any]:
         return self.table(self.schema.root, self._uoffset(0), 0)
@@ -113,6 +116,9 @@ class Reader:
     def table(self, name: str, pos: int, depth: int) -> dict[str, Any]:
         if depth > MAX_DEPTH:
             raise CorruptMessage(f"tables nested deeper than {MAX_DEPTH}")
+        self.tables_left -= 1
+        if self.tables_left < 0:
+            raise CorruptMessage("more tables than a buffer of this size can hold (tables shared by offsets)")
         out: dict[str, Any] = {}
         slot = 0
         for spec in self.schema.tables[name]:
