@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-
 #: Schema id -> module of this package. f142 is here although the library has it (see ``f142``).
 OWN_SCHEMAS: dict[str, str] = {
     "amo0": "amo0", "ar51": "ar51", "ba57": "ba57", "df12": "df12", "dtdb": "dtdb", "f140": "f140",
