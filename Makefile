@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sfi-installed
 
-.PHONY: install demo demo-scicat test bench clean
+.PHONY: install demo demo-scicat test test-numpy1 bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("sfi needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -31,8 +31,17 @@ PYTEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/python -m scicat_fw_ingest.testing.backend run $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
+# The lower end of the declared numpy range (pyproject: numpy>=1.24,<3; .venv has numpy 2): the decoding tests in
+# a second venv with numpy 1.x, sfi installed into it the same way.
+NUMPY1_VENV ?= .venv-numpy1
+test-numpy1:
+	$(PYTHON) -m venv $(NUMPY1_VENV)
+	$(NUMPY1_VENV)/bin/python -m pip install --quiet -e '.[test]' 'numpy>=1.24,<2'
+	$(NUMPY1_VENV)/bin/python -m pytest -q -m 'not kafka' tests/test_fbschemas.py tests/test_messages.py \
+	    tests/test_writer_answers.py
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(NUMPY1_VENV) build *.egg-info .pytest_cache

@@ -33,6 +33,24 @@ def iso_from_ns(ns: int) -> str:
     return f"{base}.{frac[:digits]}Z"
 
 
+def ns_from_float(value: float, ns_per_unit: int) -> int:
+    """A time in floating seconds (or ms) as integer ns, exact to the digits the number was written with.
+
+    Why: ``1732456789.125 * 1e9`` is ``1732456789124999936`` in float arithmetic. The shortest text that
+    reads back as the same double (``repr``) is the number the sender meant; decimal arithmetic on it
+    loses nothing (ns10 1732456789.125 s -> ...49.125Z)."""
+    from decimal import Decimal
+
+    return int((Decimal(repr(float(value))) * ns_per_unit).to_integral_value())
+
+
+def iso_from_seconds(value: float) -> str:
+    """A time in (floating) seconds since the epoch, exact to its digits: ``iso_from_ns(ns_from_float(...))``."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    return iso_from_ns(ns_from_float(value, 1_000_000_000))
+
+
 def iso_datetime(value: dt.datetime) -> str:
     """A datetime as ``iso_from_ns`` writes times (naive ones are taken as UTC)."""
     if value.tzinfo is None:

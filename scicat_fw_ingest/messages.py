@@ -26,10 +26,13 @@ from typing import Any
 
 import numpy as np
 import streaming_data_types as sdt
-from streaming_data_types.fbschemas.action_response_answ.ActionOutcome import ActionOutcome
+from streaming_data_types.fbschemas.action_response_answ.ActionOutcome import (
+    ActionOutcome,
+)
 from streaming_data_types.fbschemas.action_response_answ.ActionType import ActionType
 
-from ._time import iso_datetime, iso_from_ns
+from . import fbschemas
+from ._time import iso_datetime, iso_from_ns, ns_from_float
 from .errors import SfiError
 
 #: kafka-to-nexus's "no stop time yet" (``time_point::max()`` in ms) in x5f2 status_json.stop_time and
@@ -48,6 +51,7 @@ SCHEMA_NAMES: dict[str, str] = {
     "tdct": "timestamps", "rf5k": "forwarder config (rf5k)", "fc00": "forwarder config", "NDAr": "NDArray",
     "senv": "sample environment (senv)", "se00": "sample environment", "ADAr": "area detector (ADAr)",
     "al00": "alarm", "json": "JSON", "ad00": "area detector", "da00": "data array",
+    **fbschemas.NAMES,
 }
 
 #: Embedded JSON strings, parsed when valid: (schema, field).
@@ -179,13 +183,14 @@ def decode(buf: bytes | bytearray | memoryview, expect: str | None = None) -> Me
     schema = schema_of(data)
     if expect is not None and schema != expect:
         raise DecodeError(schema, f"expected a '{expect}' ({SCHEMA_NAMES.get(expect, expect)}) message")
-    deserialiser = sdt.DESERIALISERS.get(schema)
-    if deserialiser is None:
-        raise DecodeError(schema, "unknown schema id (not one ess-streaming-data-types knows)")
-    try:
-        value = deserialiser(data)
-    except Exception as exc:  # flatbuffers raise anything on corrupt bodies: normalise to one error
-        raise DecodeError(schema, f"corrupt body ({type(exc).__name__}: {exc})"[:300]) from None
+    own = fbschemas.deserialiser(schema)
+    if own is not None:
+        try:
+            value: Any = own(data)
+        except fbschemas.CorruptMessage as exc:
+            raise DecodeError(schema, f"corrupt body ({exc})"[:300]) from None
+    else:
+        value = _library_decode(schema, data)
     errors: dict[str, str] = {}
     parsed: dict[str, Any] = {}
     for name in _JSON_FIELDS.get(schema, ()):
@@ -197,6 +202,33 @@ def decode(buf: bytes | bytearray | memoryview, expect: str | None = None) -> Me
         except (ValueError, RecursionError) as exc:
             errors[name] = f"not valid JSON: {exc}"[:200]
     return Message(schema, value, errors, parsed)
+
+
+def _library_decode(schema: str, data: bytes) -> Any:
+    """The ess-streaming-data-types deserialiser's value; its own failures told apart from corrupt bytes."""
+    deserialiser = sdt.DESERIALISERS.get(schema)
+    if deserialiser is None:
+        raise DecodeError(schema, "unknown schema id (not one ess-streaming-data-types or sfi knows)")
+    try:
+        return deserialiser(data)
+    except Exception as exc:  # flatbuffers raise anything on corrupt bodies: normalise to one error
+        if is_library_failure(exc):
+            raise DecodeError(schema, f"cannot decode {schema} with ess-streaming-data-types {sdt.__version__}: "
+                              f"{type(exc).__name__}: {exc}"[:300]) from None
+        raise DecodeError(schema, f"corrupt body ({type(exc).__name__}: {exc})"[:300]) from None
+
+
+def is_library_failure(exc: BaseException) -> bool:
+    """Whether a deserialiser failed by itself rather than on the bytes: a name missing from numpy (numpy 2
+    removed ``np.unicode_``, ``np.string_``, ...) or from the library, or a missing import. Bytes cannot
+    cause these; calling them "corrupt" would send an operator after the wrong culprit."""
+    if isinstance(exc, (ImportError, NameError)):
+        return True
+    if isinstance(exc, AttributeError):
+        owner = getattr(exc, "obj", None)
+        module = getattr(owner, "__name__", "") if isinstance(owner, type(np)) else ""
+        return module.split(".")[0] in ("numpy", "streaming_data_types", "flatbuffers")
+    return False
 
 
 def to_jsonable(message: Message, *, full: bool = False) -> dict[str, Any]:
@@ -269,7 +301,9 @@ def _is_number(value: Any) -> bool:
 
 def _iso(value: Any, unit: str) -> str:
     if isinstance(value, (float, np.floating)):
-        return iso_from_ns(round(float(value) * _NS_PER[unit]))
+        if not math.isfinite(value):
+            return str(float(value))
+        return iso_from_ns(ns_from_float(float(value), _NS_PER[unit]))  # exact to the digits sent
     return iso_from_ns(int(value) * _NS_PER[unit])
 
 

@@ -28,6 +28,8 @@ from scicat_fw_ingest.simulate import (
     template_text,
 )
 
+from .k2n_conventions import convention_problems
+
 #: kafka-to-nexus's service_id form.
 SERVICE_ID = re.compile(r"kafka-to-nexus:.+-pid:\d+-[0-9a-f]{4}")
 #: The writer modules of kafka-to-nexus (its src/WriterModule folders; no hs00/hs01) plus the static ones.
@@ -137,7 +139,7 @@ def test_failures_as_kafka_to_nexus_fails_and_idle_heartbeats_on_the_status_topi
                for m in on_status if m.schema == "answ"]
     assert answers == [(jobs[2]["job_id"], jobs[2]["job_id"], 500, 1), (jobs[3]["job_id"], jobs[3]["job_id"], 400, 1)]
     echoes = [m.value.job_id for m in on_status if m.schema == "pl72"]
-    assert echoes == [jobs[2]["job_id"]]  # a failed start (500) echoes its run start on the default topic
+    assert echoes == [jobs[2]["job_id"], jobs[3]["job_id"]]  # a failed start (500, 400) echoes its run start first
     status_run = sfi("list-status", "-b", kafka_bootstrap, "-t", status, "-t", control, "--from-beginning", "--json")
     listed = {j["job_id"]: j["state"] for j in json.loads(status_run.stdout)["jobs"]}
     assert [listed[j["job_id"]] for j in jobs] == ["done", "error", "error", "error"]
@@ -264,39 +266,6 @@ def test_a_structure_with_a_module_the_writer_lacks_fails_its_start_with_500(tmp
         {"type": "group", "name": "hist", "children": [{"module": "hs01", "config": {"topic": "t", "source": "s"}}]})
     (job,) = plan_jobs(1, output_dir=tmp_path, nexus_structure=structure)
     assert job.start_failure == 500 and "hs01" in (job.start_message or "")
-
-
-def convention_problems(path: Path) -> list[str]:
-    """Where a file differs from what kafka-to-nexus writes (../shared/docs/filewriter-protocol.md)."""
-    problems: list[str] = []
-
-    def visit(name: str, obj: Any) -> None:
-        base = name.rsplit("/", 1)[-1]
-        if isinstance(obj, h5py.Dataset):
-            if base in ("time", "event_time_zero", "cue_timestamp_zero") and obj.dtype != "uint64":
-                problems.append(f"{name}: {obj.dtype}, not uint64")
-            if base == "cue_index" and obj.dtype != "int64":
-                problems.append(f"{name}: {obj.dtype}, not int64")
-            if base == "cue_timestamp_zero" and "start" not in obj.attrs:
-                problems.append(f"{name}: no start attribute")
-        elif "writer_module" in obj.attrs:
-            module = _text(obj.attrs["writer_module"])
-            for key in ("topic", "source"):
-                if key not in obj.attrs:
-                    problems.append(f"{name}: stream group without a {key} attribute")
-            if module == "f144":
-                for value in ("value", "minimum_value", "maximum_value", "average_value"):
-                    if value in obj and "units" not in obj[value].attrs:
-                        problems.append(f"{name}/{value}: f144 value without units")
-        if isinstance(obj, h5py.Group):
-            for child in obj:
-                if not isinstance(obj.get(child, getlink=True), h5py.HardLink):
-                    problems.append(f"{name}/{child}: not a hard link")
-
-    with h5py.File(path, "r") as f:
-        visit("/", f)
-        f.visititems(visit)
-    return problems
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -63,6 +63,8 @@ def produce_test_command(
     proposal: Annotated[str, typer.Option("--proposal", help="Proposal id written as experiment_identifier.")]
     = DEFAULT_PROPOSAL,
     heartbeats: Annotated[int, typer.Option("--heartbeats", help="x5f2 'writing' heartbeats per job.")] = 2,
+    stop_now: Annotated[bool, typer.Option("--stop-now", help="Stop each job with a 6s4t 'stop now' (stop time "
+                                           "0) instead of its stop time.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for the simulated stream data.",
                                              show_default=False)] = None,
     as_json: JsonOpt = False,
@@ -137,7 +139,7 @@ def produce_test_command(
                             control_topic=control_topic, status_topic=status_topic, nexus_structure=structure,
                             fail=failures,
                             instrument=instrument, proposal_id=proposal, heartbeats=heartbeats, rng_seed=seed,
-                            late=late, final_chmod=not no_final_chmod, on_job=report)
+                            late=late, final_chmod=not no_final_chmod, stop_now=stop_now, on_job=report)
     if not as_json:
         _summary(results, pool_topic)
 

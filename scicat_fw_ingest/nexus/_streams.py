@@ -23,9 +23,22 @@ DTYPES: dict[str, str] = {
     "ulong": "uint64", "bool": "bool",
 }
 STRING = h5py.string_dtype("utf-8")
+ASCII = h5py.string_dtype("ascii")
 
 #: The ``start`` attribute kafka-to-nexus puts on its ns-since-epoch time datasets.
 EPOCH = "1970-01-01T00:00:00Z"
+#: Rows per chunk of a stream module's datasets: kafka-to-nexus's ``chunk_size`` defaults (its writer modules'
+#: ``JsonConfig::Field<size_t> ChunkSize``; a ``chunk_size`` in the module's config wins, as there). Every
+#: stream dataset is chunked and extendable along time (``maxshape`` ``(None, ...)``), as the writer appends.
+CHUNK_ROWS: dict[str, int] = {
+    "f144": 1024, "f142": 1024, "ns10": 1024, "tdct": 4096, "senv": 8192, "se00": 8192,
+    "ev44": 8192, "ev42": 8192, "ev43": 8192, "an44": 8192, "ep00": 1024, "ep01": 1024, "al00": 1024,
+}
+#: Elements per chunk of the array modules' n-d datasets (ad00, NDAr, ADAr, da00: ``chunk_size`` ``{1 << 20}``);
+#: their 1-D datasets (time, cue_*) get ``DEFAULT_CHUNK_ROWS``.
+CHUNK_ELEMENTS = 1 << 20
+ARRAY_MODULES = frozenset({"ad00", "NDAr", "ADAr", "da00"})
+DEFAULT_CHUNK_ROWS = 1024
 #: How many simulated entries each stream module gets: small on purpose.
 LOG_POINTS = 10
 PULSES = 5
@@ -48,11 +61,23 @@ class StreamData:
         self.rng = rng
         self.start_ns, self.stop_ns = start_ns, stop_ns
         self.datasets = 0
+        #: Chunking of the module being written: rows per chunk, and for the array modules (ad00, da00, ...)
+        #: elements per chunk of their n-d datasets (``None``: n-d datasets get ``chunk_rows`` rows' worth).
+        self.chunk_rows = 1024
+        self.chunk_elements: int | None = None
 
-    def put(self, group: h5py.Group, name: str, data: Any, **attrs: Any) -> h5py.Dataset:
+    def put(self, group: h5py.Group, name: str, data: Any, *, fixed: bool = False, **attrs: Any) -> h5py.Dataset:
+        """A stream dataset: chunked and extendable along its first axis (``fixed``: a scalar, as written)."""
         if name in group:
             raise ValueError(f"'{name}' exists already in {group.name} (two writers in one group?)")
-        dataset = group.create_dataset(name, data=data)
+        array = np.asarray(data)
+        if fixed or array.ndim == 0:
+            dataset = group.create_dataset(name, data=array)
+        else:
+            row = int(np.prod(array.shape[1:], dtype=np.int64)) or 1
+            rows = self.chunk_rows if array.ndim == 1 else max(1, (self.chunk_elements or self.chunk_rows) // row)
+            dataset = group.create_dataset(name, data=array, maxshape=(None, *array.shape[1:]),
+                                           chunks=(rows, *array.shape[1:]))
         for key, value in attrs.items():
             if value is not None:
                 dataset.attrs[key] = value
@@ -71,7 +96,8 @@ class StreamData:
 
     def cue(self, group: h5py.Group, first_ns: int) -> None:
         self.put(group, "cue_index", np.array([0], dtype=np.int64))
-        self.put(group, "cue_timestamp_zero", np.array([first_ns], dtype=np.uint64), units="ns", start=EPOCH)
+        # kafka-to-nexus: NeXusDataset::CueTimestampZero is int64 (event_time_zero and time are uint64)
+        self.put(group, "cue_timestamp_zero", np.array([first_ns], dtype=np.int64), units="ns", start=EPOCH)
 
     def values(self, dtype: str | None, shape: tuple[int, ...]) -> np.ndarray:
         kind = np.dtype(dtype or "float64")
@@ -114,7 +140,7 @@ def _nxlog(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> None:
     if values.ndim == 1:
         for name, stat in (("minimum_value", values.min()), ("maximum_value", values.max()),
                            ("average_value", values.mean())):
-            s.put(group, name, np.float64(stat), units=_units(config))
+            s.put(group, name, np.float64(stat), fixed=True, units=_units(config))
     s.cue(group, int(stamps[0]))
 
 
@@ -140,7 +166,7 @@ def _area_detector(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> 
     """ad00 (and NDAr/ADAr): a few frames of the configured array_size."""
     sizes = _sizes(config.get("array_size"), [2, 2])
     stamps = s.put_time(group, "time", FRAMES)
-    s.put(group, "value", s.values(_dtype_of(config, "uint16"), (FRAMES, *sizes)))
+    s.put(group, "value", s.values(_dtype_of(config, "uint16"), (FRAMES, *sizes)), units="")  # as kafka-to-nexus
     s.cue(group, int(stamps[0]))
 
 
@@ -150,15 +176,24 @@ def _data_array(s: StreamData, group: h5py.Group, config: dict[str, Any]) -> Non
     if not isinstance(variables, list) or not all(isinstance(v, dict) for v in variables):
         raise ValueError("'variables' must be a list of objects")
     stamps = s.put_time(group, "time", FRAMES)
+    names: list[str] = []
     for var in variables:
         name = var.get("name")
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"every variable needs a 'name', got {name!r}")
         data = s.values(_dtype_of(var, "float64", "data_type"),
                         (FRAMES, *_sizes(var.get("shape"), [])))
-        dataset = s.put(group, name, data, units=var.get("unit"), label=var.get("label"))
-        if isinstance(var.get("axes"), list):
-            dataset.attrs["axes"] = np.array([str(a) for a in var["axes"]], dtype=STRING)
+        # kafka-to-nexus (da00 Variable::add_dataset_attributes): units, long_name from the label, and axes as
+        # one colon-separated string led by time
+        axes = var.get("axes")
+        spec = "time:" + ":".join(str(a) for a in axes) if isinstance(axes, list) and axes else None
+        s.put(group, name, data, units=var.get("unit"), long_name=var.get("label"), axes=spec)
+        names.append(name)
+    # NXdata: the group names its signal (the first variable, or the configured one) and its axes
+    signal = config.get("signal") if isinstance(config.get("signal"), str) else names[0]
+    first = next((v for v in variables if v.get("name") == signal), variables[0])
+    group.attrs["signal"] = signal
+    group.attrs["axes"] = np.array(["time", *(str(a) for a in first.get("axes") or [])], dtype=STRING)
     s.cue(group, int(stamps[0]))
 
 

@@ -31,7 +31,17 @@ import numpy as np
 
 from .._time import iso_ms
 from ..errors import SfiError
-from ._streams import STREAMS, STRING, StreamData, numpy_dtype
+from ._streams import (
+    ARRAY_MODULES,
+    ASCII,
+    CHUNK_ELEMENTS,
+    CHUNK_ROWS,
+    DEFAULT_CHUNK_ROWS,
+    STREAMS,
+    STRING,
+    StreamData,
+    numpy_dtype,
+)
 
 CREATOR = "sfi-simulated-writer"
 
@@ -204,7 +214,8 @@ class _Writer:
 
     def run(self) -> WriteReport:
         root = self.h5["/"]
-        root.attrs["file_name"] = str(self.report.path.name if self.report.path else "")
+        # kafka-to-nexus: the path it opened (<hdf-output-prefix>/<filename>), not the bare name
+        root.attrs["file_name"] = str(self.report.path or "")
         root.attrs["file_time"] = iso_ms(self.start_ms)
         root.attrs["creator"] = CREATOR
         root.attrs["HDF5_Version"] = h5py.version.hdf5_version
@@ -298,6 +309,13 @@ class _Writer:
         elif module == "mdat":
             self._mdat(group, config, path, where)
         elif module in STREAMS:
+            chunk = config.get("chunk_size")
+            configured = chunk if isinstance(chunk, int) and not isinstance(chunk, bool) and chunk > 0 else None
+            if module in ARRAY_MODULES:
+                self.streams.chunk_rows, self.streams.chunk_elements = DEFAULT_CHUNK_ROWS, configured or CHUNK_ELEMENTS
+            else:
+                self.streams.chunk_rows = configured or CHUNK_ROWS.get(module, DEFAULT_CHUNK_ROWS)
+                self.streams.chunk_elements = None
             try:
                 STREAMS[module](self.streams, group, config)
             except (ValueError, TypeError) as exc:
@@ -328,7 +346,8 @@ class _Writer:
                 self.report.warnings.append(f"{where}: unknown mdat item {item!r}, skipped")
                 continue
             self._free(group, item, f"{path}/{item}")
-            group.create_dataset(item, data=values[item], dtype=STRING)
+            # kafka-to-nexus writes these as ASCII strings (real files: start_time/end_time ascii, the rest UTF-8)
+            group.create_dataset(item, data=values[item].encode("ascii"), dtype=ASCII)
             self.report.datasets += 1
 
     def _link(self, group: h5py.Group, name: str, source: str, where: str) -> None:

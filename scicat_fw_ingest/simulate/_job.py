@@ -21,6 +21,7 @@ from streaming_data_types import (
 from streaming_data_types.fbschemas.action_response_answ.ActionOutcome import ActionOutcome
 from streaming_data_types.fbschemas.action_response_answ.ActionType import ActionType
 
+from .._time import iso_ms
 from ..messages import NO_STOP_TIME_MS
 
 SOFTWARE_NAME = "kafka-to-nexus"
@@ -32,10 +33,35 @@ DEFAULT_STATUS_TOPIC = "sfi_writer_status"
 #: Ways ``--fail`` ends a job, as kafka-to-nexus would: a rejected start (400: e.g. no control topic),
 #: a failed start (500: e.g. file exists), or a write error reported in wrdn.
 FAILURES = ("start-400", "start-500", "write-error")
+#: Why a simulated start fails, as kafka-to-nexus words it (src/CommandSystem/Handler.cpp,
+#: ``Handler::startWritingProcess``): the 400 text verbatim; for 500 the exception text (``E.what()``) that
+#: the writer puts after "The failure message was: ".
 _START_FAILURE_MESSAGES = {
-    400: "Rejected: the run start has no control topic",
-    500: "Failed to start job: simulated failure (sfi produce-test --fail start-500)",
+    400: "Rejected start job as control topic was empty.",
+    500: "simulated failure (sfi produce-test --fail start-500)",
 }
+
+
+def started_text(start_ms: int, stop_ms: int | None) -> str:
+    """kafka-to-nexus's answ(StartJob, 201) text; no stop time is ``time_point::max()`` (2262-04-11...)."""
+    return (f"Started write job with start time {iso_ms(start_ms)} and stop time "
+            f"{iso_ms(stop_ms or NO_STOP_TIME_MS)}.")
+
+
+def start_failed_text(what: str) -> str:
+    """kafka-to-nexus's answ(StartJob, 500) text around the exception's message."""
+    return f"Failed to start filewriting job. The failure message was: {what}"
+
+
+def stop_text(stop_ms: int) -> str:
+    """kafka-to-nexus's answ(SetStopTime, 201) text: stop now (stop time 0) or a stop time set."""
+    return "Attempting to stop writing job now." if stop_ms == 0 else \
+        f"File writing job stop time set to: {iso_ms(stop_ms)}"
+
+
+def status_json(status: dict[str, object]) -> str:
+    """x5f2 status_json as kafka-to-nexus dumps it: nlohmann::json's ``dump()``, compact with sorted keys."""
+    return json.dumps(status, separators=(",", ":"), sort_keys=True)
 
 
 def writer_service_id(host: str | None = None, pid: int | None = None) -> str:
@@ -73,9 +99,11 @@ class SimulatedJob:
     error: str | None = None
     #: 400 or 500: the writer does not start the job (answ on the status topic, no file, no wrdn).
     start_failure: int | None = None
-    #: The failed answ's message (default: one naming the simulated failure).
+    #: Why the start failed (500: the exception text kafka-to-nexus quotes; 400: the whole answ text).
     start_message: str | None = None
     heartbeats: int = 1
+    #: Stop with a 6s4t whose stop time is 0 ("stop now") instead of the job's stop time.
+    stop_now: bool = False
 
     def __post_init__(self) -> None:
         if not self.control_topic and self.start_failure != 400:
@@ -95,13 +123,13 @@ def heartbeat(job: SimulatedJob, state: str = "writing", stop_ms: int | None = N
     status = {"state": "writing", "job_id": job.job_id, "file_being_written": job.filename,
               "start_time": job.start_time, "stop_time": NO_STOP_TIME_MS if stop_ms is None else stop_ms}
     return serialise_x5f2(SOFTWARE_NAME, SOFTWARE_VERSION, job.service_id, job.host_name, job.process_id,
-                          UPDATE_INTERVAL_MS, json.dumps(status))
+                          UPDATE_INTERVAL_MS, status_json(status))
 
 
 def idle_heartbeat(service_id: str, host_name: str, process_id: int) -> bytes:
     """The x5f2 an idle kafka-to-nexus sends every 2 s on its default status topic."""
-    idle = json.dumps({"state": "idle", "job_id": "not_currently_writing", "file_being_written": "",
-                       "start_time": 0, "stop_time": 0})
+    idle = status_json({"state": "idle", "job_id": "not_currently_writing", "file_being_written": "",
+                        "start_time": 0, "stop_time": 0})
     return serialise_x5f2(SOFTWARE_NAME, SOFTWARE_VERSION, service_id, host_name, process_id, UPDATE_INTERVAL_MS,
                           idle)
 
@@ -122,31 +150,37 @@ def _utc(ms: int) -> datetime:
 def job_phases(job: SimulatedJob) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
     """``(until the file is being written, from the stop on)``: the writer writes the file in between.
 
-    The second part ends with the wrdn (nothing for a failed start).
+    The second part ends with the wrdn (nothing for a failed start). As ``Handler::handleStartCommand``
+    does, the pl72 echo precedes every start answer, 400 and 500 included (on the default topic then,
+    as the writer has not switched to the control topic or has switched back).
     """
     start = run_start(job)
     if job.start_failure is not None:
+        reason = job.start_message or _START_FAILURE_MESSAGES[job.start_failure]
+        text = start_failed_text(reason) if job.start_failure == 500 else reason
         answer = serialise_answ(job.service_id, job.job_id, job.job_id, ActionType.StartJob, ActionOutcome.Failure,
-                                job.start_message or _START_FAILURE_MESSAGES[job.start_failure], job.start_failure,
-                                _utc(NO_STOP_TIME_MS))
-        echo = [(job.status_topic, start)] if job.start_failure == 500 else []
-        return [(job.pool_topic, start), *echo, (job.status_topic, answer)], []
-    stop_ms = job.stop_time or job.start_time
+                                text, job.start_failure, _utc(NO_STOP_TIME_MS))
+        return [(job.pool_topic, start), (job.status_topic, start), (job.status_topic, answer)], []
+    # the 6s4t's stop time: 0 = stop now (the writer stops at once; job.stop_time is when it did)
+    stop_ms = 0 if job.stop_now else job.stop_time or job.start_time
     started = [
         (job.pool_topic, start),
         (job.control_topic, start),  # the writer echoes the run start on the control topic
         (job.control_topic, serialise_answ(job.service_id, job.job_id, job.job_id, ActionType.StartJob,
-                                           ActionOutcome.Success, "Started write job", 201,
+                                           ActionOutcome.Success, started_text(job.start_time, None), 201,
                                            _utc(NO_STOP_TIME_MS))),
     ]
     started += [(job.control_topic, heartbeat(job)) for _ in range(job.heartbeats)]
     finished = [
         (job.control_topic, serialise_6s4t(job.job_id, job.run_name, "", job.command_id, stop_ms)),
         (job.control_topic, serialise_answ(job.service_id, job.job_id, job.command_id, ActionType.SetStopTime,
-                                           ActionOutcome.Success, "Stop time set", 201, _utc(stop_ms))),
-        (job.control_topic, serialise_wrdn(job.service_id, job.job_id, job.error is not None,
-                                           job.written_path or job.filename, job.metadata or None, job.error)),
+                                           ActionOutcome.Success, stop_text(stop_ms), 201, _utc(stop_ms))),
     ]
+    if job.stop_now:  # Master::stopNow sets the reported stop time to 0: the x5f2 until the wrdn says so
+        finished.append((job.control_topic, heartbeat(job, stop_ms=0)))
+    finished.append((job.control_topic, serialise_wrdn(job.service_id, job.job_id, job.error is not None,
+                                                       job.written_path or job.filename, job.metadata or None,
+                                                       job.error)))
     return started, finished
 
 

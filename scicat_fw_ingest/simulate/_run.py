@@ -66,7 +66,7 @@ def plan_jobs(count: int, *, output_dir: str | Path, layout: str = "ess", pool_t
               nexus_structure: dict[str, Any] | None = None, fail: list[str] | tuple[str, ...] = (),
               instrument: str | None = None, proposal_id: str = DEFAULT_PROPOSAL, duration_ms: int = 2000,
               heartbeats: int = 2, broker: str = "", service_id: str | None = None,
-              now_ms: int | None = None) -> list[SimulatedJob]:
+              now_ms: int | None = None, stop_now: bool = False) -> list[SimulatedJob]:
     """``count`` back-to-back jobs of one writer that ended by ``now_ms``; the last ``len(fail)`` of
     them fail, in the given ways (``FAILURES``), in order.
 
@@ -107,8 +107,8 @@ def plan_jobs(count: int, *, output_dir: str | Path, layout: str = "ess", pool_t
                            host_name=host, process_id=pid, service_id=service_id, run_name=run_name, broker=broker,
                            metadata=json.dumps(metadata), start_time=start, stop_time=start + duration_ms,
                            written_path=str(out / filename), heartbeats=heartbeats, start_failure=start_failure,
-                           start_message=(f"Failed to start job: no writer module '{unknown[0]}'"
-                                          if unknown else None),
+                           start_message=(f"No writer module '{unknown[0]}' (kafka-to-nexus has none of "
+                                          f"that name)" if unknown else None), stop_now=stop_now,
                            error=FAILURE_MESSAGE if kind == "write-error" else None)
         values = placeholder_values(job, run_number=run_number, proposal_id=proposal_id, instrument=instrument)
         job.nexus_structure = json.dumps(fill_placeholders(template, values), separators=(",", ":"))
@@ -151,6 +151,7 @@ def simulate_jobs(cfg: Config, count: int, *, output_dir: str | Path, layout: st
                   fail: list[str] | tuple[str, ...] = (), instrument: str | None = None,
                   proposal_id: str = DEFAULT_PROPOSAL, heartbeats: int = 2, rng_seed: int | None = None,
                   linger_s: float = 0.0, late: LateFinish | None = None, final_chmod: bool = True,
+                  stop_now: bool = False,
                   on_job: Callable[[JobResult, WriteReport | None], None] | None = None) -> list[JobResult]:
     """Run ``count`` simulated writing jobs on the broker of ``cfg``, writing one file per started job.
 
@@ -171,7 +172,7 @@ def simulate_jobs(cfg: Config, count: int, *, output_dir: str | Path, layout: st
         raise NexusStructureError(f"output directory {out}: does not exist or is not a directory")
     jobs = plan_jobs(count, output_dir=out, layout=layout, pool_topic=pool_topic, control_topic=control_topic,
                      status_topic=status_topic, nexus_structure=nexus_structure, fail=fail, instrument=instrument,
-                     proposal_id=proposal_id, heartbeats=heartbeats, broker=cfg.bootstrap or "")
+                     proposal_id=proposal_id, heartbeats=heartbeats, broker=cfg.bootstrap or "", stop_now=stop_now)
     ensure_topics(cfg, sorted({pool_topic, status_topic, *(job.control_topic for job in jobs if job.control_topic)}))
     producer = make_producer(cfg)
     results = []
