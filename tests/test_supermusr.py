@@ -23,7 +23,7 @@ from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.kafka import ensure_topics
 from scicat_fw_ingest.simulate import DEFAULT_PROPOSAL
-from scicat_fw_ingest.supermusr import SimulatedRun, copy_slowly, file_time_text, write_run_file
+from scicat_fw_ingest.simulate.supermusr import SimulatedRun, copy_slowly, file_time_text, write_run_file
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 from .listen_helpers import DEFAULTS_TOML, wait_for

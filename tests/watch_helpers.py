@@ -12,7 +12,7 @@ from scicat_fw_ingest.completion.folder import FolderWatcher
 from scicat_fw_ingest.config import Config, load_config
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.state import FileRecord, StateStore
-from scicat_fw_ingest.supermusr import SimulatedRun, write_run_file
+from scicat_fw_ingest.simulate.supermusr import SimulatedRun, write_run_file
 from scicat_fw_ingest.watch import Watcher, WatchOptions
 
 from .listen_helpers import DEFAULTS_TOML, wait_for

@@ -44,7 +44,7 @@ def produce_cli(writer: str, cfg: Config, count: int, output_dir: Path, archive_
     if output_dir.resolve() == archive_dir.resolve():
         raise ConfigError("--output-dir and --archive-dir must differ (the writer copies from one to the other)")
     size_mb, chunk, delay, pause = parse_copy(copy)
-    from ..supermusr import SimulatedRun, simulate_supermusr
+    from ..simulate.supermusr import SimulatedRun, simulate_supermusr
 
     if not cfg.bootstrap:
         warn("produce-test: no broker configured: writing and copying files only, no pl72/6s4t")

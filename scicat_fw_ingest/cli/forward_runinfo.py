@@ -1,6 +1,6 @@
 """``sfi forward-runinfo``: flags -> config -> ``forward.run_forwarder``; dry-run records printed as JSON.
 
-The forwarding itself (at-least-once semantics, logging, signals) is in ``scicat_fw_ingest.forward``.
+The forwarding itself (at-least-once semantics, logging, signals) is in ``scicat_fw_ingest.isis.forward``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def forward_runinfo_command(
     Runs until SIGTERM/SIGINT (or --count/--once). Exit 0 when stopped, 1 on a Kafka failure,
     2 for a bad configuration.
     """
-    from ..forward import run_forwarder
+    from ..isis.forward import run_forwarder
 
     if from_beginning and auto_offset_reset not in (None, "earliest"):
         raise typer.BadParameter("--from-beginning and --auto-offset-reset latest exclude each other")

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from ..config import Config
 
 __all__ = ["SimulatedRun", "copy_slowly", "file_time_text", "simulate_supermusr", "write_run_file"]
 
@@ -181,7 +181,7 @@ def simulate_supermusr(cfg: Config | None, count: int, *, local_dir: Path, archi
     """
     producer = None
     if cfg is not None and cfg.bootstrap:
-        from .kafka import ensure_topics, make_producer
+        from ..kafka import ensure_topics, make_producer
 
         ensure_topics(cfg, [topic])
         producer = make_producer(cfg)
@@ -223,6 +223,6 @@ def _run_stop(run: SimulatedRun) -> bytes:
 
 
 def _send(producer: Any, topic: str, value: bytes) -> None:
-    from .kafka import produce_sync
+    from ..kafka import produce_sync
 
     produce_sync(producer, topic, value)

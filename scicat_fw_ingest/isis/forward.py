@@ -31,9 +31,9 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message as KafkaMessage, Producer, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
 
-from .config import Config
-from .errors import ConfigError, KafkaError
-from .isis import (
+from ..config import Config
+from ..errors import ConfigError, KafkaError
+from .structure import (
     EnrichError,
     build_structure,
     instrument_from_topic,
@@ -41,8 +41,8 @@ from .isis import (
     parse_template,
     serialise_enriched,
 )
-from .kafka import Position, make_consumer, make_producer, produce_sync, read_topic
-from .messages import DecodeError, decode
+from ..kafka import Position, make_consumer, make_producer, produce_sync, read_topic
+from ..messages import DecodeError, decode
 
 _POLL_SECONDS = 0.5
 #: The same client error is logged again only after this long.

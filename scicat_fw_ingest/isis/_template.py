@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SCALAR_PLACEHOLDERS = (
     "INSTRUMENT", "RUN_NUMBER", "TITLE", "EXPERIMENT_IDENTIFIER", "RUN_NAME", "JOB_ID", "FILENAME",
