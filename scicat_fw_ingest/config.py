@@ -96,6 +96,8 @@ class IngestConfig:
     data_roots: list[str] = field(default_factory=list)
     #: Hours a missing or unreadable file stays in the listener's retry queue before it is ``failed``.
     missing_hours: float = 6.0
+    #: Zone (IANA name) of times a file writes without one, for profiles that set none; unset: UTC, said so.
+    timezone: str | None = None
 
 
 @dataclass

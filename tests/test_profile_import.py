@@ -97,7 +97,8 @@ def test_unconvertible_parts_are_listed_and_profile_still_loads(tmp_path: Path) 
     assert 'datasetName = { from = ["nexus:/entry/title"], format = "Run {value}" }' in conv.toml
     assert 'sample = ["nexus:/entry/sample/name"]' in conv.toml
     assert 'sampleId = { from = ["scicat:sample.sampleId"] }' in conv.toml
-    assert 'total = { from = ["nexus:/entry/det_*/total"], sum = true, type = "int", unit = "counts" }' in conv.toml
+    assert ('total = { from = ["nexus:/entry/det_*/total"], sum = true, type = "int", type_name = "integer", '
+            'unit = "counts" }') in conv.toml
     folder = tmp_path / "p"
     folder.mkdir()
     (folder / "odd.toml").write_text(conv.toml)
