@@ -5,7 +5,14 @@ The installer lives in the package (tests run the peer's own dataset building to
 
 from __future__ import annotations
 
-from scicat_fw_ingest.testing.peer import CACHE, PEER_DIR, SCHEMA, _python312, peer, schema_dir
+from scicat_fw_ingest.testing.peer import (
+    CACHE,
+    PEER_DIR,
+    SCHEMA,
+    _python312,
+    peer,
+    schema_dir,
+)
 
 __all__ = ["CACHE", "PEER_DIR", "SCHEMA", "_python312", "peer", "schema_dir"]
 

@@ -114,7 +114,7 @@ def test_same_file_same_schema_same_dataset_as_scicat_ingestor(real_scicat_facto
         members = ours_sm["acquisition_team_members"]
         assert isinstance(members["value"], str) and ", " in members["value"] and members["type"] == "string"
     if schema == "small-coda":
-        status, instruments = backend.request("GET", "/api/v3/Instruments")
+        _, instruments = backend.request("GET", "/api/v3/Instruments")
         assert mine["instrumentId"] in [i["pid"] for i in instruments if i["name"] == "odin"]
         assert theirs["instrumentId"] == "instrument_id"
     if theirs["datasetName"] != mine["datasetName"]:

@@ -17,7 +17,17 @@ from typing import Any
 from ..errors import SfiError
 from ._times import is_naive
 from .harvest import harvest
-from .profile import DATASET_FIELDS, REQUIRED, FieldSpec, Profile, ProfileError, ProfileSet, known_zone, locate, matches
+from .profile import (
+    DATASET_FIELDS,
+    REQUIRED,
+    FieldSpec,
+    Profile,
+    ProfileError,
+    ProfileSet,
+    known_zone,
+    locate,
+    matches,
+)
 from .sources import Context, Found, conversion_problem, convert, resolve
 
 #: scientificMetadata key noting the zone assumed for times written without one.
@@ -73,7 +83,7 @@ def pick_profile(profiles: ProfileSet, ctx: Context, *, explicit: str | None) ->
             raise MappingError(f"{path}: profile '{profile.name}' needs {_needs(profile)}, which the file lacks")
         ctx.profile_reason = f"named by --profile or [ingest] profile ({profile.origin}); {reason}"
         return profile
-    tried = []
+    tried: list[str] = []
     for name in profiles.names():
         if name.startswith("builtin:"):
             continue  # a user profile of the same name replaces the built-in one

@@ -336,13 +336,12 @@ def locate(profile: Profile, snapshot: Any, run: dict[str, Any] | None = None) -
         named = [r for r in (*profile.requires, *profile.requires_any)
                  if not r.startswith("{entry}") and not r.startswith("run:")]
         # then /entry, the name NeXus and kafka-to-nexus give the entry by default
-        candidates.sort(key=lambda p: (not any(r.split("=")[0] == p or r.startswith(p + "/") for r in named),
+        candidates.sort(key=lambda p: (not any(r.split("=")[0] == p or r.startswith(f"{p}/") for r in named),
                                        p != "/entry"))
+    facts = run or {}
     for entry in candidates:
-        def holds(condition: str) -> bool:
-            return _holds(condition, entry, snapshot, run or {})
-        if all(holds(p) for p in profile.requires):
-            found = [p for p in profile.requires_any if holds(p)]
+        if all(_holds(p, entry, snapshot, facts) for p in profile.requires):
+            found = [p for p in profile.requires_any if _holds(p, entry, snapshot, facts)]
             if profile.requires_any and not found:
                 continue
             shown = [_shown(p, entry) for p in (*profile.requires, *found[:1])]

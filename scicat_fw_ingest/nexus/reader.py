@@ -34,7 +34,7 @@ MAX_ELEMENTS = 64
 HDF5_LOCK = threading.RLock()
 
 #: Elements read at once when a log is summarised: memory stays flat whatever the log's length.
-SUMMARY_CHUNK = 1 << 20
+SUMMARY_CHUNK = 1 << 18
 #: Walking stops after this many objects (a safety net against pathological files).
 MAX_OBJECTS = 200_000
 _MAX_DEPTH = 32
@@ -186,7 +186,9 @@ class _SummaryAccumulator:
             self.first = flat[0].item()
         self.last = flat[-1].item()
         self.count += int(flat.size)
-        good = flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
+        good = flat
+        if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+            good = flat[np.isfinite(flat)]  # a copy only when a chunk holds NaN/inf
         if good.size == 0:
             return
         low, high = good.min().item(), good.max().item()

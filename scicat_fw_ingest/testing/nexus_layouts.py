@@ -25,7 +25,6 @@ import h5py
 import numpy as np
 
 
-
 def _group(parent: h5py.Group, name: str, nx_class: str, *, as_bytes: bool = False) -> h5py.Group:
     group = parent.create_group(name)
     group.attrs["NX_class"] = nx_class.encode() if as_bytes else nx_class

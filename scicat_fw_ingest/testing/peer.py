@@ -120,7 +120,7 @@ def peer_dataset(bin_dir: Path, nexus_file: str, schema: str, *, scicat_url: str
     args = json.dumps({"file": nexus_file, "schema": schema, "scicat_url": scicat_url.rstrip("/") + "/",
                        "token": token})
     done = subprocess.run([str(bin_dir / "python"), "-c", _DATASET_SCRIPT, args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"scicat-ingestor's dataset building failed: {done.stderr.strip()[-2000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
