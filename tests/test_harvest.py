@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from scicat_fw_ingest.config_check import problems
 from scicat_fw_ingest.ingest import Ingestor, RunInfo
 from scicat_fw_ingest.mapping import ProfileError
 from scicat_fw_ingest.nexus.reader import open_snapshot, summarize_dataset
@@ -143,6 +144,7 @@ def test_ingest_timezone_and_profile_timezone_convert_local_times(facility_files
     assert ds["startTime"] == "2021-09-18T20:04:08Z"
     with pytest.raises(ProfileError, match="timezone: 'Mars/Olympus' is not a known time zone"):
         Ingestor(make_cfg(timezone="Mars/Olympus"), None)
+    assert any("[ingest] timezone: 'Mars/Olympus'" in line for line in problems(make_cfg(timezone="Mars/Olympus")))
 
 
 def test_ess_only_for_files_kafka_to_nexus_wrote(tmp_path: Path, facility_files: dict[str, Path]) -> None:
