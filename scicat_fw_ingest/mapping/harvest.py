@@ -38,7 +38,7 @@ SKIPPED_CLASSES = frozenset({"NXdata", "NXevent_data", "NXcite", "NXtransformati
 #: Datasets that are plumbing, not facts.
 SKIPPED_NAMES = frozenset({"depends_on", "NX_class"})
 #: NXuser fields kept (names and affiliation; ``email`` only with ``harvest_emails``).
-USER_FIELDS = ("name", "role", "affiliation", "orcid", "ORCID", "facility_user_id")
+USER_FIELDS = ("name", "role", "affiliation", "orcid", "ORCID")
 #: Groups whose ``value`` dataset is the group's own fact (key without ``_value``).
 VALUE_CLASSES = frozenset({"NXpositioner", "NXsensor", "NXenvironment"})
 #: Groups named by their class rather than their name when they are the only one of it in their parent.
