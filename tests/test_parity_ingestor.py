@@ -66,7 +66,7 @@ def _seed(backend: RealBackend, proposal: str, instrument: str) -> None:
 
 def _same(field: str, mine: Any, theirs: Any) -> bool:
     if field in ("startTime", "endTime", "start_time", "end_time") and isinstance(mine, str) and isinstance(theirs, str):
-        return dt.datetime.fromisoformat(mine.replace("Z", "+00:00")) == dt.datetime.fromisoformat(theirs)
+        return dt.datetime.fromisoformat(mine) == dt.datetime.fromisoformat(theirs)
     return bool(mine == theirs)
 
 
