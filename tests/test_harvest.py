@@ -199,6 +199,23 @@ def origins_of(cfg: object, path: Path, profile: str) -> dict[str, str]:
     return {f.removeprefix("scientificMetadata."): o for f, _, o in rows}
 
 
+def _odd_names(path: Path) -> Path:
+    """An NXsample with group and dataset names SciCat keys must not carry as they are ($, ., spaces)."""
+    layouts.write_nxsas(path)
+    with h5py.File(path, "a") as fh:
+        env = fh["entry/sample"].create_group("$env.cryo 1")
+        env.attrs["NX_class"] = "NXenvironment"
+        env.create_dataset("set.point", data=4.2).attrs["units"] = "K"
+        env.create_dataset("$$", data=1.0)
+    return path
+
+
+def test_keys_are_cleaned_for_scicat(tmp_path: Path) -> None:
+    sm = dry(make_cfg(), _odd_names(tmp_path / "odd.nxs"))["scientificMetadata"]
+    assert sm["sample_env_cryo_1_set_point"] == {"value": 4.2, "unit": "K"}
+    assert sm["sample_env_cryo_1_unnamed"]["value"] == 1.0
+
+
 def test_join_is_honoured_without_a_type(tmp_path: Path, facility_files: dict[str, Path]) -> None:
     folder = write_profile(tmp_path / "p", "joined", '[profile]\nextends = "ess"\nname = "joined"\n'
                                                      '[scientific]\nteam = { from = "nexus:{entry}/user_*/name", '
@@ -212,13 +229,13 @@ def test_join_is_honoured_without_a_type(tmp_path: Path, facility_files: dict[st
     assert sm["team"] == {"value": "Ada Lovelace, Bob Builder", "unit": "", "type": "string"}
 
 
-def test_every_facility_dataset_is_accepted_by_the_real_backend(real_scicat: RealBackend,
+def test_every_facility_dataset_is_accepted_by_the_real_backend(real_scicat: RealBackend, tmp_path: Path,
                                                                facility_files: dict[str, Path]) -> None:
     client = ScicatClient(real_scicat.url, username="ingestor", password=ACCOUNTS["ingestor"], timeout=20,
                           max_attempts=2, backoff=0.01)
     cfg = make_cfg(pid_prefix=f"h3-{uuid.uuid4().hex[:8]}/")
     ingestor = Ingestor(cfg, client, checksum="none")
-    for name, path in facility_files.items():
+    for name, path in [*facility_files.items(), ("odd", _odd_names(tmp_path / "odd.nxs"))]:
         result = ingestor.ingest(str(path))
         assert result.status == "created", (name, result.error)
         assert result.dataset is not None
@@ -226,7 +243,7 @@ def test_every_facility_dataset_is_accepted_by_the_real_backend(real_scicat: Rea
         assert status == 200, (name, stored)
         sent = result.dataset["scientificMetadata"]
         assert set(stored["scientificMetadata"]) == set(sent), name
-        for key, (value, unit) in EXPECTED[name][4].items():
+        for key, (_, unit) in EXPECTED.get(name, ("", "", "", "", {}))[4].items():
             assert stored["scientificMetadata"][key]["unit"] == unit, (name, key)
         if name == "ess":  # a nested NXlog summary is stored as sent, with the server's SI value
             temperature = stored["scientificMetadata"]["sample_temperature"]
