@@ -111,7 +111,7 @@ def _needs(profile: Profile) -> str:
                                                         if profile.entry_names else ""))
     parts += profile.requires
     if profile.requires_any:
-        parts.append("one of " + "/".join(profile.requires_any))
+        parts.append("one of " + " | ".join(profile.requires_any))
     return ", ".join(parts) or "nothing"
 
 
