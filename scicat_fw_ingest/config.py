@@ -104,6 +104,8 @@ class IngestConfig:
     settle_seconds: float = 10.0
     #: Seconds to wait for a file to be complete before it fails ("still being written"; the listener queues it).
     complete_wait: float = 120.0
+    #: Zone (IANA name) of times a file writes without one, for profiles that set none; unset: UTC, said so.
+    timezone: str | None = None
 
 
 @dataclass

@@ -93,6 +93,12 @@ def _defaults(cfg: Config) -> list[str]:
 def _profiles(cfg: Config) -> list[str]:
     dirs = cfg.ingest.profile_dirs
     out = [f"[ingest] profile_dirs: {d}: not a directory" for d in dirs if not os.path.isdir(d)]
+    if cfg.ingest.timezone:
+        from .mapping.profile import known_zone
+
+        if not known_zone(cfg.ingest.timezone):
+            out.append(f"[ingest] timezone: '{cfg.ingest.timezone}' is not a known time zone "
+                       "(an IANA name such as 'Europe/Paris', or 'UTC')")
     usable = [d for d in dirs if os.path.isdir(d)]
     if not usable and not cfg.ingest.profile:
         return out

@@ -26,8 +26,8 @@ from .completion.settle import AT_ONCE, Completion, StillWriting, Stopped, Versi
 from .config import Config
 from .datablock import ALGORITHMS, make_datablock
 from .errors import ConfigError, SfiError
-from .mapping import (Context, LookupNeeded, Mapped, ProfileSet, ScicatLookup, check_defaults, map_dataset, pick_profile,
-                      require_complete)
+from .mapping import (Context, LookupNeeded, Mapped, ProfileSet, ScicatLookup, check_defaults, check_timezone,
+                      map_dataset, pick_profile, require_complete)
 from .mapping.sources import to_iso
 from .nexus.reader import HDF5_LOCK, NexusError, open_snapshot, retry_while_locked
 
@@ -213,6 +213,7 @@ class Ingestor:
             raise ConfigError(f"checksum '{self.checksum}': must be one of {', '.join(ALGORITHMS)}")
         self.profile_name = profile or cfg.ingest.profile
         check_defaults(cfg.defaults)
+        check_timezone(cfg.ingest.timezone)
         self.profiles = ProfileSet(cfg.ingest.profile_dirs)
         if self.profile_name:
             self.profiles.get(self.profile_name)  # an unknown or broken profile fails now, not per file
@@ -334,8 +335,7 @@ class Ingestor:
             raise SfiError(str(exc)) from None
         mapped = prepared.mapped
         rows: list[tuple[str, object, str]] = [
-            ("(profile)", mapped.profile, self.profiles.get(self.profile_name or mapped.profile).origin
-             if self.profile_name else "selected: first profile that fits the file"),
+            ("(profile)", mapped.profile, mapped.reason or "selected: first profile that fits the file"),
             ("(file)", prepared.local, "writer path " + writer_path if prepared.local != writer_path else "given"),
         ]
         rows.extend(mapped.origins)

@@ -53,12 +53,14 @@ def write_ess(path: Path | str, *, events: int = 0, uuid: str | None = "5f0e7a1e
               title: str = "test run", proposal: str | None = "123456", instrument: str = "LOKI",
               users: list[dict[str, str]] | None = None, start: str = "2024-05-01T10:00:00.000Z",
               end: str | None = "2024-05-01T11:30:00.000Z", entry_identifier: str = "1001",
-              extra: dict[str, Any] | None = None) -> Path:
-    """A kafka-to-nexus style file rooted at /entry."""
+              extra: dict[str, Any] | None = None, creator: str | None = "kafka-to-nexus commit 0123456") -> Path:
+    """A kafka-to-nexus style file rooted at /entry (with the root ``creator`` attribute kafka-to-nexus writes)."""
     path = Path(path)
     users = users if users is not None else [
         {"name": "Ada Lovelace", "email": "ada@example.org", "affiliation": "ESS", "facility_user_id": "adalov"}]
     with h5py.File(path, "w") as fh:
+        if creator is not None:
+            fh.attrs["creator"] = creator
         entry = fh.create_group("entry")
         entry.attrs["NX_class"] = "NXentry"
         if uuid is not None:

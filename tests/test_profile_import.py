@@ -60,6 +60,12 @@ def test_converted_profile_ingests_like_builtin_ess(converted: tuple[Path, str],
     if name == "small-ymir":
         assert (imported["startTime"], imported["endTime"]) == (builtin["startTime"], builtin["endTime"])
         assert imported["keywords"] == ["YMIR"]
+        # scicat-ingestor's join_with_space joins with ", " into one string; the schema's type is kept (issue 19)
+        team = sci["acquisition_team_members"]
+        assert team == {"value": "Anders Pettersson, Fredrik Bolmsten, George ONeill, Jonas Petersson, "
+                                 "Massimiliano Novelli, Matt Clarke", "unit": "", "type": "string",
+                        "human_name": "Acquisition Team Members"}
+        assert "harvest" not in (out / f"{name}.toml").read_text()   # converted datasets stay what the schema says
     assert imported["accessGroups"] == ["scientific information management systems group"]
     assert imported["ownerGroup"] == ("ess_proposal_443503" if name == "small-coda" else "443503")
 
@@ -97,7 +103,8 @@ def test_unconvertible_parts_are_listed_and_profile_still_loads(tmp_path: Path) 
     assert 'datasetName = { from = ["nexus:/entry/title"], format = "Run {value}" }' in conv.toml
     assert 'sample = ["nexus:/entry/sample/name"]' in conv.toml
     assert 'sampleId = { from = ["scicat:sample.sampleId"] }' in conv.toml
-    assert 'total = { from = ["nexus:/entry/det_*/total"], sum = true, type = "int", unit = "counts" }' in conv.toml
+    assert ('total = { from = ["nexus:/entry/det_*/total"], sum = true, type = "int", type_name = "integer", '
+            'unit = "counts" }') in conv.toml
     folder = tmp_path / "p"
     folder.mkdir()
     (folder / "odd.toml").write_text(conv.toml)

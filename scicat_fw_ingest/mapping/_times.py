@@ -71,6 +71,23 @@ def parse_time(value: object, timezone: str = "UTC", unit: str | None = None) ->
     return moment.astimezone(dt.timezone.utc)
 
 
+def is_naive(value: object) -> bool:
+    """Whether ``value`` is a text time written without a zone (so the configured or assumed zone applies).
+
+    Numbers since the epoch are absolute; texts with ``Z``, ``UTC``/``GMT`` or an offset carry their zone.
+    """
+    if value is None or isinstance(value, (bool, int, float)):
+        return False
+    text = str(value).strip()
+    if not text or re.fullmatch(r"[+-]?\d+(\.\d+)?", text):
+        return False
+    for pattern in (_ISO, _DMY, _MDY):
+        match = pattern.match(text)
+        if match:
+            return not match["zone"]
+    return False
+
+
 def format_utc(moment: dt.datetime) -> str:
     """``2024-11-27T21:49:41.125Z``: milliseconds when there are any, as SciCat stores them."""
     moment = moment.astimezone(dt.timezone.utc)

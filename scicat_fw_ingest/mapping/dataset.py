@@ -15,8 +15,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SfiError
-from .profile import DATASET_FIELDS, REQUIRED, FieldSpec, Profile, ProfileError, ProfileSet, locate, matches
+from ._times import is_naive
+from .harvest import harvest
+from .profile import (
+    DATASET_FIELDS,
+    REQUIRED,
+    FieldSpec,
+    Profile,
+    ProfileError,
+    ProfileSet,
+    known_zone,
+    locate,
+    matches,
+)
 from .sources import Context, Found, conversion_problem, convert, resolve
+
+#: scientificMetadata key noting the zone assumed for times written without one.
+ASSUMED_ZONE_KEY = "sfi_assumed_timezone"
 
 log = logging.getLogger("sfi.mapping")
 
@@ -35,6 +50,8 @@ class Mapped:
     missing: list[str] = field(default_factory=list)
     #: Values present in the file but unusable (e.g. a time in no known form): never silent.
     warnings: list[str] = field(default_factory=list)
+    #: Why this profile was chosen (the evidence found in the file), for --explain.
+    reason: str = ""
 
 
 def check_defaults(defaults: dict[str, Any]) -> None:
@@ -45,25 +62,39 @@ def check_defaults(defaults: dict[str, Any]) -> None:
                                f"(known: {', '.join(sorted(k for k in DATASET_FIELDS if k not in ('pid', 'sourceFolder')))})")
 
 
+def check_timezone(zone: str | None) -> None:
+    """``[ingest] timezone`` must be a zone zoneinfo knows: fail before any file is touched."""
+    if zone is not None and not known_zone(zone):
+        raise ProfileError(f"config [ingest] timezone: '{zone}' is not a known time zone "
+                           "(an IANA name such as 'Europe/Paris', or 'UTC')")
+
+
 def pick_profile(profiles: ProfileSet, ctx: Context, *, explicit: str | None) -> Profile:
     """The named profile (which must fit), else the first in search order that fits the file.
 
-    Sets ``ctx.entry`` to the picked profile's entry group (``{entry}`` in its paths).
+    Sets ``ctx.entry`` to the picked profile's entry group (``{entry}`` in its paths) and
+    ``ctx.profile_reason`` to the evidence that made it fit.
     """
     path = str(ctx.files.get("path", ""))
     if explicit:
         profile = profiles.get(explicit)
-        fits, ctx.entry = locate(profile, ctx.snapshot)
+        fits, ctx.entry, reason = locate(profile, ctx.snapshot, ctx.run)
         if not fits:
             raise MappingError(f"{path}: profile '{profile.name}' needs {_needs(profile)}, which the file lacks")
+        ctx.profile_reason = f"named by --profile or [ingest] profile ({profile.origin}); {reason}"
         return profile
-    tried = []
+    tried: list[str] = []
     for name in profiles.names():
         if name.startswith("builtin:"):
             continue  # a user profile of the same name replaces the built-in one
         profile = profiles.get(name)
-        fits, ctx.entry = locate(profile, ctx.snapshot)
+        fits, ctx.entry, reason = locate(profile, ctx.snapshot, ctx.run)
         if fits and matches(profile, path=path, instrument=_instrument(profile, ctx)):
+            skipped = f" (did not fit: {', '.join(t.split(' (')[0] for t in tried)})" if tried else ""
+            extra = [f"path matches {'/'.join(profile.paths)}"] if profile.paths else []
+            extra += [f"instrument matches {'/'.join(profile.instruments)}"] if profile.instruments else []
+            ctx.profile_reason = (f"first profile that fits ({profile.origin}): "
+                                  + "; ".join([reason, *extra]) + skipped)
             return profile
         tried.append(f"{profile.name} (needs {_needs(profile)}"
                      + (f", instrument {'/'.join(profile.instruments)}" if profile.instruments else "")
@@ -80,7 +111,7 @@ def _needs(profile: Profile) -> str:
                                                         if profile.entry_names else ""))
     parts += profile.requires
     if profile.requires_any:
-        parts.append("one of " + "/".join(profile.requires_any))
+        parts.append("one of " + " | ".join(profile.requires_any))
     return ", ".join(parts) or "nothing"
 
 
@@ -90,8 +121,22 @@ def _instrument(profile: Profile, ctx: Context) -> str | None:
     spec = profile.instrument or profile.fields.get("instrumentId")
     if spec is None:
         return None
-    value, _, _ = evaluate(spec, ctx, timezone=profile.timezone)
+    value, _, _ = evaluate(spec, ctx, timezone=zone_of(profile, ctx))
     return str(value) if value is not None else None
+
+
+def zone_of(profile: Profile, ctx: Context) -> str:
+    """The zone of times written without one: the profile's, else ``[ingest] timezone``, else UTC (assumed)."""
+    return profile.timezone or ctx.config.ingest.timezone or "UTC"
+
+
+def _zone_origin(profile: Profile, ctx: Context) -> str | None:
+    """Where the zone comes from, or ``None`` when UTC is only assumed."""
+    if profile.timezone:
+        return f"profile '{profile.name}' timezone"
+    if ctx.config.ingest.timezone:
+        return "[ingest] timezone"
+    return None
 
 
 def evaluate(spec: FieldSpec, ctx: Context, *, timezone: str, name: str = "") -> tuple[Any, str, str | None]:
@@ -126,13 +171,21 @@ def _combine(candidates: list[Found], spec: FieldSpec, timezone: str, ctx: Conte
     if spec.type == "list" or (spec.join is not None and len(candidates) > 1):
         values = [c.value for c in candidates]
         flat = [v for item in values for v in (item if isinstance(item, list) else [item])]
-        value = convert(flat, spec.type if spec.type != "auto" else "list", timezone=timezone, join=spec.join)
+        kind = spec.type if spec.type != "auto" else ("str" if spec.join is not None else "list")
+        value = convert(flat, kind, timezone=timezone, join=spec.join)
         origin = candidates[0].source if len(candidates) == 1 else f"{candidates[0].source} (+{len(candidates) - 1})"
         return _format(value, spec), origin, candidates[0].unit
     for cand in candidates:
-        value = cand.value if spec.type == "auto" else convert(cand.value, spec.type, timezone=timezone,
-                                                               join=spec.join, unit=cand.unit)
+        if spec.type == "auto":
+            value = cand.value
+            if spec.join is not None and isinstance(value, list):  # join wherever it is given
+                value = convert(value, "str", join=spec.join)
+        else:
+            value = convert(cand.value, spec.type, timezone=timezone, join=spec.join, unit=cand.unit)
         if value is not None:
+            if spec.type == "time" and is_naive(cand.value if not isinstance(cand.value, list) else
+                                                next(iter(cand.value), None)):
+                ctx.naive_times.append(name or cand.source)
             return _format(value, spec), cand.source, cand.unit
         problem = conversion_problem(cand.value, spec.type, timezone=timezone, unit=cand.unit)
         ctx.warn(f"{cand.source}: {problem}", name)
@@ -151,7 +204,9 @@ def map_dataset(profile: Profile, ctx: Context) -> Mapped:
     """The dataset for ``ctx`` under ``profile``; ``missing`` lists required fields nothing supplied."""
     cfg = ctx.config
     ctx.problems = {}  # only this profile's values count (not those read while choosing a profile)
-    out = Mapped(profile.name, {})
+    ctx.naive_times = []
+    zone = zone_of(profile, ctx)
+    out = Mapped(profile.name, {}, reason=ctx.profile_reason)
     ds = out.dataset
 
     _lookup_keys(profile, ctx)
@@ -169,11 +224,11 @@ def map_dataset(profile: Profile, ctx: Context) -> Mapped:
         spec = profile.fields.get(name)
         value, origin = None, ""
         if spec is not None:
-            value, origin, _ = evaluate(spec, ctx, timezone=profile.timezone, name=name)
+            value, origin, _ = evaluate(spec, ctx, timezone=zone, name=name)
         if value is None and name == "sourceFolderHost" and cfg.ingest.source_folder_host:
             value, origin = cfg.ingest.source_folder_host, "config:ingest.source_folder_host"
         if value is None and name in cfg.defaults:
-            value = convert(cfg.defaults[name], kind, timezone=profile.timezone)
+            value = convert(cfg.defaults[name], kind, timezone=zone)
             origin = f"config [defaults] {name}"
         if value is None:
             if name in REQUIRED:
@@ -185,12 +240,14 @@ def map_dataset(profile: Profile, ctx: Context) -> Mapped:
 
     scientific: dict[str, Any] = {}
     for key, spec in profile.scientific.items():
-        value, origin, unit = evaluate(spec, ctx, timezone=profile.timezone, name=f"scientificMetadata.{key}")
+        value, origin, unit = evaluate(spec, ctx, timezone=zone, name=f"scientificMetadata.{key}")
         if value is None:
             continue
         scientific[key] = {"value": value, "unit": unit or ""}
         if spec.human_name:
             scientific[key]["human_name"] = spec.human_name
+        if spec.type_name:
+            scientific[key]["type"] = spec.type_name
         out.origins.append((f"scientificMetadata.{key}", value, origin + (f" [{unit}]" if unit else "")))
     for include in profile.scientific_include:
         data = ctx.metadata if include == "metadata" else ctx.wrdn
@@ -198,14 +255,46 @@ def map_dataset(profile: Profile, ctx: Context) -> Mapped:
             if key not in scientific and value not in (None, "", [], {}):
                 scientific[key] = {"value": value, "unit": ""}
                 out.origins.append((f"scientificMetadata.{key}", value, f"{include}:{key}"))
+    _harvest(profile, ctx, scientific, out)
+    _note_zone(profile, ctx, zone, scientific, out)
     ds["scientificMetadata"] = scientific
     if ctx.entry:
         out.origins.insert(0, ("(entry)", ctx.entry, f"first root {profile.entry} group that fits the profile"))
     for warning in ctx.warnings:
         out.warnings.append(warning)
-        out.origins.append(("(warning)", warning, "value present but unusable"))
+        out.origins.append(("(warning)", warning, "logged as a warning (sfi.mapping)"))
         log.warning("%s: %s", ctx.files.get("path", "?"), warning)
     return out
+
+
+def _note_zone(profile: Profile, ctx: Context, zone: str, scientific: dict[str, Any], out: Mapped) -> None:
+    """Say which zone naive times were read in: assumed UTC is a warning and a scientificMetadata note."""
+    fields = list(dict.fromkeys(f for f in ctx.naive_times if f))
+    if not fields:
+        return
+    origin = _zone_origin(profile, ctx)
+    if origin is not None:
+        out.origins.append(("(timezone)", zone, f"{origin}: times without a zone ({', '.join(fields)})"))
+        return
+    scientific[ASSUMED_ZONE_KEY] = {"value": "UTC", "unit": ""}
+    out.origins.append((f"scientificMetadata.{ASSUMED_ZONE_KEY}", "UTC", "rule: no zone configured"))
+    ctx.warn(f"times without a zone ({', '.join(fields)}) taken as UTC: no zone configured (set [ingest] timezone "
+             f"or the profile's timezone, e.g. \"Europe/Paris\")")
+
+
+def _harvest(profile: Profile, ctx: Context, scientific: dict[str, Any], out: Mapped) -> None:
+    if not profile.harvest:
+        return
+    budget = max(0, profile.harvest_max_keys)
+    result = harvest(ctx.snapshot, ctx.entry, include=profile.harvest_include, exclude=profile.harvest_exclude,
+                     taken=set(scientific), max_keys=budget, max_bytes=profile.harvest_max_bytes,
+                     emails=profile.harvest_emails)
+    for item in result.kept:
+        scientific[item.key] = item.entry
+        out.origins.append((f"scientificMetadata.{item.key}", item.entry.get("value"),
+                            item.origin))
+    for note in result.notes:
+        ctx.warn(note)
 
 
 def _lookup_keys(profile: Profile, ctx: Context) -> None:
@@ -216,7 +305,7 @@ def _lookup_keys(profile: Profile, ctx: Context) -> None:
     for record, spec in (("proposal", profile.fields.get("proposalId")), ("instrument", profile.instrument),
                          ("sample", profile.sample)):
         if spec is not None:
-            value, _, _ = evaluate(spec, ctx, timezone=profile.timezone)
+            value, _, _ = evaluate(spec, ctx, timezone=zone_of(profile, ctx))
             ctx.keys[record] = None if value is None else str(value)
 
 
@@ -224,7 +313,7 @@ def _pid(profile: Profile, ctx: Context) -> tuple[str, str]:
     prefix = ctx.config.ingest.pid_prefix
     spec = profile.fields.get("pid")
     if spec is not None:
-        value, origin, _ = evaluate(spec, ctx, timezone=profile.timezone, name="pid")
+        value, origin, _ = evaluate(spec, ctx, timezone=zone_of(profile, ctx), name="pid")
         if value is not None:
             return f"{prefix}{value}", origin + (" with [ingest] pid_prefix" if prefix else "")
     if ctx.run.get("job_id"):

@@ -217,7 +217,8 @@ class _Converter:
                 return base  # the first element of a list of records: the record itself
             return Src((_scicat_source(base.record, str(item)),))
         if operator == "join_with_space":
-            return replace(base, join=" ", multi=False)
+            # Despite its name, scicat-ingestor's operator joins with ", " (scicat_dataset._join_with_space).
+            return replace(base, join=", ", multi=False)
         if operator == "sum":
             return replace(base, sum=True, multi=False)
         if operator in ("filename", "dirname") and base.sources == ("file:path",):
@@ -326,6 +327,8 @@ def convert_schema(data: dict[str, Any], name: str, origin: str) -> Conversion:
         else:
             if wanted and wanted != "str":
                 table["type"] = wanted
+            if entry.get("type"):
+                table["type_name"] = str(entry["type"])  # scicat-ingestor stores it in each entry
             if entry.get("unit"):
                 table["unit"] = str(entry["unit"])
             if entry.get("human_name"):

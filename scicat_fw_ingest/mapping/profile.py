@@ -35,8 +35,12 @@ REQUIRED = ("owner", "ownerGroup", "contactEmail", "sourceFolder", "creationTime
 RESERVED = ("type", "size", "packedSize", "numberOfFiles", "scientificMetadata")
 
 _PROFILE_KEYS = {"name", "description", "extends", "requires", "requires_any", "entry", "entry_names", "instruments",
-                 "paths", "priority", "timezone", "scientific_include", "instrument", "sample"}
-_SPEC_KEYS = {"from", "type", "join", "format", "unit", "default", "sum", "human_name"}
+                 "paths", "priority", "timezone", "scientific_include", "instrument", "sample", "harvest",
+                 "harvest_include", "harvest_exclude", "harvest_max_keys", "harvest_max_bytes", "harvest_emails"}
+_SPEC_KEYS = {"from", "type", "join", "format", "unit", "default", "sum", "human_name", "type_name"}
+#: Default caps of the generic harvest (docs/mapping.md "Generic harvest").
+HARVEST_MAX_KEYS = 1000
+HARVEST_MAX_BYTES = 256 * 1024
 
 
 class ProfileError(SfiError):
@@ -57,6 +61,8 @@ class FieldSpec:
     default: Any = None
     sum: bool = False
     human_name: str | None = None
+    #: ``[scientific]`` only: stored as the entry's ``type`` (scicat-ingestor schemas put one in every entry).
+    type_name: str | None = None
 
 
 @dataclass
@@ -73,12 +79,20 @@ class Profile:
     instruments: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     priority: int = 0
-    timezone: str = "UTC"
+    #: Zone of times written without one; ``None``: ``[ingest] timezone``, else UTC assumed (and said so).
+    timezone: str | None = None
     scientific_include: list[str] = field(default_factory=list)
     instrument: FieldSpec | None = None
     sample: FieldSpec | None = None
     fields: dict[str, FieldSpec] = field(default_factory=dict)
     scientific: dict[str, FieldSpec] = field(default_factory=dict)
+    #: Generic harvest of the entry's NeXus groups into scientificMetadata (``harvest.py``).
+    harvest: bool = False
+    harvest_include: list[str] = field(default_factory=list)
+    harvest_exclude: list[str] = field(default_factory=list)
+    harvest_max_keys: int = HARVEST_MAX_KEYS
+    harvest_max_bytes: int = HARVEST_MAX_BYTES
+    harvest_emails: bool = False
 
 
 def _raw_builtin() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -118,7 +132,10 @@ class ProfileSet:
                 if name not in self._raw:
                     self._raw[name] = item
                     self.order.append(name)
-        for name, item in _raw_builtin().items():
+        builtin = _raw_builtin()
+        # built-ins by priority (higher first), then name: isis (raw_data_*) is asked before ess
+        for name, item in sorted(builtin.items(), key=lambda kv: (-int(kv[1][1].get("profile", {}).get("priority", 0)),
+                                                                  kv[0])):
             key = name if name not in self._raw else f"builtin:{name}"
             self._raw[key] = item
             self.order.append(key)
@@ -181,11 +198,10 @@ def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
     if bad:
         raise ProfileError(f"{where}: [profile] unknown key(s) {', '.join(sorted(bad))} "
                            f"(known: {', '.join(sorted(_PROFILE_KEYS))})")
-    tz = str(head.get("timezone", "UTC"))
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ProfileError(f"{where}: [profile] timezone '{tz}' is not a known time zone") from None
+    tz = str(head["timezone"]) if head.get("timezone") else None
+    if tz is not None and not known_zone(tz):
+        raise ProfileError(f"{where}: [profile] timezone '{tz}' is not a known time zone (an IANA name such as "
+                           "'Europe/Paris', or 'UTC')")
     profile = Profile(
         name=str(head.get("name", name)), origin=origin, description=str(head.get("description", "")),
         requires=_str_list(head.get("requires", []), f"{where}: [profile] requires"),
@@ -196,7 +212,18 @@ def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
         paths=_str_list(head.get("paths", []), f"{where}: [profile] paths"),
         priority=int(head.get("priority", 0)), timezone=tz,
         scientific_include=_str_list(head.get("scientific_include", []), f"{where}: [profile] scientific_include"),
+        harvest=_bool(head.get("harvest", False), f"{where}: [profile] harvest"),
+        harvest_include=_str_list(head.get("harvest_include", []), f"{where}: [profile] harvest_include"),
+        harvest_exclude=_str_list(head.get("harvest_exclude", []), f"{where}: [profile] harvest_exclude"),
+        harvest_max_keys=_count(head.get("harvest_max_keys", HARVEST_MAX_KEYS), f"{where}: [profile] harvest_max_keys"),
+        harvest_max_bytes=_count(head.get("harvest_max_bytes", HARVEST_MAX_BYTES),
+                                 f"{where}: [profile] harvest_max_bytes"),
+        harvest_emails=_bool(head.get("harvest_emails", False), f"{where}: [profile] harvest_emails"),
     )
+    for condition in (*profile.requires, *profile.requires_any):
+        if condition.startswith("run:") and condition[4:] not in RUN_FACTS:
+            raise ProfileError(f"{where}: [profile] requires: unknown run fact '{condition}' "
+                               f"(known: {', '.join('run:' + f for f in RUN_FACTS)})")
     for inc in profile.scientific_include:
         if inc not in ("metadata", "wrdn"):
             raise ProfileError(f"{where}: [profile] scientific_include: '{inc}' (known: metadata, wrdn)")
@@ -222,6 +249,27 @@ def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
 def _uses_entry(data: dict[str, Any], head: dict[str, Any]) -> bool:
     return "{entry}" in repr([data.get("fields"), data.get("scientific"), head.get("requires"),
                               head.get("requires_any"), head.get("instrument"), head.get("sample")])
+
+
+def known_zone(name: str) -> bool:
+    """Whether ``name`` is a time zone zoneinfo knows (IANA names, ``UTC``)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProfileError(f"{where}: must be true or false")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProfileError(f"{where}: must be a whole number >= 0")
+    return value
 
 
 def _str_list(value: Any, where: str) -> list[str]:
@@ -258,38 +306,76 @@ def _spec(raw: Any, field_type: str | None, where: str) -> FieldSpec:
     fmt = raw.get("format")
     if fmt is not None and (not isinstance(fmt, str) or "{value}" not in fmt):
         raise ProfileError(f"{where}: format must be a string containing {{value}}")
-    if "human_name" in raw and field_type is not None:
-        raise ProfileError(f"{where}: human_name is for [scientific] entries only")
+    for key in ("human_name", "type_name"):
+        if key in raw and field_type is not None:
+            raise ProfileError(f"{where}: {key} is for [scientific] entries only")
     return FieldSpec(sources=sources, type=kind or "auto", join=raw.get("join"), format=fmt,
                      unit=raw.get("unit"), default=raw.get("default"), sum=bool(raw.get("sum", False)),
-                     human_name=str(raw["human_name"]) if raw.get("human_name") else None)
+                     human_name=str(raw["human_name"]) if raw.get("human_name") else None,
+                     type_name=str(raw["type_name"]) if raw.get("type_name") else None)
 
 
-def locate(profile: Profile, snapshot: Any) -> tuple[bool, str | None]:
-    """Whether the file has what ``profile`` requires, and its entry group (``{entry}``) if it has one.
+#: ``run:<fact>`` conditions a profile may require (``sfi listen`` knows them from the run start).
+RUN_FACTS = ("job_id", "run_name", "instrument_name", "service_id", "filename", "start_time", "stop_time")
+
+
+def locate(profile: Profile, snapshot: Any, run: dict[str, Any] | None = None) -> tuple[bool, str | None, str]:
+    """Whether the file has what ``profile`` requires, its entry group (``{entry}``), and why it fits.
 
     With ``entry`` set, the entry is the first root group of that NeXus class (sorted by name, within
-    ``entry_names`` if given) for which ``requires`` (all) and ``requires_any`` (one) hold.
+    ``entry_names`` if given) for which ``requires`` (all) and ``requires_any`` (one) hold. A condition
+    is a path (``{entry}/entry_identifier_uuid``), a path with a value glob (``/@creator=kafka-to-nexus*``)
+    or a run fact (``run:job_id``: the file came with a run start). The reason names what was found.
     """
     candidates: list[str | None] = [None]
     if profile.entry is not None:
         candidates = [p for p in snapshot.glob("/{" + profile.entry + "}")
                       if not profile.entry_names
                       or any(fnmatch.fnmatchcase(p.strip("/"), n) for n in profile.entry_names)]
-        # an entry the requirements name literally (ess: "/entry") comes before the others
-        named = [r for r in (*profile.requires, *profile.requires_any) if not r.startswith("{entry}")]
-        candidates.sort(key=lambda p: not any(r == p or r.startswith(p + "/") for r in named))
+        # an entry the requirements name literally ("/entry") comes before the others
+        named = [r for r in (*profile.requires, *profile.requires_any)
+                 if not r.startswith("{entry}") and not r.startswith("run:")]
+        # then /entry, the name NeXus and kafka-to-nexus give the entry by default
+        candidates.sort(key=lambda p: (not any(r.split("=")[0] == p or r.startswith(f"{p}/") for r in named),
+                                       p != "/entry"))
+    facts = run or {}
     for entry in candidates:
-        def present(path: str) -> bool:
-            if "{entry}" in path:
-                if entry is None:
-                    return False
-                path = path.replace("{entry}", entry.rstrip("/"))
-            return snapshot.get(path) is not None
-        if all(present(p) for p in profile.requires) and (
-                not profile.requires_any or any(present(p) for p in profile.requires_any)):
-            return True, entry
-    return False, None
+        if all(_holds(p, entry, snapshot, facts) for p in profile.requires):
+            found = [p for p in profile.requires_any if _holds(p, entry, snapshot, facts)]
+            if profile.requires_any and not found:
+                continue
+            shown = [_shown(p, entry) for p in (*profile.requires, *found[:1])]
+            where = f"root {profile.entry} group {entry}" if entry else ""
+            reason = " and ".join(shown) if shown else (where or "requires nothing")
+            if shown and where:
+                reason = f"{where}: {reason}"
+            return True, entry, reason
+    return False, None, ""
+
+
+def _shown(condition: str, entry: str | None) -> str:
+    path = condition.replace("{entry}", entry.rstrip("/")) if entry else condition
+    if path.startswith("run:"):
+        return f"{path} (the file came with a run start)"
+    base, eq, pattern = path.partition("=")
+    return f"{base} matches '{pattern}'" if eq else f"{base} present"
+
+
+def _holds(condition: str, entry: str | None, snapshot: Any, run: dict[str, Any]) -> bool:
+    if condition.startswith("run:"):
+        return bool(run.get(condition[4:]))
+    if "{entry}" in condition:
+        if entry is None:
+            return False
+        condition = condition.replace("{entry}", entry.rstrip("/"))
+    path, eq, pattern = condition.partition("=")
+    if not eq:
+        base = path.partition("@")[0]
+        if "@" in path:
+            return snapshot.value(path) is not None
+        return snapshot.get(base) is not None
+    value = snapshot.value(path)
+    return isinstance(value, str) and fnmatch.fnmatchcase(value, pattern)
 
 
 def matches(profile: Profile, *, path: str, instrument: str | None) -> bool:

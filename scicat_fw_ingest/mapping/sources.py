@@ -45,6 +45,10 @@ class Context:
     keys: dict[str, Any] = field(default_factory=dict)
     #: Values present but unusable (an unparseable time ...) and the fields that skipped them.
     problems: dict[str, list[str]] = field(default_factory=dict)
+    #: Fields whose time was written without a zone (read in the profile's or the assumed zone).
+    naive_times: list[str] = field(default_factory=list)
+    #: Why the profile was chosen (set by ``pick_profile``).
+    profile_reason: str = ""
 
     def warn(self, problem: str, where: str = "") -> None:
         fields = self.problems.setdefault(problem, [])
@@ -228,7 +232,7 @@ def convert(value: Any, kind: str, *, timezone: str = "UTC", join: str | None = 
         items = value if isinstance(value, list) else [value]
         return [str(v).strip() for v in items if not _empty(v)] or None
     if isinstance(value, list):
-        if join is not None and kind == "str":
+        if join is not None and kind in ("str", "auto"):
             parts = [str(v).strip() for v in value if not _empty(v)]
             return join.join(parts) if parts else None
         value = next((v for v in value if not _empty(v)), None)

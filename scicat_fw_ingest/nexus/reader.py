@@ -33,6 +33,8 @@ MAX_ELEMENTS = 64
 #: checksums and HTTP, which release the GIL, stay parallel.
 HDF5_LOCK = threading.RLock()
 
+#: Elements read at once when a log is summarised: memory stays flat whatever the log's length.
+SUMMARY_CHUNK = 1 << 18
 #: Walking stops after this many objects (a safety net against pathological files).
 MAX_OBJECTS = 200_000
 _MAX_DEPTH = 32
@@ -129,6 +131,98 @@ class NexusSnapshot:
     def has_group(self, path: str) -> bool:
         node = self.nodes.get(_norm(path))
         return node is not None and node.kind == "group"
+
+    def children(self, path: str) -> list[str]:
+        """Names of the members of group ``path``, sorted (external links are never listed)."""
+        prefix = _norm(path).rstrip("/") + "/"
+        return sorted({p[len(prefix):] for p in self.nodes if p.startswith(prefix) and "/" not in p[len(prefix):]})
+
+    def summary(self, path: str) -> LogSummary | None:
+        """The summary of a numeric dataset from its copied value (arrays over the bound were never copied)."""
+        node = self.nodes.get(_norm(path))
+        if node is None or node.value is None:
+            return None
+        values = node.value if isinstance(node.value, list) else [node.value]
+        return LogSummary.of(np.asarray(values)) if values else None
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """first/last/min/max/mean/count of a numeric dataset (NaN elements are left out of min/max/mean)."""
+
+    first: float | int
+    last: float | int
+    minimum: float | int
+    maximum: float | int
+    mean: float
+    count: int
+    #: Sum of the finite elements (a monitor's total counts).
+    total: float | int = 0
+
+    @classmethod
+    def of(cls, values: Any) -> LogSummary | None:
+        acc = _SummaryAccumulator()
+        acc.add(np.asarray(values))
+        return acc.result()
+
+
+class _SummaryAccumulator:
+    """Running first/last/min/max/sum/count over chunks, so that no chunk outlives its step."""
+
+    def __init__(self) -> None:
+        self.first: Any = None
+        self.last: Any = None
+        self.minimum: Any = None
+        self.maximum: Any = None
+        self.total: float | int = 0
+        self.count = 0
+        self.finite = 0
+
+    def add(self, chunk: Any) -> None:
+        flat = np.asarray(chunk).reshape(-1)
+        if flat.size == 0 or flat.dtype.kind not in "iuf":
+            return
+        if self.first is None:
+            self.first = flat[0].item()
+        self.last = flat[-1].item()
+        self.count += int(flat.size)
+        good = flat
+        if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+            good = flat[np.isfinite(flat)]  # a copy only when a chunk holds NaN/inf
+        if good.size == 0:
+            return
+        low, high = good.min().item(), good.max().item()
+        self.minimum = low if self.minimum is None else min(self.minimum, low)
+        self.maximum = high if self.maximum is None else max(self.maximum, high)
+        self.total += good.sum(dtype=np.float64).item() if good.dtype.kind == "f" else int(good.sum(dtype=np.int64))
+        self.finite += int(good.size)
+
+    def result(self) -> LogSummary | None:
+        if self.count == 0 or self.finite == 0:
+            return None
+        return LogSummary(first=plain(self.first), last=plain(self.last), minimum=self.minimum, maximum=self.maximum,
+                          mean=float(self.total) / self.finite, count=self.count, total=self.total)
+
+
+def summarize_dataset(ds: h5py.Dataset, chunk: int = SUMMARY_CHUNK) -> LogSummary | None:
+    """first/last/min/max/mean/count of a numeric dataset, read ``chunk`` elements of the first axis at a time.
+
+    Why in slices: a sample-environment log can hold 10^8 points; reading it whole would cost gigabytes.
+    The step follows the dataset's HDF5 chunking when it has one, so every chunk is decompressed once.
+    """
+    if ds.dtype.kind not in "iuf" or ds.shape is None:
+        return None
+    if ds.shape == ():
+        return LogSummary.of(np.asarray(ds[()]))
+    rows = int(ds.shape[0])
+    per_row = int(np.prod(ds.shape[1:])) if len(ds.shape) > 1 else 1
+    step = max(1, chunk // max(1, per_row))
+    if ds.chunks:
+        step = max(ds.chunks[0], step - step % ds.chunks[0])
+    acc = _SummaryAccumulator()
+    for start in range(0, rows, step):
+        acc.add(ds[start:start + step])
+    return acc.result()
 
 
 def _norm(path: str) -> str:
@@ -243,6 +337,27 @@ class LazySnapshot:
     def has_group(self, path: str) -> bool:
         node = self.get(path)
         return node is not None and node.kind == "group"
+
+    def children(self, path: str) -> list[str]:
+        """Names of the members of group ``path``, sorted; external links are never listed (nor opened)."""
+        group = self._object(path)
+        if not isinstance(group, h5py.Group):
+            return []
+        try:
+            return sorted(name for name in group
+                          if not isinstance(group.get(name, getlink=True), h5py.ExternalLink))
+        except Exception as exc:  # h5py raises many types on damaged structures
+            raise NexusReadError(f"{self.file}: unreadable HDF5 group {path} ({_short(exc)})") from None
+
+    def summary(self, path: str) -> LogSummary | None:
+        """first/last/min/max/mean/count of the numeric dataset at ``path``, read in bounded slices."""
+        obj = self._object(path)
+        if not isinstance(obj, h5py.Dataset):
+            return None
+        try:
+            return summarize_dataset(obj)
+        except Exception as exc:  # h5py raises many types on damaged structures
+            raise NexusReadError(f"{self.file}: unreadable HDF5 dataset {path} ({_short(exc)})") from None
 
     def glob(self, pattern: str) -> list[str]:
         """Paths matching a shell pattern segment by segment; lists only the groups on the way."""
