@@ -96,6 +96,10 @@ class IngestConfig:
     data_roots: list[str] = field(default_factory=list)
     #: Hours a missing or unreadable file stays in the listener's retry queue before it is ``failed``.
     missing_hours: float = 6.0
+    #: Draw a preview picture of each file and attach it to its dataset (``sfi preview``; ``--no-preview``).
+    preview: bool = True
+    #: Also write each preview as ``<pid slug>.png`` into this folder (``ingest-file --preview-dir``).
+    preview_dir: str | None = None
 
 
 @dataclass

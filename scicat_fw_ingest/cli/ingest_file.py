@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ..datablock import ALGORITHMS
 from ._app import app
-from ._common import ConfigOpt, JsonOpt, load, stderr, stdout, warn
+from ._common import ConfigOpt, JsonOpt, NoPreviewOpt, load, stderr, stdout, warn
 from ._render import abbreviate_id, abbreviate_path
 
 if TYPE_CHECKING:  # the ingest core loads h5py: imported in the command, not for --help
@@ -87,6 +87,10 @@ def ingest_file_command(
     scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat API base, e.g. "
                                                    "https://scicat.example/api/v3 (else $SFI_SCICAT_URL or \\[scicat] url).",
                                                    show_default=False)] = None,
+    no_preview: NoPreviewOpt = False,
+    preview_dir: Annotated[str | None, typer.Option("--preview-dir", help="Also write each dataset's preview "
+                                                    "as PNG into this folder (with --dry-run: look before "
+                                                    "anything is sent).", show_default=False)] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -105,7 +109,10 @@ def ingest_file_command(
     """
     if checksum is not None and checksum not in ALGORITHMS:
         raise typer.BadParameter(f"'{checksum}' is not one of {', '.join(ALGORITHMS)}", param_hint="--checksum")
-    cfg = load(config, ingest={"checksum": checksum, "profile": profile, "workers": workers, "pattern": pattern},
+    if preview_dir is not None and no_preview:
+        raise typer.BadParameter("--preview-dir draws the previews that --no-preview turns off: give one of them")
+    cfg = load(config, ingest={"checksum": checksum, "profile": profile, "workers": workers, "pattern": pattern,
+                               "preview": False if no_preview else None, "preview_dir": preview_dir},
                scicat={"url": scicat_url})
     from ..batch import AUTH_STOP
     from ..ingest import IngestResult, Ingestor

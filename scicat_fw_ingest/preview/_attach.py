@@ -1,0 +1,69 @@
+"""The ingest core's preview step: draw the file's picture and hand it to the sink, never failing the dataset.
+
+Called by ``Ingestor.ingest`` in the worker (process) that ingested the file, after the dataset and its
+datablock are stored: the listener's Kafka thread never draws. The sink looks first and calls ``make`` only
+when the dataset has no preview yet, so a re-run over ingested files draws nothing. Any failure is one
+warning line and the outcome "failed"; the dataset's own outcome is unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+from . import NoPreview, Preview, PreviewError, make_preview
+
+log = logging.getLogger("sfi.preview")
+
+
+def png_name(pid: str) -> str:
+    """A file name for ``pid``'s preview: readable and safe (pids contain '/')."""
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", pid).strip("._-")[:120] or "dataset") + ".png"
+
+
+def preview_dataset(sink: Any, local: str, dataset: dict[str, Any], *, preview_dir: str | None) -> str:
+    """"created"/"exists" (in the sink), "written" (only to ``preview_dir``), "none" (no picture applies),
+    "hidden" (the account cannot read the dataset), "failed" (a warning was logged) or "off" (nowhere to go)."""
+    pid = str(dataset.get("pid"))
+    attach = getattr(sink, "attach_preview", None) if sink is not None else None
+    if not callable(attach) and not preview_dir:
+        return "off"
+    reasons: list[str] = []
+
+    def make() -> Preview | None:
+        found = make_preview(local)
+        if isinstance(found, NoPreview):
+            reasons.append(found.reason)
+            return None
+        if preview_dir:
+            os.makedirs(preview_dir, exist_ok=True)
+            target = os.path.join(preview_dir, png_name(pid))
+            with open(target + ".tmp", "wb") as out:
+                out.write(found.png)
+            os.replace(target + ".tmp", target)
+        return found
+
+    try:
+        if callable(attach):
+            status = str(attach(dataset, make))
+        else:
+            status = "written" if make() is not None else "none"
+    except (PreviewError, OSError) as exc:
+        log.warning("%s: no preview (the dataset is stored): %s", local, _first_line(exc))
+        return "failed"
+    except Exception as exc:  # SciCat refused or stayed away, or a bug: never the dataset's failure
+        log.warning("dataset %s: preview not attached (the dataset is stored): %s", pid, _first_line(exc))
+        return "failed"
+    if status == "none" and reasons:
+        log.info("%s: no preview: %s", local, reasons[0])
+    elif status == "hidden":
+        log.warning("dataset %s: preview not attached: this account may not read the dataset, so it cannot "
+                    "look whether one is there (it never sends one blindly)", pid)
+    return status
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
