@@ -7,8 +7,9 @@ What the real backend does (4.5.0 and 5.1.0, observed; ``docs/scicat.md#attachme
   those made through v4); 403 for an account that may not read the dataset.
 - v4: ``POST /api/v4/attachments`` with ``aid`` (client-chosen, stored as the id), ``isPublished``
   (required), ``relationships: [{targetId: pid, targetType: "dataset"}]``; a second POST of the same ``aid``
-  is refused (500 on 4.5.0, 409 on 5.1.0): duplicates are impossible. A non-admin account gets 403 there,
-  so the v3 route is tried next (as for datablocks).
+  is refused (a 500 on both versions: the database's duplicate key, so it is read as "unknown" and answered
+  by a look): duplicates are impossible. A non-admin account gets 403 there, so the v3 route is tried next
+  (as for datablocks). Bodies up to ~15 MB are taken, ~17 MB is a 500.
 
 So: the ``aid`` is deterministic (uuid5 of the pid), and every attach holds the pid's lock (threads and
 processes, ``PreviewJournal``) and *looks first* (one GET of the v3 list: our ``aid`` or our caption
@@ -141,7 +142,7 @@ def attach_preview(client: _Client, api: str, dataset: dict[str, Any],
             if resp is None or resp.status_code in (200, 201):
                 journal.settled()
                 return "created"
-            if resp.status_code == 409:  # v4: our aid is there already
+            if resp.status_code == 409:  # our aid is there already (a backend that maps the duplicate key)
                 journal.settled()
                 return "exists"
             journal.settled()  # refused for sure: nothing stored

@@ -9,7 +9,7 @@ Observed on 4.5.0 and 5.1.0 (``docs/scicat.md#attachments``):
 - v4 ``POST /attachments``: ``caption``, ``ownerGroup`` (strings) and ``isPublished`` (bool) required;
   ``aid`` optional and kept as the id; ``relationships`` a list of ``{targetId, targetType, relationType?}``
   (targetType one of dataset/proposal/sample/published_data; the target is not checked); a second POST of
-  the same ``aid`` is 500 on 4.5.0 and 409 on 5.1.0; a non-admin account gets 403.
+  the same ``aid`` is a 500 (the database's duplicate key, on both versions); a non-admin account gets 403.
   ``GET /attachments/{aid}``: 200 or 404.
 """
 
@@ -82,7 +82,9 @@ def handle_v4(server: ScicatTestServer, method: str, parts: list[str], body: Any
     if method != "POST" or len(parts) != 1:
         return 404, {"statusCode": 404, "message": f"Cannot {method} /api/v4/{'/'.join(parts)}", "error": "Not Found"}
     if user is None or not server.is_admin(user):
-        return FORBIDDEN
+        if server.version == "4.5.0":
+            return FORBIDDEN
+        return 403, {"statusCode": 403, "message": "Unauthorized to create this attachment", "error": "Forbidden"}
     errors = validate(body, V4_FIELDS)
     for i, rel in enumerate(body.get("relationships") or [] if isinstance(body, dict) else []):
         if rel.get("targetType") not in TARGET_TYPES:
@@ -92,10 +94,8 @@ def handle_v4(server: ScicatTestServer, method: str, parts: list[str], body: Any
         return _bad(errors)
     with server.lock:
         aid = body.get("aid") or str(uuid.uuid4())
-        if aid in server.attachments:
-            if server.version == "4.5.0":
-                return 500, {"statusCode": 500, "message": "Internal server error"}
-            return 409, {"statusCode": 409, "message": f"Attachment {aid} already exists", "error": "Conflict"}
+        if aid in server.attachments:  # the database's duplicate key, unhandled: 500, never 409
+            return 500, {"statusCode": 500, "message": "Internal server error"}
         relationships = [{"relationType": "is attached to", **r} for r in body.get("relationships") or []]
         doc = {**body, "aid": aid, "_id": aid, "id": aid, "relationships": relationships, "createdBy": user,
                "accessGroups": list(body.get("accessGroups") or [])}
