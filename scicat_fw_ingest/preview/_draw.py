@@ -35,8 +35,14 @@ def render(plot: Plot) -> bytes:
     if plot.title:
         ax.set_title(plot.title[:60], fontsize=8)
     fig.tight_layout(pad=0.4)
+    canvas = fig.canvas
+    canvas.draw()
+    from PIL import Image  # matplotlib's own dependency
+
+    # 256 colours (a plot has few): a noisy detector image stays tens of KB instead of ~100
+    rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")  # type: ignore[attr-defined]
     out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=DPI, metadata={"Software": "sfi (scicat_fw_ingest)"})
+    rgb.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out, format="PNG", optimize=True)
     return out.getvalue()
 
 
@@ -61,7 +67,8 @@ def _image(fig: object, ax: object, plot: Plot) -> None:
     if positive.size and values.min() >= 0 and positive.max() / positive.min() > 1e3:
         from matplotlib.colors import LogNorm
 
-        norm = LogNorm(vmin=float(positive.min()), vmax=float(positive.max()))
+        top = float(positive.max())  # at most 6 decades shown: tails of a peak would swamp the scale
+        norm = LogNorm(vmin=max(float(positive.min()), top * 1e-6), vmax=top)
         values = np.ma.masked_less_equal(values, 0)
     x, y = _edges(plot.x, values.shape[1]), _edges(plot.y, values.shape[0])
     mesh = ax.pcolormesh(x, y, values, norm=norm, shading="flat", rasterized=True)  # type: ignore[attr-defined]

@@ -49,7 +49,7 @@ class EventData:
             counts, edges = np.histogram(sample.astype(float), bins=BINS)
             return Plot("line", f"time-of-flight spectrum of {used} (largest bank{bank})", group.name,
                         x=edges, x_label=f"event_time_offset [{units}]" if units else "event_time_offset",
-                        y_label="events per bin", y=counts.astype(float), title=group.name.rsplit("/", 1)[-1])
+                        y_label="events per bin", y=counts.astype(float), title="/".join(group.name.split("/")[-2:]))
         low, high = int(sample.min()), int(sample.max())
         if high - low < MAX_PIXEL_BINS:
             counts = np.bincount(sample.astype(np.int64) - low, minlength=high - low + 1)
@@ -58,7 +58,7 @@ class EventData:
             counts, edges = np.histogram(sample.astype(float), bins=MAX_PIXEL_BINS)
         return Plot("line", f"counts per detector pixel of {used} (largest bank{bank})", group.name, x=edges,
                     x_label="event_id (pixel)", y_label="events", y=counts.astype(float),
-                    title=group.name.rsplit("/", 1)[-1])
+                    title="/".join(group.name.split("/")[-2:]))
 
 
 def sample_events(ds: h5py.Dataset, budget: int = MAX_EVENTS, blocks: int = BLOCKS) -> np.ndarray:

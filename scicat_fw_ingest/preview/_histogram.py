@@ -59,7 +59,7 @@ def _summed(counts: h5py.Dataset, tof: h5py.Dataset) -> Plot:
             else f"counts summed over {used:,} of {rows:,} spectra (evenly spaced blocks)")
     x = np.asarray(tof[()], dtype=float)
     return Plot("line", f"{what} against time_of_flight", counts.name, x=x, x_label=label(tof),
-                y_label=label(counts), y=total, title=counts.parent.name.rsplit("/", 1)[-1])
+                y_label=label(counts), y=total, title="/".join(counts.parent.name.split("/")[-2:]))
 
 
 def _row_slices(lead: tuple[int, ...], start: int, stop: int) -> list[tuple[int | slice, ...]]:
