@@ -28,7 +28,7 @@ def preview_command(
 
     The picture is the first that applies: the file's NeXus default plot (the `default` attributes down
     to an NXdata: 1-D as a line, 2-D as an image, with axis names and units); else event data
-    (NXevent_data): a time-of-flight spectrum (or counts per pixel) from at most 2^20 events read in
+    (NXevent_data): a time-of-flight spectrum (or counts per pixel) from at most 2^17 events read in 8
     blocks spread over the run; else ISIS histogram data: the spectrum summed over the detector spectra.
     Else there is no picture, and --explain says why. Time and memory do not grow with the file.
 

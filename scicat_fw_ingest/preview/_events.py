@@ -14,8 +14,8 @@ import numpy as np
 from ._model import NoPlot, Plot, attr, child, groups_of_class
 
 #: events read at most, in ``BLOCKS`` evenly spaced contiguous blocks
-MAX_EVENTS = 1 << 20
-BLOCKS = 16
+MAX_EVENTS = 1 << 17
+BLOCKS = 8
 #: bins of the spectrum; pixel ids beyond this many distinct ones are grouped into as many bins
 BINS = 200
 MAX_PIXEL_BINS = 4096
