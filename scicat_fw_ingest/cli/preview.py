@@ -16,9 +16,9 @@ from ._common import JsonOpt, stdout, warn
 @app.command("preview")
 def preview_command(
     files: Annotated[list[Path], typer.Argument(help="NeXus files.", show_default=False)],
-    output: Annotated[Path | None, typer.Option("--output", "--output-dir", "-o",
-                                                help="A .png file (one input), or a folder for one "
-                                                "<file name>.png per input (default: the current folder).",
+    output: Annotated[Path | None, typer.Option("--output-dir", "-o",
+                                                help="A folder for one <file name>.png per input (default: the "
+                                                "current folder), or, for one input, a .png file name.",
                                                 show_default=False)] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Say which kind of picture each file gets, or why "
                                           "none applies; draw nothing.")] = False,

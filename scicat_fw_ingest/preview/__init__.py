@@ -79,12 +79,16 @@ def find_plot(path: str | os.PathLike[str]) -> tuple[str, Plot] | NoPreview:
 
 def make_preview(path: str | os.PathLike[str]) -> Preview | NoPreview:
     """The file's preview drawn as PNG, else why there is none; ``PreviewError`` when reading or drawing fails."""
-    from ._draw import render
-
     found = find_plot(path)
     if isinstance(found, NoPreview):
         return found
-    kind, plot = found
+    return draw(path, *found)
+
+
+def draw(path: str | os.PathLike[str], kind: str, plot: Plot) -> Preview:
+    """``find_plot``'s plot drawn as PNG; ``PreviewError`` naming ``path`` when drawing fails."""
+    from ._draw import render
+
     try:
         png = render(plot)
     except (ValueError, TypeError, OverflowError, MemoryError, RuntimeError) as exc:
@@ -93,4 +97,4 @@ def make_preview(path: str | os.PathLike[str]) -> Preview | NoPreview:
 
 
 __all__ = ["CAPTION_PREFIX", "SOURCES", "NoPlot", "NoPreview", "Plot", "PlotSource", "Preview", "PreviewError",
-           "data_uri", "find_plot", "make_preview"]
+           "data_uri", "draw", "find_plot", "make_preview"]

@@ -13,7 +13,7 @@ import os
 import re
 from typing import Any
 
-from . import NoPreview, Preview, PreviewError, make_preview
+from . import NoPreview, Preview, PreviewError, draw, find_plot
 
 log = logging.getLogger("sfi.preview")
 
@@ -23,29 +23,41 @@ def png_name(pid: str) -> str:
     return (re.sub(r"[^A-Za-z0-9._-]+", "_", pid).strip("._-")[:120] or "dataset") + ".png"
 
 
-def preview_dataset(sink: Any, local: str, dataset: dict[str, Any], *, preview_dir: str | None) -> str:
+def preview_dataset(sink: Any, local: str, dataset: dict[str, Any], *, preview_dir: str | None,
+                    fresh: bool = False) -> str:
     """"created"/"exists" (in the sink), "written" (only to ``preview_dir``), "none" (no picture applies),
-    "hidden" (the account cannot read the dataset), "failed" (a warning was logged) or "off" (nowhere to go)."""
+    "hidden" (the account cannot read the dataset), "failed" (a warning was logged) or "off" (nowhere to go).
+
+    ``fresh``: the dataset was just created or repaired, so a preview is most likely missing: the file is read
+    first and a file without a picture costs no request. Otherwise (a re-run: "exists") the sink looks first
+    and the file is read and drawn only when the preview is missing."""
     pid = str(dataset.get("pid"))
     attach = getattr(sink, "attach_preview", None) if sink is not None else None
     if not callable(attach) and not preview_dir:
         return "off"
-    reasons: list[str] = []
+    found: tuple[str, Any] | NoPreview | None = None
 
     def make() -> Preview | None:
-        found = make_preview(local)
+        nonlocal found
+        if found is None:
+            found = find_plot(local)
         if isinstance(found, NoPreview):
-            reasons.append(found.reason)
             return None
+        made = draw(local, *found)
         if preview_dir:
             os.makedirs(preview_dir, exist_ok=True)
             target = os.path.join(preview_dir, png_name(pid))
             with open(target + ".tmp", "wb") as out:
-                out.write(found.png)
+                out.write(made.png)
             os.replace(target + ".tmp", target)
-        return found
+        return made
 
     try:
+        if fresh or not callable(attach):
+            found = find_plot(local)
+            if isinstance(found, NoPreview):
+                log.info("%s: no preview: %s", local, found.reason)
+                return "none"
         if callable(attach):
             status = str(attach(dataset, make))
         else:
@@ -56,8 +68,8 @@ def preview_dataset(sink: Any, local: str, dataset: dict[str, Any], *, preview_d
     except Exception as exc:  # SciCat refused or stayed away, or a bug: never the dataset's failure
         log.warning("dataset %s: preview not attached (the dataset is stored): %s", pid, _first_line(exc))
         return "failed"
-    if status == "none" and reasons:
-        log.info("%s: no preview: %s", local, reasons[0])
+    if status == "none" and isinstance(found, NoPreview):
+        log.info("%s: no preview: %s", local, found.reason)
     elif status == "hidden":
         log.warning("dataset %s: preview not attached: this account may not read the dataset, so it cannot "
                     "look whether one is there (it never sends one blindly)", pid)
