@@ -179,3 +179,44 @@ def test_catalogue_keeps_the_preview_and_push_sends_it_once(tmp_path: Path) -> N
             client.close()
         [attachment] = server.attachments.values()
         assert attachment["datasetId"] == entry.pid and attachment["thumbnail"] == entry.preview.data_uri
+
+
+_KILLED_CHILD = """
+import sys
+from scicat_fw_ingest.preview import make_preview
+from scicat_fw_ingest.scicat import ScicatClient
+url, token, locks, path, pid = sys.argv[1:]
+client = ScicatClient(url, token=token, lock_dir=locks, grace=3.0, timeout=30)
+client.attach_preview({"pid": pid, "ownerGroup": "ess"}, lambda: make_preview(path))
+"""
+
+
+def test_a_process_killed_during_the_post_leaves_a_note_the_next_one_waits_for(tmp_path: Path) -> None:
+    """The server is still storing the first POST when its sender dies: the next attach waits out the grace
+    period from the note, then finds it, draws nothing and sends nothing (without the note: two pictures)."""
+    import time
+
+    path = write_ess(tmp_path / "ev.nxs", events=1000)
+    with ScicatTestServer() as server:  # its token's account reads every dataset
+        pid = "sfi-test/killed-during-post"
+        server.store_dataset({"pid": pid, "ownerGroup": "ess", "sourceFolder": "/d"}, "admin", version="v3")
+        server.slow(1.5)  # every request: 1.5 s before it takes effect
+        child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, server.url, server.token, str(tmp_path / "locks"),
+                                  str(path), pid])
+        try:
+            deadline = time.monotonic() + 30
+            while not any(r.method == "POST" and "attachments" in r.path for r in list(server.requests)):
+                assert time.monotonic() < deadline and child.poll() is None, "the child never sent its POST"
+                time.sleep(0.02)
+        finally:
+            child.kill()
+            child.wait()
+        server.slow(0)
+        assert server.attachments == {}  # still being stored
+        calls: list[int] = []
+        client = ScicatClient(server.url, token=server.token, lock_dir=tmp_path / "locks", grace=3.0)
+        try:
+            assert client.attach_preview({"pid": pid, "ownerGroup": "ess"}, lambda: calls.append(1)) == "exists"
+        finally:
+            client.close()
+        assert calls == [] and len(server.attachments) == 1
