@@ -16,7 +16,7 @@ from ._model import NoPlot, Plot, attr, child, groups_of_class
 #: events read at most, in ``BLOCKS`` evenly spaced contiguous blocks
 MAX_EVENTS = 1 << 17
 BLOCKS = 8
-#: bins of the spectrum; pixel ids beyond this many distinct ones are grouped into as many bins
+#: bins of the spectrum (fewer for under 10^4 events); pixel ids beyond this many distinct ones are grouped into as many bins
 BINS = 200
 MAX_PIXEL_BINS = 4096
 
@@ -46,7 +46,8 @@ class EventData:
         name = ds.name.rsplit("/", 1)[-1]
         if name == "event_time_offset":
             units = attr(ds, "units")
-            counts, edges = np.histogram(sample.astype(float), bins=BINS)
+            bins = int(min(BINS, max(10, 2 * np.sqrt(sample.size))))  # a few events: fewer, fuller bins
+            counts, edges = np.histogram(sample.astype(float), bins=bins)
             return Plot("line", f"time-of-flight spectrum of {used} (largest bank{bank})", group.name,
                         x=edges, x_label=f"event_time_offset [{units}]" if units else "event_time_offset",
                         y_label="events per bin", y=counts.astype(float), title="/".join(group.name.split("/")[-2:]))
