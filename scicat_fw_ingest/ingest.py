@@ -251,7 +251,7 @@ class Ingestor:
             result.pid, result.dataset = dataset["pid"], dataset
             if self.sink is not None and skip_existing and self._already_there(dataset["pid"]):
                 result.status = "exists"
-                result.preview = self._preview(prepared.local, dataset, fresh=False)  # one a killed run owed
+                result.preview = self._preview(prepared.local, dataset)  # one a killed run owed
                 return result
             try:
                 datablock = make_datablock([prepared.local], dataset["sourceFolder"], self.checksum)
@@ -263,7 +263,7 @@ class Ingestor:
                 result.preview = self._preview(prepared.local, dataset)
                 return result
             result.status = self.sink.upsert(dataset, datablock)
-            result.preview = self._preview(prepared.local, dataset, fresh=result.status != "exists")
+            result.preview = self._preview(prepared.local, dataset)
             return result
         except _Rejected as exc:
             result.status, result.error = "rejected", str(exc)
@@ -366,13 +366,13 @@ class Ingestor:
         if not stat.S_ISREG(st.st_mode):
             raise _Failed(f"{shown}: not a regular file", False)
 
-    def _preview(self, local: str, dataset: dict, *, fresh: bool = True) -> str | None:
+    def _preview(self, local: str, dataset: dict) -> str | None:
         """The picture after the dataset is stored (issue 22); its failure is a warning, never the dataset's."""
         if not self.cfg.ingest.preview:
             return None
         from .preview._attach import preview_dataset
 
-        return preview_dataset(self.sink, local, dataset, preview_dir=self.cfg.ingest.preview_dir, fresh=fresh)
+        return preview_dataset(self.sink, local, dataset, preview_dir=self.cfg.ingest.preview_dir)
 
     def _already_there(self, pid: str) -> bool:
         """The dataset exists with its file list (a dataset without one is repaired by ``upsert``)."""

@@ -23,56 +23,52 @@ def png_name(pid: str) -> str:
     return (re.sub(r"[^A-Za-z0-9._-]+", "_", pid).strip("._-")[:120] or "dataset") + ".png"
 
 
-def preview_dataset(sink: Any, local: str, dataset: dict[str, Any], *, preview_dir: str | None,
-                    fresh: bool = False) -> str:
+#: "hidden" is said once per process: a non-admin account outside the datasets' groups meets it on every file
+_hidden_said = False
+
+
+def preview_dataset(sink: Any, local: str, dataset: dict[str, Any], *, preview_dir: str | None) -> str:
     """"created"/"exists" (in the sink), "written" (only to ``preview_dir``), "none" (no picture applies),
     "hidden" (the account cannot read the dataset), "failed" (a warning was logged) or "off" (nowhere to go).
 
-    ``fresh``: the dataset was just created or repaired, so a preview is most likely missing: the file is read
-    first and a file without a picture costs no request. Otherwise (a re-run: "exists") the sink looks first
-    and the file is read and drawn only when the preview is missing."""
+    The file is read first (bounded, cheap): a file without a picture costs no request. Then the sink looks
+    and the picture is drawn only when the dataset has none yet, so a re-run draws nothing."""
+    global _hidden_said
     pid = str(dataset.get("pid"))
     attach = getattr(sink, "attach_preview", None) if sink is not None else None
     if not callable(attach) and not preview_dir:
         return "off"
-    found: tuple[str, Any] | NoPreview | None = None
-
-    def make() -> Preview | None:
-        nonlocal found
-        if found is None:
-            found = find_plot(local)
-        if isinstance(found, NoPreview):
-            return None
-        made = draw(local, *found)
-        if preview_dir:
-            os.makedirs(preview_dir, exist_ok=True)
-            target = os.path.join(preview_dir, png_name(pid))
-            with open(target + ".tmp", "wb") as out:
-                out.write(made.png)
-            os.replace(target + ".tmp", target)
-        return made
-
     try:
-        if fresh or not callable(attach):
-            found = find_plot(local)
-            if isinstance(found, NoPreview):
-                log.info("%s: no preview: %s", local, found.reason)
-                return "none"
-        if callable(attach):
-            status = str(attach(dataset, make))
-        else:
-            status = "written" if make() is not None else "none"
+        found = find_plot(local)
+        if isinstance(found, NoPreview):
+            log.info("%s: no preview: %s", local, found.reason)
+            return "none"
+
+        def make() -> Preview:
+            made = draw(local, *found)
+            if preview_dir:
+                os.makedirs(preview_dir, exist_ok=True)
+                target = os.path.join(preview_dir, png_name(pid))
+                with open(target + ".tmp", "wb") as out:
+                    out.write(made.png)
+                os.replace(target + ".tmp", target)
+            return made
+
+        if not callable(attach):
+            make()
+            return "written"
+        status = str(attach(dataset, make))
     except (PreviewError, OSError) as exc:
         log.warning("%s: no preview (the dataset is stored): %s", local, _first_line(exc))
         return "failed"
     except Exception as exc:  # SciCat refused or stayed away, or a bug: never the dataset's failure
         log.warning("dataset %s: preview not attached (the dataset is stored): %s", pid, _first_line(exc))
         return "failed"
-    if status == "none" and isinstance(found, NoPreview):
-        log.info("%s: no preview: %s", local, found.reason)
-    elif status == "hidden":
-        log.warning("dataset %s: preview not attached: this account may not read the dataset, so it cannot "
-                    "look whether one is there (it never sends one blindly)", pid)
+    if status == "hidden" and not _hidden_said:
+        _hidden_said = True
+        log.warning("dataset %s: preview not attached: this account may not read the dataset, so it cannot look "
+                    "whether one is there and never sends one blindly (said once; give the account read rights "
+                    "on the datasets' groups)", pid)
     return status
 
 
