@@ -9,16 +9,25 @@ global figure registry, nothing to close, safe in worker threads.
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 
 from ._model import Plot
 
 WIDTH, HEIGHT, DPI = 4.0, 3.0, 100
+#: matplotlib is not thread-safe (its font cache, text layout); drawing is CPU work under the GIL anyway, so
+#: the listener's worker threads (``processes = 0``) draw one at a time at no cost.
+_DRAW_LOCK = threading.Lock()
 
 
 def render(plot: Plot) -> bytes:
     """The PNG bytes of ``plot``."""
+    with _DRAW_LOCK:
+        return _render(plot)
+
+
+def _render(plot: Plot) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
