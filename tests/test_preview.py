@@ -82,7 +82,10 @@ def test_without_a_default_chain_event_data_then_reasons(tmp_path: Path) -> None
     found = find_plot(unchained)
     assert isinstance(found, NoPreview)
     assert [k for k, _ in found.reasons] == ["default plot", "event data", "ISIS histogram"]
-    assert "the file has no `default` attribute" in found.reason
+    assert "neither the file nor an NXentry has a `default` attribute" in found.reason
+    with h5py.File(unchained, "a") as fh:  # NeXus: the entry's own @default is enough without the file's
+        fh["entry"].attrs["default"] = "data"
+    assert find_plot(unchained)[0] == "default plot"  # type: ignore[index]
     events = write_ess(tmp_path / "ev.nxs", events=50_000)
     kind, plot = find_plot(events)  # type: ignore[misc]
     assert kind == "event data" and plot.x_label == "event_time_offset [ns]"
@@ -118,7 +121,7 @@ def test_isis_histogram_summed_spectrum_of_the_real_file(shared_data: Path) -> N
 def test_a_file_with_nothing_to_draw_says_why(shared_data: Path) -> None:
     found = find_plot(shared_data / "ess_coda_small.hdf")
     assert isinstance(found, NoPreview)
-    assert "no NXevent_data group" in found.reason and "no `default` attribute" in found.reason
+    assert "no NXevent_data group" in found.reason and "has a `default` attribute" in found.reason
 
 
 # -- the command line ---------------------------------------------------------------------------------------

@@ -27,13 +27,20 @@ class DefaultPlot:
 def _follow_default(h5: h5py.File) -> h5py.Group | NoPlot:
     group: h5py.Group = h5
     named = False
+    if not attr(h5, "default"):  # NeXus: without the file's own @default, the first NXentry (by name) with one
+        for name in sorted(h5):
+            entry = child(h5, name)
+            if isinstance(entry, h5py.Group) and nx_class(entry) == "NXentry" and attr(entry, "default"):
+                group = entry
+                break
     for _ in range(8):  # file → entry → (subentry | instrument | detector ...) → data
         if nx_class(group) == "NXdata":
             return group if named else NoPlot("an NXdata but no `default` attribute leads to it")
         target = attr(group, "default")
         if not target:
-            where = "the file" if group.name == "/" else group.name
-            return NoPlot(f"{where} has no `default` attribute" if not named
+            if group.name == "/":
+                return NoPlot("neither the file nor an NXentry has a `default` attribute")
+            return NoPlot(f"{group.name} has no `default` attribute" if not named
                           else f"the `default` chain stops at {group.name} (no `default` attribute)")
         nxt = child(group, target)
         if not isinstance(nxt, h5py.Group):
