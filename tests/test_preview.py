@@ -11,7 +11,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 
 from scicat_fw_ingest.catalogue import CatalogueDir, push_catalogue
 from scicat_fw_ingest.config import load_config
