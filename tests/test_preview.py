@@ -69,7 +69,7 @@ def test_default_plot_1d_is_a_line_with_axis_names_and_units(tmp_path: Path) -> 
 
 def test_default_plot_2d_is_an_image_read_strided_when_large(tmp_path: Path) -> None:
     path = write_default_plot(tmp_path / "b.nxs", np.ones((2048, 1024), dtype="u4"))
-    kind, plot = find_plot(path)  # type: ignore[misc]
+    _, plot = find_plot(path)  # type: ignore[misc]
     assert plot.kind == "image" and plot.image is not None and plot.image.size <= 1 << 20
     assert (plot.x_label, plot.y_label, plot.value_label) == ("horizontal position [mm]", "y [mm]", "intensity [counts]")
     assert "every 2×1-th point" in plot.what
@@ -104,7 +104,7 @@ def test_counts_per_pixel_without_time_of_flight(tmp_path: Path) -> None:
         fh["entry"].attrs["NX_class"] = "NXentry"
         ev.attrs["NX_class"] = "NXevent_data"
         ev.create_dataset("event_id", data=np.array([3, 3, 4, 7], dtype="u4"))
-    kind, plot = find_plot(tmp_path / "p.nxs")  # type: ignore[misc]
+    _, plot = find_plot(tmp_path / "p.nxs")  # type: ignore[misc]
     assert plot.x_label == "event_id (pixel)" and list(plot.y) == [2, 1, 0, 0, 1]  # type: ignore[arg-type]
 
 
