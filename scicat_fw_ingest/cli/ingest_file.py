@@ -217,6 +217,10 @@ def _summary(outcome: BatchOutcome) -> None:
         table.add_row("not done", str(outcome.not_done))
     table.add_row("total", str(outcome.total))
     stdout.print(table)
+    if outcome.previews:  # e.g. "previews: 12 created, 3 none (no picture applies)"
+        shown = {"none": "none (no picture applies)", "hidden": "hidden (no read right)", "off": "not drawn"}
+        stdout.file.write("previews: " + ", ".join(f"{n} {shown.get(k, k)}" for k, n in
+                                                   sorted(outcome.previews.items())) + "\n")
     if outcome.failed:
         errors = Table(title="failed files", show_edge=False)
         errors.add_column("file", overflow="fold")
