@@ -322,3 +322,15 @@ def test_preview_by_a_non_admin_account(target: Target, make) -> None:
     assert client.attach_preview(raw_dataset(readable, accessGroups=["ingestor"]), lambda: _Picture()) == "exists"
     assert client.attach_preview(raw_dataset(hidden, accessGroups=["ess"]), lambda: _Picture()) == "hidden"
     assert [len(_attachments(target, p)) for p in (readable, hidden)] == [1, 0]
+
+
+def test_preview_v4_refusal_is_remembered_per_client(target: Target, make, proxy: FaultProxy, api: str) -> None:
+    pids = [fresh_pid() for _ in range(3)]
+    client = make("ingestor")
+    for pid in pids:
+        assert client.upsert(raw_dataset(pid, accessGroups=["ingestor"]), datablock(1)) == "created"
+        assert client.attach_preview(raw_dataset(pid, accessGroups=["ingestor"]), lambda: _Picture()) == "created"
+    posts = [p.startswith("/api/v4/") for m, p in proxy.forwarded if m == "POST" and p.endswith("ttachments")]
+    assert posts.count(False) == 3 and (posts.index(False) == 0 if api == "v3" else True not in posts[posts.index(False):])
+    assert (True in posts) == (api == "v4")  # v4 asked (and refused) once, for the first dataset only
+    assert [len(_attachments(target, p)) for p in pids] == [1, 1, 1]

@@ -46,6 +46,8 @@ CAPTION_PREFIX = "Preview (sfi): "
 MAX_THUMBNAIL = 4 * 1024 * 1024
 
 PRESENT, ABSENT, HIDDEN = "present", "absent", "hidden"
+#: set on a client whose account the v4 route refused (403: not an admin): it uses the v3 route from then on
+_V4_REFUSED = "_sfi_v4_attachments_refused"
 
 
 class PreviewLike(Protocol):
@@ -130,6 +132,8 @@ def attach_preview(client: _Client, api: str, dataset: dict[str, Any],
             raise ScicatError(f"dataset {pid}: preview of {len(preview.data_uri):,} bytes is larger than "
                               f"{MAX_THUMBNAIL:,}: not sent")
         routes = bodies(api, dataset, preview)
+        if len(routes) > 1 and getattr(client, _V4_REFUSED, False):
+            routes = routes[1:]  # this account got a 403 on v4 before: do not ask again for every dataset
         for i, (path, body) in enumerate(routes):
             journal.mark_sending()
             try:
@@ -147,6 +151,7 @@ def attach_preview(client: _Client, api: str, dataset: dict[str, Any],
                 return "exists"
             journal.settled()  # refused for sure: nothing stored
             if resp.status_code == 403 and i + 1 < len(routes):
+                setattr(client, _V4_REFUSED, True)
                 continue
             raise client.error("POST", path, resp)
         raise AssertionError("unreachable: the last route returns or raises")
