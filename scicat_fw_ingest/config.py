@@ -98,7 +98,7 @@ class IngestConfig:
     missing_hours: float = 6.0
     #: Draw a preview picture of each file and attach it to its dataset (``sfi preview``; ``--no-preview``).
     preview: bool = True
-    #: Also write each preview as ``<pid slug>.png`` into this folder (``ingest-file --preview-dir``).
+    #: Also write each preview as ``<pid slug>--<hash>.png`` into this folder (``ingest-file --preview-dir``).
     preview_dir: str | None = None
 
 

@@ -1,8 +1,9 @@
 """The ingest core's preview step: draw the file's picture and hand it to the sink, never failing the dataset.
 
 Called by ``Ingestor.ingest`` in the worker (process) that ingested the file, after the dataset and its
-datablock are stored: the listener's Kafka thread never draws. The sink looks first and calls ``make`` only
-when the dataset has no preview yet, so a re-run over ingested files draws nothing. Any failure is one
+datablock are stored: the listener's Kafka thread never draws. The file is read first (bounded; no picture,
+no request), then the sink looks and calls ``make`` (the drawing) only when the dataset has no preview yet, so
+a re-run over ingested files draws nothing. Any failure is one
 warning line and the outcome "failed"; the dataset's own outcome is unchanged.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any
 
 from . import NoPreview, Preview, PreviewError, draw, find_plot
@@ -19,8 +19,11 @@ log = logging.getLogger("sfi.preview")
 
 
 def png_name(pid: str) -> str:
-    """A file name for ``pid``'s preview: readable and safe (pids contain '/')."""
-    return (re.sub(r"[^A-Za-z0-9._-]+", "_", pid).strip("._-")[:120] or "dataset") + ".png"
+    """A file name for ``pid``'s preview, as the catalogue names the dataset's folder: readable, safe (pids contain
+    '/') and distinct for distinct pids (a hash of the pid ends it)."""
+    from ..catalogue import dataset_dirname
+
+    return dataset_dirname(pid) + ".png"
 
 
 #: "hidden" is said once per process: a non-admin account outside the datasets' groups meets it on every file
