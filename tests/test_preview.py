@@ -222,3 +222,18 @@ def test_a_process_killed_during_the_post_leaves_a_note_the_next_one_waits_for(t
         finally:
             client.close()
         assert calls == [] and len(server.attachments) == 1
+
+
+def test_external_links_are_not_followed_and_dangling_links_are_skipped(tmp_path: Path) -> None:
+    """An external link may point outside the data roots: the preview never opens it."""
+    with h5py.File(tmp_path / "other.h5", "w") as fh:
+        ev = fh.create_group("ev")
+        ev.attrs["NX_class"] = "NXevent_data"
+        ev["event_id"] = np.arange(10, dtype="u4")
+    with h5py.File(tmp_path / "main.nxs", "w") as fh:
+        entry = fh.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        entry["ext"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/ev")
+        entry["dangling"] = h5py.SoftLink("/nowhere")
+    found = find_plot(tmp_path / "main.nxs")
+    assert isinstance(found, NoPreview) and "no NXevent_data group" in found.reason

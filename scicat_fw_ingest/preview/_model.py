@@ -112,7 +112,12 @@ def groups_of_class(h5: h5py.File, wanted: str) -> Iterator[h5py.Group]:
     while queue and visited < MAX_GROUPS:
         group, depth = queue.pop(0)
         for name in group:
-            if group.get(name, getclass=True, getlink=False) is not h5py.Group:
+            if isinstance(group.get(name, getlink=True), h5py.ExternalLink):
+                continue  # never opened: it points into another file, maybe outside the data roots
+            try:
+                if group.get(name, getclass=True) is not h5py.Group:
+                    continue
+            except (KeyError, OSError, ValueError, RuntimeError):  # a dangling soft link
                 continue
             sub = child(group, name)
             if not isinstance(sub, h5py.Group):
