@@ -141,6 +141,9 @@ def test_sfi_preview_writes_the_png_and_explains(sfi, tmp_path: Path, shared_dat
     assert explain.returncode == 0 and "no picture" in explain.stdout and "no NXevent_data group" in explain.stdout
     none = sfi("preview", str(shared_data / "ess_coda_small.hdf"), "-o", str(tmp_path / "x.png"))
     assert none.returncode == 1 and none.stderr.count("\n") == 1 and "no picture" in none.stderr
+    (tmp_path / "text.nxs").write_text("not HDF5")
+    garbage = sfi("preview", str(tmp_path / "text.nxs"))
+    assert garbage.returncode == 1 and garbage.stderr.endswith("text.nxs: not an HDF5/NeXus file (no HDF5 signature)\n")
     missing = sfi("preview", str(tmp_path / "nope.nxs"))
     assert missing.returncode == 1 and missing.stderr == f"sfi: preview: {tmp_path / 'nope.nxs'}: not found\n"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import h5py
 
 from ..errors import SfiError
-from ..nexus.reader import HDF5_LOCK
+from ..nexus.reader import HDF5_LOCK, NexusError, check_signature
 from ._default import DefaultPlot
 from ._events import EventData
 from ._histogram import IsisHistogram
@@ -64,6 +64,12 @@ def find_plot(path: str | os.PathLike[str]) -> tuple[str, Plot] | NoPreview:
     """(kind, plot) of the first kind that applies to the file, else why none does; ``PreviewError`` when
     the file cannot be read."""
     reasons: list[tuple[str, str]] = []
+    try:
+        check_signature(os.fspath(path))
+    except NexusError as exc:
+        raise PreviewError(str(exc)) from None
+    except FileNotFoundError:
+        raise PreviewError(f"{os.fspath(path)}: file not found") from None
     try:
         with HDF5_LOCK, h5py.File(path, "r") as h5:
             for source in SOURCES:
