@@ -62,6 +62,8 @@ class BatchOutcome:
     auth_error: str | None = None
     #: Why the batch stopped early other than Ctrl-C or refused credentials (the worker pool broke).
     stopped: str | None = None
+    #: preview outcome ("created", "exists", "none", "failed" ...) -> files
+    previews: Counter[str] = field(default_factory=Counter)
 
     @property
     def done(self) -> int:
@@ -73,6 +75,8 @@ class BatchOutcome:
 
     def add(self, result: IngestResult) -> None:
         self.counts[result.status] += 1
+        if result.preview:
+            self.previews[result.preview] += 1
         if result.status in ("failed", "rejected"):
             self.failed.append((result.file, result.retryable, result.error or ""))
 

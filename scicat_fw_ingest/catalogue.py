@@ -10,7 +10,8 @@ SciCat through ``client.upsert`` (idempotent: a second push reports "exists").
 Layout: one directory per dataset, ``<readable slug of the pid>--<16 hex of sha256(pid)>`` (pids
 contain '/'; the hash keeps names distinct even on case-insensitive file systems and after
 truncation), holding ``dataset.json`` (the body of ``POST Datasets``) and ``origdatablock.json``
-(the body of ``POST Datasets/{pid}/origdatablocks``). Every file is written to a temporary name,
+(the body of ``POST Datasets/{pid}/origdatablocks``), and when a preview was drawn ``preview.png`` with
+``attachment.json`` (its caption; the PNG first, so the document's presence means both are whole). Every file is written to a temporary name,
 fsynced and renamed over the final name, then the directory is fsynced: a ``kill -9`` leaves
 either the old document or the new one, never half of one. Upserts of one pid are serialised with
 ``flock`` on the dataset's directory, which excludes other threads and other processes alike.
@@ -35,6 +36,9 @@ from .errors import SfiError
 
 DATASET_FILE = "dataset.json"
 DATABLOCK_FILE = "origdatablock.json"
+#: the preview picture and its attachment document (caption, kind, source), written after the datablock
+PREVIEW_FILE = "preview.png"
+ATTACHMENT_FILE = "attachment.json"
 _TMP_SUFFIX = ".tmp"
 _SLUG_MAX = 80
 
@@ -64,6 +68,22 @@ class CatalogueEntry:
     dataset: dict | None = None
     datablocks: list[dict] = field(default_factory=list)
     error: str | None = None
+    #: the stored preview (``attachment.json`` + ``preview.png``), None when there is none
+    preview: StoredPreview | None = None
+
+
+@dataclass
+class StoredPreview:
+    """A preview kept in the catalogue, in the shape ``ScicatClient.attach_preview`` sends."""
+
+    caption: str
+    png: bytes
+
+    @property
+    def data_uri(self) -> str:
+        import base64
+
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
 class CatalogueDir:
@@ -119,6 +139,26 @@ class CatalogueDir:
             if not had_block:
                 _write_atomic(directory, DATABLOCK_FILE, datablock_text)
             return "created" if not (had_dataset or had_block) else "repaired"
+
+    def attach_preview(self, dataset: dict, make: Any) -> str:
+        """Store ``make()``'s preview beside the dataset once: "created", "exists" or "none" (no picture)."""
+        pid = dataset.get("pid") if isinstance(dataset, dict) else None
+        if not isinstance(pid, str) or not pid:
+            raise ValueError("attach_preview needs a dataset with a 'pid'")
+        directory = self.path / dataset_dirname(pid)
+        self._make_dir(directory)
+        with _locked(directory):
+            doc, _ = _read_json(directory / ATTACHMENT_FILE)
+            if isinstance(doc, dict) and (directory / PREVIEW_FILE).is_file():
+                return "exists"
+            preview = make()
+            if preview is None:
+                return "none"
+            _write_atomic_bytes(directory, PREVIEW_FILE, preview.png)
+            document = {"caption": preview.caption, "kind": getattr(preview, "kind", None),
+                        "source": getattr(preview, "source", None), "file": PREVIEW_FILE}
+            _write_atomic(directory, ATTACHMENT_FILE, _dumps(document, f"preview of dataset {pid}"))
+            return "created"
 
     def get_dataset(self, pid: str) -> dict | None:
         """The stored dataset body, ``None`` when absent; an unreadable document is a CatalogueError."""
@@ -205,6 +245,14 @@ def _entry(directory: Path) -> CatalogueEntry | None:
                                                     if problem == "missing" else "")
         return entry
     entry.datablocks = [block]
+    attachment, problem = _read_json(directory / ATTACHMENT_FILE)
+    if isinstance(attachment, dict):
+        try:
+            png = (directory / PREVIEW_FILE).read_bytes()
+        except OSError:
+            png = b""
+        if png.startswith(b"\x89PNG") and isinstance(attachment.get("caption"), str):
+            entry.preview = StoredPreview(attachment["caption"], png)
     return entry
 
 
@@ -236,8 +284,11 @@ def _dumps(doc: dict, what: str) -> str:
 
 def _write_atomic(directory: Path, name: str, text: str) -> None:
     """Temp file + fsync + rename + directory fsync: after a crash the file is whole or absent."""
+    _write_atomic_bytes(directory, name, text.encode("utf-8"))
+
+
+def _write_atomic_bytes(directory: Path, name: str, data: bytes) -> None:
     tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
-    data = text.encode("utf-8")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -344,4 +395,20 @@ def push_catalogue(directory: str | Path | CatalogueDir, client: Sink | None, *,
                 unreachable = str(exc)
             continue
         results.append(PushResult(entry.pid, status, None, where))
+        _push_preview(client, entry)
     return results
+
+
+def _push_preview(client: Any, entry: CatalogueEntry) -> None:
+    """The stored preview after its dataset (once: the client looks first); a failure is a warning only."""
+    attach = getattr(client, "attach_preview", None)
+    if entry.preview is None or entry.dataset is None or not callable(attach):
+        return
+    stored = entry.preview
+    try:
+        attach(entry.dataset, lambda: stored)
+    except SfiError as exc:
+        import logging
+
+        logging.getLogger("sfi.preview").warning("dataset %s: preview not attached (the dataset is): %s",
+                                                 entry.pid, str(exc).splitlines()[0] if str(exc) else exc)

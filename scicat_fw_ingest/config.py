@@ -106,6 +106,10 @@ class IngestConfig:
     complete_wait: float = 120.0
     #: Zone (IANA name) of times a file writes without one, for profiles that set none; unset: UTC, said so.
     timezone: str | None = None
+    #: Draw a preview picture of each file and attach it to its dataset (``sfi preview``; ``--no-preview``).
+    preview: bool = True
+    #: Also write each preview as ``<pid slug>--<hash>.png`` into this folder (``ingest-file --preview-dir``).
+    preview_dir: str | None = None
 
 
 @dataclass

@@ -119,11 +119,14 @@ class IngestResult:
     origdatablock: dict | None = None
     #: How the file was judged complete (rule, evidence, seconds waited, reads); None when it never was.
     completion: Completion | None = None
+    #: the preview picture's outcome (``preview._attach.preview_dataset``); never changes ``status``
+    preview: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "pid": self.pid, "status": self.status, "error": self.error,
                 "retryable": self.retryable, "dataset": self.dataset, "origdatablock": self.origdatablock,
-                "completion": self.completion.to_json() if self.completion else None}
+                "completion": self.completion.to_json() if self.completion else None,
+                "preview": self.preview}
 
 
 class Sink(Protocol):
@@ -284,6 +287,7 @@ class Ingestor:
                     looked = True
                     if self._already_there(dataset["pid"]):
                         result.status = "exists"
+                        result.preview = self._preview(prepared.local, dataset)  # one a killed run owed
                         return result
                 try:
                     datablock = make_datablock([prepared.local], dataset["sourceFolder"], self.checksum)
@@ -309,8 +313,10 @@ class Ingestor:
             result.origdatablock = datablock
             if self.sink is None:
                 result.status = "dry-run"
+                result.preview = self._preview(prepared.local, dataset)
                 return result
             result.status = self.sink.upsert(dataset, datablock)
+            result.preview = self._preview(prepared.local, dataset)
             return result
         except _Rejected as exc:
             result.status, result.error = "rejected", str(exc)
@@ -341,6 +347,8 @@ class Ingestor:
         rows.extend(mapped.origins)
         rows.append(("origdatablock.chkAlg", self.checksum, "--checksum or [ingest] checksum"))
         rows.append(("origdatablock.size", prepared.facts["size"], "file:size"))
+        if self.cfg.ingest.preview:
+            rows.append(_explain_preview(prepared.local))
         return rows
 
     # -- steps ---------------------------------------------------------------------------------
@@ -432,6 +440,14 @@ class Ingestor:
         if not stat.S_ISREG(st.st_mode):
             raise _Failed(f"{shown}: not a regular file", False)
 
+    def _preview(self, local: str, dataset: dict) -> str | None:
+        """The picture after the dataset is stored (issue 22); its failure is a warning, never the dataset's."""
+        if not self.cfg.ingest.preview:
+            return None
+        from .preview._attach import preview_dataset
+
+        return preview_dataset(self.sink, local, dataset, preview_dir=self.cfg.ingest.preview_dir)
+
     def _already_there(self, pid: str) -> bool:
         """The dataset exists with its file list (a dataset without one is repaired by ``upsert``)."""
         assert self.sink is not None
@@ -444,6 +460,20 @@ class Ingestor:
         if "numberOfFiles" in existing:
             return bool(existing.get("numberOfFiles"))
         return True
+
+
+def _explain_preview(local: str) -> tuple[str, object, str]:
+    """The ``(preview)`` row of ``--explain``: the caption and its kind, or why no picture applies."""
+    from .preview import NoPreview, PreviewError, find_plot
+
+    try:
+        found = find_plot(local)
+    except PreviewError as exc:
+        return ("(preview)", None, f"unreadable: {exc}")
+    if isinstance(found, NoPreview):
+        return ("(preview)", None, f"none: {found.reason}")
+    kind, plot = found
+    return ("(preview)", plot.caption, kind)
 
 
 def _file_facts(local: str, writer_path: str, st: os.stat_result) -> dict[str, Any]:

@@ -8,6 +8,7 @@ counted the same way on every target.
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -234,3 +235,102 @@ def test_expired_tokens_renewed_and_a_static_token_queues(short_target: Target, 
     assert all(e.auth and e.retryable and TOKEN_REFUSED in str(e) for e in errors) and len(errors) == 2
     assert [short_target.counts(p)[0] for api in pids for p in pids[api]] == [1] * 8
     assert logins(proxy) >= 8  # per API: two first logins, two re-logins
+
+
+# -- the preview attachment (issue 22): one per dataset, on both APIs --------------------------------------
+class _Picture:
+    """A drawn preview as the client takes it (``preview.Preview``'s shape) with a real 1×1 PNG."""
+
+    caption = "Preview (sfi): counts against time_of_flight (/raw_data_1/detector_1/counts)"
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode()
+
+
+def _attachments(target: Target, pid: str) -> list[dict]:
+    status, items = target.request("GET", f"/api/v3/Datasets/{pid_path(pid)}/attachments")
+    assert status == 200, items
+    return list(items)
+
+
+def _drawn(calls: list[int]) -> Callable[[], _Picture]:
+    def make() -> _Picture:
+        calls.append(1)
+        return _Picture()
+    return make
+
+
+def test_preview_attached_once_and_a_rerun_draws_nothing(target: Target, make) -> None:
+    pid = fresh_pid()
+    dataset = raw_dataset(pid, accessGroups=["ess", "scientists"])
+    first, second = make(), make()
+    assert first.upsert(dataset, datablock(5)) == "created"
+    calls: list[int] = []
+    assert first.attach_preview(dataset, _drawn(calls)) == "created"
+    assert second.attach_preview(dataset, _drawn(calls)) == "exists"  # another process, the same answer
+    assert calls == [1]  # the re-run looked first and drew nothing
+    [item] = _attachments(target, pid)
+    assert item["caption"] == _Picture.caption and item["thumbnail"] == _Picture().data_uri
+    assert base64.b64decode(item["thumbnail"].split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert item["ownerGroup"] == "ess" and item["accessGroups"] == ["ess", "scientists"]
+
+
+def test_preview_v4_duplicate_aid_is_refused_with_500(target: Target) -> None:
+    """Why sfi's v4 attachment is idempotent: the client-chosen aid is the id; a second POST is a 500."""
+    from scicat_fw_ingest.scicat._attachments import preview_aid
+
+    pid = fresh_pid()
+    assert target.request("POST", "/api/v3/Datasets", raw_dataset(pid))[0] == 201
+    body = {"aid": preview_aid(pid), "thumbnail": _Picture().data_uri, "caption": "x", "ownerGroup": "ess",
+            "isPublished": False, "relationships": [{"targetId": pid, "targetType": "dataset"}]}
+    assert [target.request("POST", "/api/v4/attachments", body)[0] for _ in range(2)] == [201, 500]
+    assert target.request("GET", f"/api/v4/attachments/{preview_aid(pid)}")[0] == 200
+    assert [a["id"] for a in _attachments(target, pid)] == [preview_aid(pid)]
+    v3 = {"id": "mine", "thumbnail": _Picture().data_uri, "caption": "x", "ownerGroup": "ess"}
+    status, doc = target.request("POST", f"/api/v3/Datasets/{pid_path(pid)}/attachments", v3)
+    assert status == 201 and doc["id"] != "mine"  # v3 ignores a client id: only a look prevents a second one
+
+
+def test_preview_5xx_after_it_was_stored_leaves_one(target: Target, make, proxy: FaultProxy) -> None:
+    pid = fresh_pid()
+    client = make()
+    assert client.upsert(raw_dataset(pid), datablock(3)) == "created"
+    proxy.replace(502, path_contains="ttachments", method="POST", n=2)
+    assert client.attach_preview(raw_dataset(pid), lambda: _Picture()) == "created"
+    assert len(_attachments(target, pid)) == 1
+
+
+def test_preview_answer_lost_to_a_timeout_is_found_not_resent(target: Target, make, proxy: FaultProxy) -> None:
+    pid = fresh_pid()
+    client = make(timeout=0.5)
+    assert client.upsert(raw_dataset(pid), datablock(3)) == "created"
+    proxy.delay(0.8, path_contains="ttachments", method="POST", n=1)  # stored, the answer held past the timeout
+    assert client.attach_preview(raw_dataset(pid), lambda: _Picture()) == "created"
+    assert len(_attachments(target, pid)) == 1
+    assert sum(m == "POST" and "ttachments" in p for m, p in proxy.forwarded) == 1
+
+
+def test_preview_by_a_non_admin_account(target: Target, make) -> None:
+    """v4 refuses a non-admin (403): the v3 route attaches it; a dataset it may not read gets none (no look)."""
+    readable, hidden = fresh_pid(), fresh_pid()
+    client = make("ingestor")
+    assert client.upsert(raw_dataset(readable, accessGroups=["ingestor"]), datablock(1)) == "created"
+    assert client.upsert(raw_dataset(hidden, accessGroups=["ess"]), datablock(1)) == "created"
+    assert client.attach_preview(raw_dataset(readable, accessGroups=["ingestor"]), lambda: _Picture()) == "created"
+    assert client.attach_preview(raw_dataset(readable, accessGroups=["ingestor"]), lambda: _Picture()) == "exists"
+    assert client.attach_preview(raw_dataset(hidden, accessGroups=["ess"]), lambda: _Picture()) == "hidden"
+    assert [len(_attachments(target, p)) for p in (readable, hidden)] == [1, 0]
+
+
+def test_preview_v4_refusal_is_remembered_per_client(target: Target, make, proxy: FaultProxy, api: str) -> None:
+    pids = [fresh_pid() for _ in range(3)]
+    client = make("ingestor")
+    for pid in pids:
+        assert client.upsert(raw_dataset(pid, accessGroups=["ingestor"]), datablock(1)) == "created"
+        assert client.attach_preview(raw_dataset(pid, accessGroups=["ingestor"]), lambda: _Picture()) == "created"
+    posts = [p.startswith("/api/v4/") for m, p in proxy.forwarded if m == "POST" and p.endswith("ttachments")]
+    assert posts.count(False) == 3 and (posts.index(False) == 0 if api == "v3" else True not in posts[posts.index(False):])
+    assert (True in posts) == (api == "v4")  # v4 asked (and refused) once, for the first dataset only
+    assert [len(_attachments(target, p)) for p in pids] == [1, 1, 1]

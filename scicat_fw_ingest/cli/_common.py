@@ -49,6 +49,8 @@ HttpPortOpt = Annotated[int | None, typer.Option("--http-port", help="Serve /hea
                                                  show_default=False)]
 HttpHostOpt = Annotated[str | None, typer.Option("--http-host", help="Address for --http-port (default "
                                                  "127.0.0.1).", show_default=False)]
+NoPreviewOpt = Annotated[bool, typer.Option("--no-preview", help="Draw and attach no preview picture (else "
+                                            "\\[ingest] preview, default: on).")]
 LogFormatOpt = Annotated[str | None, typer.Option("--log-format", help="text|json.", show_default=False)]
 
 stdout = Console(highlight=False, soft_wrap=True)

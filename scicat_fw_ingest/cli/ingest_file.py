@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ..datablock import ALGORITHMS
 from ._app import app
-from ._common import ConfigOpt, JsonOpt, load, stderr, stdout, warn
+from ._common import ConfigOpt, JsonOpt, NoPreviewOpt, load, stderr, stdout, warn
 from ._render import abbreviate_id, abbreviate_path
 
 if TYPE_CHECKING:  # the ingest core loads h5py: imported in the command, not for --help
@@ -91,6 +91,10 @@ def ingest_file_command(
                                                       "read-only-or-settled|read-only|settled|at-once (else "
                                                       "\\[ingest] complete_when, default: read-only-or-settled).",
                                                       show_default=False)] = None,
+    no_preview: NoPreviewOpt = False,
+    preview_dir: Annotated[str | None, typer.Option("--preview-dir", help="Also write each dataset's preview "
+                                                    "as PNG into this folder (with --dry-run: look before "
+                                                    "anything is sent).", show_default=False)] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -113,8 +117,11 @@ def ingest_file_command(
     """
     if checksum is not None and checksum not in ALGORITHMS:
         raise typer.BadParameter(f"'{checksum}' is not one of {', '.join(ALGORITHMS)}", param_hint="--checksum")
+    if preview_dir is not None and no_preview:
+        raise typer.BadParameter("--preview-dir draws the previews that --no-preview turns off: give one of them")
     cfg = load(config, ingest={"checksum": checksum, "profile": profile, "workers": workers, "pattern": pattern,
-                               "complete_when": complete_when},
+                               "complete_when": complete_when, "preview": False if no_preview else None,
+                               "preview_dir": preview_dir},
                scicat={"url": scicat_url})
     from ..batch import AUTH_STOP
     from ..ingest import IngestResult, Ingestor
@@ -219,6 +226,10 @@ def _summary(outcome: BatchOutcome) -> None:
         table.add_row("not done", str(outcome.not_done))
     table.add_row("total", str(outcome.total))
     stdout.print(table)
+    if outcome.previews:  # e.g. "previews: 12 created, 3 none (no picture applies)"
+        shown = {"none": "none (no picture applies)", "hidden": "hidden (no read right)", "off": "not drawn"}
+        stdout.file.write("previews: " + ", ".join(f"{n} {shown.get(k, k)}" for k, n in
+                                                   sorted(outcome.previews.items())) + "\n")
     if outcome.failed:
         errors = Table(title="failed files", show_edge=False)
         errors.add_column("file", overflow="fold")

@@ -14,7 +14,7 @@ from rich.table import Table
 from ..state import FAILED, QUEUED, REJECTED, StateStore
 from ._app import app
 from ._common import (BrokerOpt, CatalogueDirOpt, ChecksumOpt, ConfigOpt, HttpHostOpt, HttpPortOpt, JsonOpt,
-                      LogFormatOpt, LogLevelOpt, ProcessesOpt, QuietOpt, ScicatUrlOpt, StateDirOpt, VerboseOpt,
+                      LogFormatOpt, LogLevelOpt, NoPreviewOpt, ProcessesOpt, QuietOpt, ScicatUrlOpt, StateDirOpt, VerboseOpt,
                       WorkersOpt, load, start_logging, stdout)
 
 
@@ -31,6 +31,7 @@ def listen_command(
     scicat_url: ScicatUrlOpt = None,
     catalogue_dir: CatalogueDirOpt = None,
     checksum: ChecksumOpt = None,
+    no_preview: NoPreviewOpt = False,
     on_writer_error: Annotated[str | None, typer.Option("--on-writer-error", help="skip|ingest a file whose "
                                                         "wrdn reports an error.", show_default=False)] = None,
     auto_offset_reset: Annotated[str | None, typer.Option("--auto-offset-reset", help="earliest|latest for a "
@@ -47,7 +48,7 @@ def listen_command(
 ) -> None:
     """Consume file-writer channels and ingest every finished file into SciCat, exactly once."""
     cfg = load(config, kafka={"bootstrap.servers": broker}, scicat={"url": scicat_url},
-               ingest={"checksum": checksum},
+               ingest={"checksum": checksum, "preview": False if no_preview else None},
                listen={"state_dir": state_dir, "group": group, "topics": topic or None, "workers": workers,
                        "processes": processes, "catalogue_dir": catalogue_dir, "on_writer_error": on_writer_error,
                        "auto_offset_reset": auto_offset_reset, "http_port": http_port, "http_host": http_host,

@@ -10,7 +10,7 @@ import typer
 
 from ._app import app
 from ._common import (BrokerOpt, CatalogueDirOpt, ChecksumOpt, ConfigOpt, HttpHostOpt, HttpPortOpt, LogFormatOpt,
-                      LogLevelOpt, ProcessesOpt, QuietOpt, ScicatUrlOpt, StateDirOpt, VerboseOpt, WorkersOpt, load,
+                      LogLevelOpt, NoPreviewOpt, ProcessesOpt, QuietOpt, ScicatUrlOpt, StateDirOpt, VerboseOpt, WorkersOpt, load,
                       start_logging)
 
 
@@ -42,6 +42,7 @@ def watch_command(
     scicat_url: ScicatUrlOpt = None,
     catalogue_dir: CatalogueDirOpt = None,
     checksum: ChecksumOpt = None,
+    no_preview: NoPreviewOpt = False,
     http_port: HttpPortOpt = None,
     http_host: HttpHostOpt = None,
     log_format: LogFormatOpt = None,
@@ -58,7 +59,7 @@ def watch_command(
     if quiet < 0 or poll_interval <= 0 or rescan <= 0:
         raise typer.BadParameter("--settle must be >= 0, --poll-interval and --rescan > 0")
     cfg = load(config, kafka={"bootstrap.servers": broker}, scicat={"url": scicat_url},
-               ingest={"checksum": checksum, "pattern": pattern},
+               ingest={"checksum": checksum, "pattern": pattern, "preview": False if no_preview else None},
                listen={"state_dir": state_dir, "workers": workers, "processes": processes,
                        "catalogue_dir": catalogue_dir, "log_format": log_format, "http_port": http_port,
                        "http_host": http_host})

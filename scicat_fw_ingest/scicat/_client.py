@@ -298,5 +298,13 @@ class ScicatClient(Transport, _PyScicatClient):
                 if entry[1] == 0:
                     del self._pid_locks[pid]
 
+    # -- the preview attachment (issue 22): kept apart from upsert, see _attachments --------------------
+    def attach_preview(self, dataset: dict, make: Any) -> str:
+        """Attach ``make()``'s preview to the dataset once (``_attachments.attach_preview``): "created",
+        "exists", "none" (no picture) or "hidden" (this account cannot read the dataset: nothing sent)."""
+        from ._attachments import attach_preview
+
+        return attach_preview(self, self.api.name, dataset, make, self._pid_lock)
+
 
 __all__ = ["APIS", "Api", "ScicatClient", "ScicatError", "split_url"]

@@ -70,6 +70,10 @@ def handle_v4(server: ScicatTestServer, method: str, parts: list[str], query: di
         if doc is None:
             return 404, {"statusCode": 404, "message": f"Dataset {parts[1]} not found", "error": "Not Found"}
         return (200, doc) if can_read(server, user, doc) else UNAUTHORIZED_READ
+    if lower[:1] == ["attachments"]:
+        from ._scicat_attachments import handle_v4 as attachments
+
+        return attachments(server, method, parts, body, user)
     if lower == ["origdatablocks"] and method == "POST":
         return _post_datablock(server, body, user)
     if lower == ["origdatablocks"] and method == "GET":

@@ -93,6 +93,8 @@ class ScicatTestServer:
         self.logins = 0
         self.datasets: dict[str, dict] = {}
         self.origdatablocks: dict[str, list[dict]] = {}
+        #: attachment id -> document (v3 nested and v4 routes: ``_scicat_attachments``)
+        self.attachments: dict[str, dict] = {}
         self.requests: list[RecordedRequest] = []
         #: False for long runs (demo, benchmarks): ``requests`` then stays empty instead of growing.
         self.record = record
@@ -221,6 +223,10 @@ class ScicatTestServer:
                     if not can_read(self, user, self.datasets[parts[1]]):
                         return UNAUTHORIZED_READ
                     return 200, list(self.origdatablocks.get(parts[1], []))
+        if len(parts) == 3 and lower[0] == "datasets" and lower[2] == "attachments" and method in ("GET", "POST"):
+            from ._scicat_attachments import handle_v3
+
+            return handle_v3(self, method, parts[1], body, user)
         if lower == ["origdatablocks"] and method == "POST":
             pid = body.get("datasetId") if isinstance(body, dict) else None
             return self._create_datablock(pid if isinstance(pid, str) else "", body, flat=True)
