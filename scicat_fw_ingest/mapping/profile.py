@@ -35,7 +35,7 @@ REQUIRED = ("owner", "ownerGroup", "contactEmail", "sourceFolder", "creationTime
 RESERVED = ("type", "size", "packedSize", "numberOfFiles", "scientificMetadata")
 
 _PROFILE_KEYS = {"name", "description", "extends", "requires", "requires_any", "entry", "entry_names", "instruments",
-                 "paths", "priority", "timezone", "scientific_include", "instrument", "sample"}
+                 "paths", "priority", "timezone", "scientific_include", "instrument", "sample", "ingest_empty"}
 _SPEC_KEYS = {"from", "type", "join", "format", "unit", "default", "sum", "human_name"}
 
 
@@ -75,6 +75,9 @@ class Profile:
     priority: int = 0
     timezone: str = "UTC"
     scientific_include: list[str] = field(default_factory=list)
+    #: Ingest a file whose entry gives none of the values the profile reads from it (an empty NXentry):
+    #: off by default, since such a dataset describes nothing but a file name.
+    ingest_empty: bool = False
     instrument: FieldSpec | None = None
     sample: FieldSpec | None = None
     fields: dict[str, FieldSpec] = field(default_factory=dict)
@@ -197,6 +200,10 @@ def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
         priority=int(head.get("priority", 0)), timezone=tz,
         scientific_include=_str_list(head.get("scientific_include", []), f"{where}: [profile] scientific_include"),
     )
+    if "ingest_empty" in head:
+        if not isinstance(head["ingest_empty"], bool):
+            raise ProfileError(f"{where}: [profile] ingest_empty: true or false (got {head['ingest_empty']!r})")
+        profile.ingest_empty = head["ingest_empty"]
     for inc in profile.scientific_include:
         if inc not in ("metadata", "wrdn"):
             raise ProfileError(f"{where}: [profile] scientific_include: '{inc}' (known: metadata, wrdn)")
