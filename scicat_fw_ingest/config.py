@@ -127,6 +127,8 @@ class ListenConfig:
     bad_messages_days: float = 30.0
     #: Seconds between background health checks; /health answers from the last one.
     health_interval: float = 15.0
+    #: Run the listener in a child process restarted when it crashes (librdkafka on a deleted topic).
+    supervise: bool = True
 
 
 @dataclass
