@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Any
 
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.kafka import ensure_topics, make_producer
@@ -81,7 +82,8 @@ def main() -> bool:
     with TansuBroker() as broker:
         cfg = load_config(None, env={}, overrides={"kafka": {"bootstrap.servers": broker.bootstrap}})
         ensure_topics(cfg, [TOPIC])
-        producer = make_producer(cfg, **{"linger.ms": 50, "batch.num.messages": 10000})
+        tuning: dict[str, Any] = {"linger.ms": 50, "batch.num.messages": 10000}
+        producer = make_producer(cfg, **tuning)
         for i in range(N_MESSAGES):
             while True:
                 try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,8 @@ def _fill(state_dir: Path, history: int) -> str:
     db.execute("BEGIN")
     now = time.time()
     far = now + 365 * 86400  # queued, but not due during the bench
-    pending = [(f"/data/failed/run_{i:03d}.nxs", "failed", None) for i in range(20)]
+    pending: list[tuple[str, str, float | None]] = [(f"/data/failed/run_{i:03d}.nxs", "failed", None)
+                                                    for i in range(20)]
     pending += [(f"/data/queued/run_{i:03d}.nxs", "queued", far) for i in range(5)]
     rows = ((path, f"job-{i}", path, status, None, "bench: a reason", 1, nxt, now, "bench:0:0", _WRDN, now)
             for i, (path, status, nxt) in enumerate(pending))
@@ -113,7 +113,8 @@ def _listener(state_dir: Path, bootstrap: str, topic: str, window: float) -> tup
 
 def _command_seconds(*args: str) -> float:
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "scicat_fw_ingest", *args], env=_env(), capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "scicat_fw_ingest", *args], env=_env(), capture_output=True,
+                         check=False)
     if run.returncode != 0:
         raise RuntimeError(f"sfi {' '.join(args)}: exit {run.returncode}: {run.stderr.decode()[-500:]}")
     return time.perf_counter() - started

@@ -16,6 +16,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Any
 
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.kafka import ensure_topics, make_producer
@@ -34,7 +35,8 @@ def main() -> bool:
     with TansuBroker() as broker:
         cfg = load_config(None, env={}, overrides={"kafka": {"bootstrap.servers": broker.bootstrap}})
         ensure_topics(cfg, [CONTROL, STATUS, POOL])
-        producer = make_producer(cfg, **{"linger.ms": 50})
+        tuning: dict[str, Any] = {"linger.ms": 50}
+        producer = make_producer(cfg, **tuning)
         start = int(time.time() * 1000) - N_JOBS * 2000
         sent = 0
         for i in range(N_JOBS):
@@ -56,7 +58,7 @@ def main() -> bool:
                "-t", STATUS, "--from-beginning", "--json"]
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
-        run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        run = subprocess.run(cmd, capture_output=True, check=False,
                              env={k: v for k, v in os.environ.items() if not k.startswith("SFI_")})
         elapsed = time.perf_counter() - started
         peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -132,7 +132,7 @@ class Record(NamedTuple):
     timestamp: int | None  # ms since epoch, as the broker reports it
     value: bytes
     key: bytes | None
-    headers: list[tuple[str, bytes | None]] = []
+    headers: list[tuple[str, bytes | None]]
 
 
 def _wanted_partitions(consumer: Consumer, topics: list[str], partition: int | None,

@@ -223,7 +223,7 @@ def _require_entry_content(profile: Profile, ctx: Context, out: Mapped) -> None:
     the run's metadata and the file name — a record of nothing. ``[profile] ingest_empty = true`` lets a
     profile accept such files (a facility whose files carry no metadata by design).
     """
-    inside = f"nexus:{ctx.entry.rstrip('/')}/"
+    inside = f"nexus:{(ctx.entry or '').rstrip('/')}/"
     if any(str(origin).startswith(inside) for _, _, origin in out.origins):
         return
     raise MappingError(f"{ctx.files.get('path', '?')}: entry {ctx.entry} holds nothing profile '{profile.name}' "
