@@ -141,6 +141,8 @@ class ListenConfig:
     bad_messages_days: float = 30.0
     #: Seconds between background health checks; /health answers from the last one.
     health_interval: float = 15.0
+    #: Run the listener in a child process restarted when it crashes (librdkafka on a deleted topic).
+    supervise: bool = True
 
 
 @dataclass
@@ -257,8 +259,15 @@ def load_config(
     return cfg
 
 
-def _safe(url: str) -> str:
+def masked_url(url: str) -> str:
+    """The URL without any user:password@ part, query or fragment; host and port kept as written.
+
+    Why from ``netloc``: ``hostname``/``port`` lower-case the host, drop IPv6 brackets and raise on a
+    bad port, and an error about a URL must show the URL the operator wrote, minus its secrets.
+    """
     split = urlsplit(url)
+    if not split.scheme or not split.netloc:  # "user:pw@host/x" parses as scheme "user": keep no part before "@"
+        return url.split("?")[0].split("#")[0].rpartition("@")[2]
     return f"{split.scheme}://{split.netloc.rpartition('@')[2]}{split.path}"
 
 

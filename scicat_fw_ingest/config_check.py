@@ -15,7 +15,7 @@ import os
 import re
 from urllib.parse import urlsplit
 
-from .config import Config
+from .config import Config, masked_url
 from .errors import ConfigError, SfiError
 
 
@@ -44,7 +44,7 @@ def _scicat(cfg: Config) -> list[str]:
     out: list[str] = []
     if sc.url:
         split = urlsplit(sc.url)
-        shown = f"{split.scheme}://{split.hostname or ''}{split.path}" if split.scheme else sc.url.split("?")[0]
+        shown = masked_url(sc.url)
         if split.scheme not in ("http", "https") or not split.hostname:
             out.append(f"[scicat] url '{shown}': expected http(s)://host[:port]/api/v3")
         elif split.username or split.password:
@@ -52,7 +52,7 @@ def _scicat(cfg: Config) -> list[str]:
                        "or SFI_SCICAT_TOKEN instead")
         elif not split.path.rstrip("/").endswith(("/api/v3", "/api/v4")):
             out.append(f"[scicat] url '{shown}': must end in /api/v3 or /api/v4 (e.g. {split.scheme}://"
-                       f"{split.hostname}{f':{split.port}' if split.port else ''}/api/v3)")
+                       f"{split.netloc.rpartition('@')[2]}/api/v3)")
         if split.query or split.fragment:
             out.append(f"[scicat] url '{shown}': must not have a query or fragment")
     if sc.password and not sc.username:

@@ -181,7 +181,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         if self.paused or self._work or self._unrecorded or self._held:
             return False
         try:
-            queued = self.state.counts().get(QUEUED)
+            queued = self.state.count(QUEUED)
         except StateError:
             return False
         limit = self.options.exit_when_idle or 0
@@ -325,7 +325,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                 continue
             log.info("retrying %s (attempt %d)", record.writer_path, record.attempts + 1)
             self._submit(_Work(record.file_key, record.writer_path, record.wrdn, record.source), wait_missing=0.0)
-        self.metrics.set("sfi_retry_queue_depth", self.state.counts().get(QUEUED, 0))
+        self.metrics.set("sfi_retry_queue_depth", self.state.count(QUEUED))
 
     # -- offsets ------------------------------------------------------------------------------
     def _commit(self, tps: list[tuple[str, int]] | None = None) -> None:

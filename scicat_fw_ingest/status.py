@@ -13,7 +13,9 @@ No Kafka in here: callers feed ``messages.Message`` values with their topic and 
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,9 +103,10 @@ class _Best:
         self.value: Any = None
 
     def offer(self, key: tuple[Any, ...], value: Any) -> None:
-        full = (*key, repr(value))
-        if self.key is None or full > self.key:
-            self.key, self.value = full, value
+        # Ties on the key go to the larger repr(value), so the merge stays order-proof; the repr is made only
+        # for a tie, not kept with every fact (it was a third of the tracker's memory on a 5,000-job backlog).
+        if self.key is None or key > self.key or (key == self.key and repr(value) > repr(self.value)):
+            self.key, self.value = key, value
 
     @property
     def seen(self) -> bool:
@@ -116,7 +119,7 @@ def _offer_text(best: _Best, value: str | None, timestamp_ms: int | None, rank: 
         best.offer((rank, _ts(timestamp_ms)), value)
 
 
-@dataclass
+@dataclass(slots=True)
 class _JobFacts:
     run_name: _Best = field(default_factory=_Best)
     filename: _Best = field(default_factory=_Best)
@@ -132,13 +135,13 @@ class _JobFacts:
     last_update: int = -1
 
 
-@dataclass
+@dataclass(slots=True)
 class _WorkerFacts:
     status: _Best = field(default_factory=_Best)  # (state, job_id, file, interval, host, software)
     last_seen: int = -1
 
 
-@dataclass
+@dataclass(slots=True)
 class _CommandFacts:
     job_id: _Best = field(default_factory=_Best)
     action: _Best = field(default_factory=_Best)
@@ -363,12 +366,28 @@ class Tracker:
 
     def to_jsonable(self, now_ms: int | None = None) -> dict[str, list[dict[str, Any]]]:
         """``{"workers": [...], "jobs": [...], "commands": [...]}`` with times as ISO-8601 UTC."""
-        now = _now(now_ms)
-        return {
-            "workers": [_times(asdict(w), "last_seen") for w in self.workers(now)],
-            "jobs": [_times(asdict(j), "start", "stop", "last_update") for j in self.jobs(now)],
-            "commands": [_times(asdict(c), "sent", "answered") for c in self.commands(now)],
-        }
+        return {name: list(items) for name, items in self._jsonable_sections(_now(now_ms))}
+
+    def write_json(self, write: Callable[[str], object], now_ms: int | None = None) -> None:
+        """``json.dumps(self.to_jsonable())``, written record by record.
+
+        Why: on a backlog of thousands of jobs the whole document (every record as a dict, then one string
+        of megabytes) was the peak of `sfi list-status --json`; written piecewise only one record's dict and
+        text exist at a time, and the bytes are the same.
+        """
+        encode = json.JSONEncoder().encode
+        write("{")
+        for n, (name, items) in enumerate(self._jsonable_sections(_now(now_ms))):
+            write(f'{", " if n else ""}{encode(name)}: [')
+            for i, item in enumerate(items):
+                write((", " if i else "") + encode(item))
+            write("]")
+        write("}")
+
+    def _jsonable_sections(self, now: int) -> Iterator[tuple[str, Iterator[dict[str, Any]]]]:
+        yield "workers", (_times(asdict(w), "last_seen") for w in self.workers(now))
+        yield "jobs", (_times(asdict(j), "start", "stop", "last_update") for j in self.jobs(now))
+        yield "commands", (_times(asdict(c), "sent", "answered") for c in self.commands(now))
 
 
 def _ms(value: Any) -> int | None:

@@ -191,6 +191,19 @@ def test_locked_file_waits_then_ingests_or_fails_retryable(scicat_server, tmp_pa
     assert patient.status == "dry-run"
 
 
+def test_truncated_file_fails_at_once_not_as_locked(tmp_path, sfi) -> None:
+    whole = write_ess(tmp_path / "whole.nxs").read_bytes()
+    truncated = tmp_path / "cut.nxs"
+    truncated.write_bytes(whole[: len(whole) // 3])
+    started = time.monotonic()
+    run = sfi("ingest-file", "--dry-run", "--json", str(truncated), env={"SFI_INGEST_FILE_WAIT": "30"})
+    assert time.monotonic() - started < 10  # 30 s if it were waited for like a lock
+    assert run.returncode == 1
+    record = json.loads(run.stdout.splitlines()[0])
+    assert record["status"] == "failed" and "truncated file: eof =" in record["error"], run
+    assert "locked" not in record["error"] and "cannot open it yet" not in record["error"]
+
+
 def test_missing_file_waits_when_asked(tmp_path, scicat_server) -> None:
     ingestor = Ingestor(cfg_for(scicat_server), None)
     missing = ingestor.ingest(str(tmp_path / "later.nxs"))

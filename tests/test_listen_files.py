@@ -24,7 +24,9 @@ def scicat():
 
 def test_rejected_failed_and_reused_paths(tmp_path, kafka_config, kafka_bootstrap, scicat, topic, sfi) -> None:
     data_dir = tmp_path / "data"
-    first, outside, too_long, missing = make_jobs(data_dir, 4, topic=topic)
+    first, outside, too_long, missing, cut = make_jobs(data_dir, 5, topic=topic)
+    whole = (data_dir / cut.filename).read_bytes()
+    (data_dir / cut.filename).write_bytes(whole[: len(whole) // 2])  # a damaged file: failed at once, not queued
     outside.written_path = "/etc/passwd"
     too_long.written_path = f"{WRITER_PREFIX}/{'x' * 300}.nxs"
     missing.written_path = f"{WRITER_PREFIX}/never_written.nxs"
@@ -32,7 +34,7 @@ def test_rejected_failed_and_reused_paths(tmp_path, kafka_config, kafka_bootstra
     reused = dataclasses.replace(first, job_id="11111111-2222-3333-4444-555555555555", run_name="run_again")
     cfg_path = config_file(tmp_path, data_dir, "")
     cfg_path.write_text(cfg_path.read_text().replace("file_wait = 2.0", "file_wait = 0.5\nmissing_hours = 0.001"))
-    publish(kafka_config, [first, outside, too_long, missing])
+    publish(kafka_config, [first, outside, too_long, missing, cut])
     proc = listener(tmp_path, "f", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
                     group=f"g-{topic}").start()
     state_dir = tmp_path / "state-f"
@@ -53,7 +55,9 @@ def test_rejected_failed_and_reused_paths(tmp_path, kafka_config, kafka_bootstra
     gone = records[missing.written_path]
     assert gone.status == "failed" and "gave up after" in gone.error and gone.attempts > 1
     assert sorted(p.rsplit("/", 1)[-1] for p in scicat.datasets) == sorted([first.job_id, reused.job_id])
-    assert store.counts() == {"created": 2, "rejected": 1, "failed": 2}
+    damaged = records[cut.written_path]
+    assert damaged.status == "failed" and damaged.attempts == 1 and "truncated file" in damaged.error
+    assert store.counts() == {"created": 2, "rejected": 1, "failed": 3}
     rows = [json.loads(line) for line in sfi("failures", "--json", env={"SFI_STATE_DIR": str(state_dir)}).stdout
             .splitlines()]
     assert {(r["status"], r["file"]) for r in rows if r["kind"] == "file"} >= {("rejected", "/etc/passwd")}

@@ -112,6 +112,63 @@ def test_pid_prefix_uuid_then_job_id_then_path(tmp_path: Path) -> None:
     assert first == second == "20.500.12269/" + str(uuid.uuid5(uuid.NAMESPACE_URL, str(no_uuid)))
 
 
+def _with_uuid_value(path: Path, value: object) -> Path:
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "a") as fh:
+        del fh["entry/entry_identifier_uuid"]
+        if value is not None:
+            fh["entry/entry_identifier_uuid"] = (np.asarray(value, dtype=h5py.string_dtype()) if isinstance(value, list) and isinstance(value[0], str) else value)
+    return path
+
+
+@pytest.mark.parametrize("bad, why", [
+    ([1, 2, 3], "an array of 3 values"), (3.25, "a float"), ("", "empty"), ("not-a-uuid", "is not a UUID"),
+    ("5f0e7a1e 0000", "spaces"), (["a", "b"], "an array of 2 values"),
+])
+def test_malformed_pid_source_falls_back_with_a_warning_never_to_a_fragment(tmp_path: Path, bad: object,
+                                                                           why: str) -> None:
+    cfg = make_cfg()
+    path = _with_uuid_value(write_ess(tmp_path / "a.nxs"), bad)
+    result = Ingestor(cfg, None).ingest(str(path), RunInfo(job_id="job-7"))
+    assert result.status == "dry-run" and result.dataset is not None, result.error
+    assert result.dataset["pid"] == "job-7"
+    rows = {f: (v, o) for f, v, o in Ingestor(cfg, None).explain(str(path), RunInfo(job_id="job-7"))}
+    warning = rows["(warning)"][0]
+    assert "entry_identifier_uuid" in str(warning) and why in str(warning) and "next pid source" in str(warning)
+    without_job = Ingestor(cfg, None).ingest(str(path))
+    assert without_job.dataset is not None
+    assert without_job.dataset["pid"] == str(uuid.uuid5(uuid.NAMESPACE_URL, str(path)))  # never "1"
+
+
+def test_well_formed_pid_forms_are_kept_whole(tmp_path: Path) -> None:
+    cfg = make_cfg()
+    one = _with_uuid_value(write_ess(tmp_path / "a.nxs"), ["5f0e7a1e-0000-4000-8000-00000000000a"])
+    assert dry(cfg, one)["pid"] == "5f0e7a1e-0000-4000-8000-00000000000a"  # a one-element string array
+    assert dry(cfg, write_ess(tmp_path / "b.nxs", uuid=None), RunInfo(job_id=" "))["pid"] == \
+        str(uuid.uuid5(uuid.NAMESPACE_URL, str(tmp_path / "b.nxs")))  # a blank job id is no pid either
+
+
+def test_empty_entry_is_refused_unless_the_profile_says_so(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "empty.nxs"
+    with h5py.File(path, "w") as fh:
+        fh.create_group("entry").attrs["NX_class"] = "NXentry"
+    result = Ingestor(make_cfg(), None).ingest(str(path), RunInfo(job_id="job-9", run_name="r9", instrument_name="DREAM"))
+    assert result.status == "failed" and not result.retryable
+    assert "holds nothing profile" in (result.error or "") and "ingest_empty = true" in (result.error or "")
+    profiles = tmp_path / "profiles"
+    write_profile(profiles, "bare", '[profile]\nextends = "nexus"\npriority = 10\ningest_empty = true\n')
+    cfg = make_cfg(profile_dirs=[str(profiles)])
+    dataset = dry(cfg, path, RunInfo(job_id="job-9", run_name="r9", instrument_name="DREAM"))
+    assert dataset["pid"] == "job-9" and dataset["datasetName"] == "r9"
+    write_profile(tmp_path / "broken", "bad", '[profile]\nextends = "nexus"\ningest_empty = "yes"\n')
+    with pytest.raises(ProfileError, match="ingest_empty: true or false"):
+        ProfileSet([str(tmp_path / "broken")]).get("bad")
+
+
 def test_path_map_maps_writer_prefix_to_local(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     local = write_ess(tmp_path / "sub" / "a.nxs")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scicat_fw_ingest.nexus.reader import (
-    FileLockedError, NotNexusError, read_snapshot, read_snapshot_waiting,
+    DamagedFileError, FileLockedError, NotNexusError, open_snapshot, read_snapshot, read_snapshot_waiting,
 )
 
 from .nexus_fixtures import FileLock, ten_million_event_file, write_ess, write_isis
@@ -110,6 +110,23 @@ def test_locked_file_past_the_deadline_fails(tmp_path: Path) -> None:
         with pytest.raises(FileLockedError, match="still locked after waiting"):
             read_snapshot_waiting(str(path), deadline=time.monotonic() + 0.3)
         assert time.monotonic() - started < 0.9
+
+
+def test_truncated_and_corrupt_files_fail_at_once_with_hdf5s_reason(tmp_path: Path) -> None:
+    whole = write_ess(tmp_path / "whole.nxs").read_bytes()
+    truncated = tmp_path / "truncated.nxs"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    corrupt = tmp_path / "corrupt.nxs"
+    corrupt.write_bytes(whole[:8] + b"\0" * 32 + whole[40:])  # superblock addresses zeroed
+    for reader in (read_snapshot, open_snapshot):
+        started = time.monotonic()
+        with pytest.raises(DamagedFileError, match=r"damaged HDF5 file: truncated file: eof = \d+") as info:
+            read_snapshot_waiting(str(truncated), deadline=time.monotonic() + 20) if reader is read_snapshot \
+                else reader(str(truncated))
+        assert info.value.retryable is False and time.monotonic() - started < 2
+        with pytest.raises(DamagedFileError, match="damaged HDF5 file: bad byte number") as info:
+            reader(str(corrupt))
+        assert not isinstance(info.value, FileLockedError)
 
 
 def test_large_attribute_arrays_and_compound_datasets_are_skipped(tmp_path: Path) -> None:

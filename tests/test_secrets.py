@@ -29,6 +29,18 @@ def test_sfi_config_masks_url_credentials(tmp_path: Path, sfi) -> None:
     assert json.loads(run.stdout)["scicat"]["url"] == "https://ingestor:***@scicat.example/api/v3"
     env_run = sfi("config", env={"SFI_SCICAT_URL": "http://u:pw123456@localhost:1/api/v3"})
     assert "pw123456" not in env_run.stdout + env_run.stderr
+    assert "url 'http://localhost:1/api/v3': holds credentials" in env_run.stderr  # the port is kept
+
+
+def test_masked_urls_keep_host_and_port_as_written() -> None:
+    from scicat_fw_ingest.config import masked_url
+    from scicat_fw_ingest.scicat._transport import safe_url
+
+    for url, shown in [("http://u:pw@scicat.example:3000/api/v3?access_token=t0k3n", "http://scicat.example:3000/api/v3"),
+                       ("https://u:pw@[::1]:8443/api/v4#x", "https://[::1]:8443/api/v4"),
+                       ("http://u:pw@Host:notaport/api/v3", "http://Host:notaport/api/v3"),
+                       ("u:pw@host:1/api/v3", "host:1/api/v3")]:
+        assert safe_url(url) == masked_url(url) == shown
 
 
 @pytest.mark.parametrize("text", ['[scicat]\npassword = 123456789\n', '[scicat]\ntoken = 987654321\n',

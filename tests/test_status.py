@@ -392,3 +392,21 @@ def test_json_snapshot_has_iso_utc_times() -> None:
     assert job["start"] == "2023-11-14T22:13:20.000Z" and job["stop"] == "2023-11-14T22:13:21.000Z"
     assert data["workers"][0]["last_seen"].endswith("Z")
     json.dumps(data)  # plain data throughout
+
+
+def test_json_written_record_by_record_is_the_whole_document() -> None:
+    import io
+
+    tracker = Tracker()
+    empty = io.StringIO()
+    tracker.write_json(empty.write, now_ms=1_800_000_000_000)
+    assert empty.getvalue() == json.dumps(tracker.to_jsonable(now_ms=1_800_000_000_000))
+    for i in range(12):
+        job = SimulatedJob(filename=f"f{i}.nxs", control_topic="c", error="disk full" if i % 3 == 0 else None)
+        for topic, value in job_messages(job):
+            tracker.feed(decode(value), topic=topic, timestamp_ms=1_700_000_000_000 + i)
+    out = io.StringIO()
+    tracker.write_json(out.write, now_ms=1_800_000_000_000)
+    document = json.loads(out.getvalue())
+    assert len(document["jobs"]) == 12 and len(document["commands"]) == 24
+    assert out.getvalue() == json.dumps(tracker.to_jsonable(now_ms=1_800_000_000_000))

@@ -47,6 +47,8 @@ class MessagePrinter:
         self.as_json, self.full, self.expect, self.follow = as_json, full, expect, follow
         self._console = console
         self._write = sys.stdout.write
+        # One encoder for every line; records are trees of fresh dicts and lists, so no circularity check.
+        self._encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
         self.failures = 0
 
     def show(self, label: str, data: bytes, meta: dict[str, object]) -> None:
@@ -63,7 +65,7 @@ class MessagePrinter:
             record = message.to_jsonable(full=True)
             if meta:
                 record.update(meta)
-            self._write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._write(self._encode(record) + "\n")
             if self.follow:  # a live view shows each message as it comes; otherwise the buffer is written at exit
                 sys.stdout.flush()
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -33,13 +33,6 @@ def parse_from_time(text: str, now_s: float | None = None) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     return int(when.timestamp() * 1000)
-
-
-def _raw(value: bytes | None) -> Any:
-    """A key or header value as JSON: UTF-8 text, else ``{"base64": ...}``."""
-    from ..messages import jsonable
-
-    return jsonable(value)
 
 
 @app.command("decode")
@@ -112,11 +105,15 @@ def decode_command(
         else:
             position = Position(last=10)
         try:
+            from ..messages import jsonable
+
+            show = printer.show
             for rec in read_topic(cfg, topics, partition=partition, position=position, count=count, follow=follow):
                 meta = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
-                        "timestamp": iso_from_ms(rec.timestamp), "key": _raw(rec.key),
-                        "headers": [[name, _raw(value)] for name, value in rec.headers]}
-                printer.show(f"{rec.topic}/{rec.partition}@{rec.offset}", rec.value, meta)
+                        "timestamp": iso_from_ms(rec.timestamp),
+                        "key": None if rec.key is None else jsonable(rec.key),
+                        "headers": [[name, jsonable(value)] for name, value in rec.headers] if rec.headers else []}
+                show(f"{rec.topic}/{rec.partition}@{rec.offset}", rec.value, meta)
         except KeyboardInterrupt:
             pass
         raise typer.Exit(1 if printer.failures else 0)

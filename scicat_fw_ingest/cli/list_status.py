@@ -7,7 +7,7 @@ here as tables, a live view or JSON.
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -173,7 +173,8 @@ def list_status(
             except KeyboardInterrupt:
                 pass
             if as_json:
-                print(json.dumps(tracker.to_jsonable()), flush=True)
+                tracker.write_json(sys.stdout.write)
+                print(flush=True)
             else:
                 stdout.print(_view(feed, "caught up", live=False))
     if feed.counts.undecodable:

@@ -58,10 +58,14 @@ def listen_command(
         raise typer.BadParameter("give at least one --topic (or [listen] topics)")
     from ..config import mask_url_credentials
     from ..errors import ConfigError
-    from ..ingest import Ingestor, open_sink
-    from ..listen import Listener, ListenOptions
 
     start_logging(cfg, lc.log_format, verbose, quiet, log_level)
+    from .._supervise import is_child, supervise
+
+    if lc.supervise and not is_child():  # the parent imports nothing heavy: h5py, librdkafka are the child's
+        raise typer.Exit(supervise())  # the listener runs in a child, restarted if it crashes
+    from ..ingest import Ingestor, open_sink
+    from ..listen import Listener, ListenOptions
     roots = Ingestor.configured_roots(cfg, None)
     if not roots:
         raise ConfigError("sfi listen: no data root: set [ingest] data_roots (folders the writer's files may be "

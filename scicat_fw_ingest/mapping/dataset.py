@@ -10,6 +10,7 @@ that would supply it.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,12 @@ from .profile import (
     locate,
     matches,
 )
-from .sources import Context, Found, conversion_problem, convert, resolve
+from .sources import Context, Found, _raw, conversion_problem, convert, resolve
+
+#: The longest pid sfi accepts from a source: SciCat puts pids in URLs, and a longer value is a blob,
+#: not an identifier.
+PID_MAX_LENGTH = 200
+_PID_SHAPE = re.compile(r"[^\s\x00-\x1f\x7f]+")
 
 #: scientificMetadata key noting the zone assumed for times written without one.
 ASSUMED_ZONE_KEY = "sfi_assumed_timezone"
@@ -258,6 +264,8 @@ def map_dataset(profile: Profile, ctx: Context) -> Mapped:
     _harvest(profile, ctx, scientific, out)
     _note_zone(profile, ctx, zone, scientific, out)
     ds["scientificMetadata"] = scientific
+    if ctx.entry and not profile.ingest_empty:
+        _require_entry_content(profile, ctx, out)
     if ctx.entry:
         out.origins.insert(0, ("(entry)", ctx.entry, f"first root {profile.entry} group that fits the profile"))
     for warning in ctx.warnings:
@@ -297,6 +305,21 @@ def _harvest(profile: Profile, ctx: Context, scientific: dict[str, Any], out: Ma
         ctx.warn(note)
 
 
+def _require_entry_content(profile: Profile, ctx: Context, out: Mapped) -> None:
+    """Refuse a file whose entry gave none of the values the profile reads from it.
+
+    Why: an HDF5 file holding only an empty NXentry would otherwise become a dataset made of defaults,
+    the run's metadata and the file name — a record of nothing. ``[profile] ingest_empty = true`` lets a
+    profile accept such files (a facility whose files carry no metadata by design).
+    """
+    inside = f"nexus:{(ctx.entry or '').rstrip('/')}/"
+    if any(str(origin).startswith(inside) for _, _, origin in out.origins):
+        return
+    raise MappingError(f"{ctx.files.get('path', '?')}: entry {ctx.entry} holds nothing profile '{profile.name}' "
+                       "reads (no title, times, identifiers, sample or instrument): not ingested; set "
+                       "[profile] ingest_empty = true in a profile that should ingest such files")
+
+
 def _lookup_keys(profile: Profile, ctx: Context) -> None:
     """What ``scicat:`` sources look up: the file's proposal id, instrument name and sample."""
     if ctx.lookup is None:
@@ -310,16 +333,74 @@ def _lookup_keys(profile: Profile, ctx: Context) -> None:
 
 
 def _pid(profile: Profile, ctx: Context) -> tuple[str, str]:
+    """The pid: the profile's sources in order, then the job id, then uuid5 of the path.
+
+    Why every candidate is checked whole: a source holding an array, a number where text is meant,
+    an empty string or a non-UUID where the name promises one (``*uuid*``) must not become a pid —
+    converted, ``[1, 2, 3]`` would give ``"1"`` and collide with every such file. A malformed value is
+    skipped with a warning (the dataset's ``(warning)`` rows and the log), and the next source is tried.
+    """
     prefix = ctx.config.ingest.pid_prefix
+    with_prefix = " with [ingest] pid_prefix" if prefix else ""
     spec = profile.fields.get("pid")
     if spec is not None:
-        value, origin, _ = evaluate(spec, ctx, timezone=zone_of(profile, ctx), name="pid")
-        if value is not None:
-            return f"{prefix}{value}", origin + (" with [ingest] pid_prefix" if prefix else "")
-    if ctx.run.get("job_id"):
-        return f"{prefix}{ctx.run['job_id']}", "run:job_id" + (" with [ingest] pid_prefix" if prefix else "")
+        for source in spec.sources:
+            found = resolve(source, ctx)
+            if not found and source.regex is None and any(c.value is not None for c in _raw(source, ctx)):
+                ctx.warn(f"{source.label}: empty, not a pid; the next pid source is used", "pid")
+            for cand in found:
+                ident, problem = pid_candidate(cand.value, expect_uuid="uuid" in cand.source.lower())
+                if ident is not None:
+                    return f"{prefix}{_format(ident, spec)}", cand.source + with_prefix
+                ctx.warn(f"{cand.source}: {problem}, not a pid; the next pid source is used", "pid")
+    job_id = ctx.run.get("job_id")
+    if job_id:
+        ident, problem = pid_candidate(job_id, expect_uuid=False)
+        if ident is not None:
+            return f"{prefix}{ident}", "run:job_id" + with_prefix
+        ctx.warn(f"run:job_id: {problem}, not a pid; the next pid source is used", "pid")
+    if spec is not None and spec.default is not None:
+        return f"{prefix}{spec.default}", "profile default" + with_prefix
     local = str(ctx.files["path"])
     return f"{prefix}{uuid.uuid5(uuid.NAMESPACE_URL, local)}", "rule: uuid5 of the local file path"
+
+
+def pid_candidate(value: Any, *, expect_uuid: bool) -> tuple[str | None, str]:
+    """``(identifier, "")`` when ``value`` is a well-formed identifier, else ``(None, why not)``.
+
+    Well-formed: text (or a whole integer), one token of printable characters, 1..PID_MAX_LENGTH long;
+    a UUID in any form ``uuid.UUID`` reads when ``expect_uuid``. A one-element array holding such a
+    value counts (writers store strings that way); any other array is refused whole.
+    """
+    if isinstance(value, list):
+        if len(value) != 1:
+            return None, f"an array of {len(value)} values ({_clip(value)})"
+        value = value[0]
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "bytes that are not UTF-8 text"
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None, f"a {type(value).__name__} ({_clip(value)})"
+    text = str(value).strip()
+    if not text:
+        return None, "empty"
+    if len(text) > PID_MAX_LENGTH:
+        return None, f"{len(text)} characters long (at most {PID_MAX_LENGTH})"
+    if not _PID_SHAPE.fullmatch(text):
+        return None, f"{_clip(text)} holds spaces or control characters"
+    if expect_uuid:
+        try:
+            uuid.UUID(text)
+        except ValueError:
+            return None, f"{_clip(text)} is not a UUID"
+    return text, ""
+
+
+def _clip(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def require_complete(mapped: Mapped, path: str) -> None:

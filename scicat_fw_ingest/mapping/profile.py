@@ -36,7 +36,8 @@ RESERVED = ("type", "size", "packedSize", "numberOfFiles", "scientificMetadata")
 
 _PROFILE_KEYS = {"name", "description", "extends", "requires", "requires_any", "entry", "entry_names", "instruments",
                  "paths", "priority", "timezone", "scientific_include", "instrument", "sample", "harvest",
-                 "harvest_include", "harvest_exclude", "harvest_max_keys", "harvest_max_bytes", "harvest_emails"}
+                 "harvest_include", "harvest_exclude", "harvest_max_keys", "harvest_max_bytes", "harvest_emails",
+                 "ingest_empty"}
 _SPEC_KEYS = {"from", "type", "join", "format", "unit", "default", "sum", "human_name", "type_name"}
 #: Default caps of the generic harvest (docs/mapping.md "Generic harvest").
 HARVEST_MAX_KEYS = 1000
@@ -82,6 +83,9 @@ class Profile:
     #: Zone of times written without one; ``None``: ``[ingest] timezone``, else UTC assumed (and said so).
     timezone: str | None = None
     scientific_include: list[str] = field(default_factory=list)
+    #: Ingest a file whose entry gives none of the values the profile reads from it (an empty NXentry):
+    #: off by default, since such a dataset describes nothing but a file name.
+    ingest_empty: bool = False
     instrument: FieldSpec | None = None
     sample: FieldSpec | None = None
     fields: dict[str, FieldSpec] = field(default_factory=dict)
@@ -224,6 +228,10 @@ def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
         if condition.startswith("run:") and condition[4:] not in RUN_FACTS:
             raise ProfileError(f"{where}: [profile] requires: unknown run fact '{condition}' "
                                f"(known: {', '.join('run:' + f for f in RUN_FACTS)})")
+    if "ingest_empty" in head:
+        if not isinstance(head["ingest_empty"], bool):
+            raise ProfileError(f"{where}: [profile] ingest_empty: true or false (got {head['ingest_empty']!r})")
+        profile.ingest_empty = head["ingest_empty"]
     for inc in profile.scientific_include:
         if inc not in ("metadata", "wrdn"):
             raise ProfileError(f"{where}: [profile] scientific_include: '{inc}' (known: metadata, wrdn)")

@@ -6,8 +6,9 @@ mapping can look paths up as often as it likes. Arrays larger than ``max_element
 shape and dtype only, so the cost grows with the number of objects, not with the number of events.
 
 Failures are typed: ``NotNexusError`` (not HDF5 at all: retrying cannot help), ``FileLockedError``
-(HDF5 refused to open it, usually because the writer still holds its lock: retry later) and
-``NexusReadError`` (anything else HDF5 complained about).
+(the operating system refused the open — the writer still holds its lock, permissions: retry later),
+``DamagedFileError`` (HDF5 read the file and found it truncated or corrupt: its own reason is kept, and
+retrying cannot help) and ``NexusReadError`` (anything else HDF5 complained about).
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ class FileLockedError(NexusError):
 
 class NexusReadError(NexusError):
     """HDF5 opened the file but failed while reading its structure."""
+
+
+class DamagedFileError(NexusReadError):
+    """HDF5 refused the file for what it holds (truncated, corrupt superblock...), not for a lock.
+
+    Why not retryable: the writer said the file is finished (wrdn) or the user named it; bytes that
+    HDF5 calls truncated or corrupt do not heal by waiting, and waiting ``missing_hours`` for them
+    only hides the damage. A file still being copied is the folder watcher's settle rule, not this.
+    """
 
 
 @dataclass(frozen=True)
@@ -273,7 +283,7 @@ def read_snapshot(path: str, *, max_elements: int = MAX_ELEMENTS) -> NexusSnapsh
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise FileLockedError(f"{path}: HDF5 cannot open it yet ({_short(exc)})") from None
+        raise open_error(path, exc) from None
     try:
         with fh:
             nodes: dict[str, Node] = {}
@@ -427,7 +437,27 @@ def open_snapshot(path: str, *, max_elements: int = MAX_ELEMENTS) -> LazySnapsho
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise FileLockedError(f"{path}: HDF5 cannot open it yet ({_short(exc)})") from None
+        raise open_error(path, exc) from None
+
+
+def open_error(path: str, exc: OSError) -> NexusError:
+    """Classify a failed ``h5py.File(path, "r")``: a lock or system refusal (wait) or damage (fail now).
+
+    h5py gives an ``errno`` only when the operating system refused (the writer's lock is EAGAIN/EWOULDBLOCK,
+    "unable to lock file"; EACCES, EIO); HDF5's own verdicts on the bytes ("truncated file: eof = ...",
+    "bad byte number in an address", "actual len exceeds EOA", "file signature not found") carry none.
+    """
+    reason = _hdf5_reason(exc)
+    if exc.errno is not None or "unable to lock file" in reason.lower():
+        return FileLockedError(f"{path}: HDF5 cannot open it yet ({_short(exc)})")
+    return DamagedFileError(f"{path}: damaged HDF5 file: {reason}")
+
+
+def _hdf5_reason(exc: BaseException) -> str:
+    """HDF5's reason from h5py's "Unable to synchronously open file (REASON)", else the first line."""
+    text = _short(exc)
+    start, end = text.find("("), text.rfind(")")
+    return text[start + 1:end] if 0 <= start < end else text
 
 
 def retry_while_locked(attempt: Callable[[], Any], deadline: float,

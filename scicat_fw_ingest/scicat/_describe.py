@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from ..config import masked_url
+
 
 def maybe_sent(exc: requests.RequestException) -> bool:
     """False only when the request surely never reached the server (refused, connect timeout)."""
@@ -70,8 +72,5 @@ def url_path(url: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    """The URL without any user:password@ part or query string."""
-    split = urlsplit(url)
-    host = split.hostname or ""
-    port = f":{split.port}" if split.port else ""
-    return f"{split.scheme}://{host}{port}{split.path}" if split.scheme else url.split("?")[0]
+    """The URL as shown in errors and reprs: ``config.masked_url`` (credentials, query dropped; port kept)."""
+    return masked_url(url)
