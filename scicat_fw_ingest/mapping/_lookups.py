@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import SfiError
-from .sources import _dig  # one dotted-path reader for file metadata and SciCat answers
+from ._paths import dig  # one dotted-path reader for file metadata and SciCat answers
 
 log = logging.getLogger("sfi.mapping")
 
@@ -87,7 +87,7 @@ class ScicatLookup:
             parts = [str(data.get(k) or "").strip() for k in ("pi_firstname", "pi_lastname")]
             value: Any = " ".join(p for p in parts if p) or None
         else:
-            value = _dig(data, name)
+            value = dig(data, name)
         return value, request, None
 
     def _record(self, record: str, key: str) -> tuple[dict | None, str]:
