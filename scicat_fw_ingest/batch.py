@@ -193,8 +193,8 @@ class Batch:
     def _run_pool(self, files: Sequence[str], on_result: Callable[[IngestResult], None],
                   outcome: BatchOutcome) -> None:
         processes = min(self.processes, len(files))
-        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.cfg, self.dry_run, os.getpid(), self.explicit_paths))
+        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(self.cfg, self.dry_run, os.getpid(), self.explicit_paths))
         todo = iter(files)
         running: dict[Future[tuple[IngestResult, bool]], str] = {}
         refused = 0
@@ -260,7 +260,7 @@ def _stop(pool: ProcessPoolExecutor, *, kill: bool) -> None:
                 pass
     try:
         pool.shutdown(wait=not kill, cancel_futures=True)
-    except Exception:  # noqa: BLE001  a broken pool has nothing left to shut down
+    except Exception:  # a broken pool has nothing left to shut down
         pass
 
 

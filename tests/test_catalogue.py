@@ -25,8 +25,9 @@ from scicat_fw_ingest.catalogue import (
     push_catalogue,
 )
 from scicat_fw_ingest.scicat import ScicatClient
-from .conftest import sigint_as_from_a_terminal
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
+
+from .conftest import sigint_as_from_a_terminal
 
 
 def make_docs(pid: str, *, size: int = 1234) -> tuple[dict, dict]:

@@ -11,7 +11,6 @@ import pytest
 
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.ingest import IngestResult, Ingestor, explicit_roots
-
 from scicat_fw_ingest.simulate import SimulatedJob as Job
 
 from .listen_helpers import DEFAULTS_TOML, write_ess_file

@@ -15,7 +15,6 @@ from scicat_fw_ingest.scicat import ScicatClient
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 from .nexus_fixtures import FileLock, ten_million_event_file, write_ess, write_isis, write_other
-from .scicat_fixtures import scicat_server  # noqa: F401  (fixture)
 
 DEFAULTS = ('[defaults]\ncontactEmail = "data@facility.example"\nowner = "ingestor"\nownerGroup = "facility"\n'
             'principalInvestigator = "Unknown PI"\n')

@@ -15,7 +15,6 @@ from scicat_fw_ingest.batch import AUTH_STOP, Batch
 
 from .conftest import sigint_as_from_a_terminal
 from .nexus_fixtures import write_ess
-from .scicat_fixtures import scicat_server  # noqa: F401  (fixture)
 from .test_ingest_file import DEFAULTS, cfg_for, env_for, posts
 
 

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from scicat_fw_ingest.nexus.reader import (
-    FileLockedError, NotNexusError, read_snapshot, read_snapshot_waiting,
+    FileLockedError,
+    NotNexusError,
+    read_snapshot,
+    read_snapshot_waiting,
 )
 
 from .nexus_fixtures import FileLock, ten_million_event_file, write_ess, write_isis

@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _typer_app() -> Any:
-    from . import _common as _common  # noqa: F401  (registers the global options: -c, --version)
+    from . import _common as _common  # registers the global options: -c, --version
     from ._app import app
 
     return app

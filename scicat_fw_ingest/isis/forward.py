@@ -28,11 +28,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message as KafkaMessage, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
+from confluent_kafka import Message as KafkaMessage
 
 from ..config import Config
 from ..errors import ConfigError, KafkaError
+from ..kafka import Position, make_consumer, make_producer, produce_sync, read_topic
+from ..messages import DecodeError, decode
 from .structure import (
     EnrichError,
     build_structure,
@@ -41,8 +44,6 @@ from .structure import (
     parse_template,
     serialise_enriched,
 )
-from ..kafka import Position, make_consumer, make_producer, produce_sync, read_topic
-from ..messages import DecodeError, decode
 
 _POLL_SECONDS = 0.5
 #: The same client error is logged again only after this long.

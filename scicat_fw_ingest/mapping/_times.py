@@ -13,7 +13,7 @@ import datetime as dt
 import re
 import zoneinfo
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 #: Seconds per unit for epoch numbers; a number without a unit is ms since the epoch (run-start messages).
 EPOCH_UNITS: dict[str, float] = {
@@ -68,7 +68,7 @@ def parse_time(value: object, timezone: str = "UTC", unit: str | None = None) ->
     moment = _parse_text(text, timezone)
     if moment is None:
         raise TimeParseError(f"{text!r} is not a time sfi can read (ISO-8601, '18-Sep-21 22:04:08', epoch number)")
-    return moment.astimezone(dt.timezone.utc)
+    return moment.astimezone(dt.UTC)
 
 
 def is_naive(value: object) -> bool:
@@ -90,7 +90,7 @@ def is_naive(value: object) -> bool:
 
 def format_utc(moment: dt.datetime) -> str:
     """``2024-11-27T21:49:41.125Z``: milliseconds when there are any, as SciCat stores them."""
-    moment = moment.astimezone(dt.timezone.utc)
+    moment = moment.astimezone(dt.UTC)
     text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
     return text.replace("+00:00", "Z")
 
@@ -159,7 +159,7 @@ def _zone(zone: str | None, timezone: str) -> dt.tzinfo:
     if not zone:
         return zoneinfo.ZoneInfo(timezone)
     if zone.upper() in ("Z", "UTC", "GMT"):
-        return dt.timezone.utc
+        return dt.UTC
     sign = -1 if zone[0] == "-" else 1
     digits = zone[1:].replace(":", "")
     hours, minutes = int(digits[:2]), int(digits[2:4] or 0)

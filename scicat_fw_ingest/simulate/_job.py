@@ -9,7 +9,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streaming_data_types import (
     serialise_6s4t,
@@ -144,7 +144,7 @@ def run_start(job: SimulatedJob) -> bytes:
 
 
 def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def job_phases(job: SimulatedJob) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
