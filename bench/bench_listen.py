@@ -36,7 +36,8 @@ class _Watcher(threading.Thread):
 
     def __init__(self, server: ScicatTestServer) -> None:
         super().__init__(daemon=True)
-        self.server, self.seen, self.stop = server, {}, threading.Event()
+        self.server, self.stop = server, threading.Event()
+        self.seen: dict[str, float] = {}
 
     def run(self) -> None:
         while not self.stop.is_set():

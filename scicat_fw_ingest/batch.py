@@ -163,8 +163,8 @@ class Batch:
                   outcome: BatchOutcome) -> None:
         global _worker
         own = _worker is None
+        sink: _AuthWatch | None = None  # the client this call opens (and closes), if it builds the ingestor
         if own:
-            sink = None
             if not self.dry_run:
                 from .scicat import ScicatClient
 
@@ -184,7 +184,6 @@ class Batch:
             outcome.interrupted = True  # the file in flight is abandoned: its SciCat writes are idempotent
         finally:
             if own:
-                sink = _worker.sink if _worker else None
                 _worker = None
                 if sink is not None:
                     sink.close()

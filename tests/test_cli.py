@@ -46,11 +46,13 @@ def test_every_command_help_is_plain_fits_80_columns_and_ends_with_examples(sfi)
 
 
 def test_short_options_mean_the_same_everywhere() -> None:
+    from typer.core import TyperGroup
     from typer.main import get_command
 
     from scicat_fw_ingest.cli import _common  # noqa: F401  (the global options)
 
     group = get_command(app)
+    assert isinstance(group, TyperGroup)
     ctx = group.make_context("sfi", ["--help"], resilient_parsing=True)
     seen: dict[str, set[str]] = {}
     for name in COMMANDS:

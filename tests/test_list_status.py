@@ -7,7 +7,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +28,8 @@ def _jobs(prefix: str, errors: list[str | None]) -> list[SimulatedJob]:
             for i, error in enumerate(errors)]
 
 
-def _publish(cfg: Config, jobs: list[SimulatedJob], timestamp_ms: int | None = None, extra: list[tuple[str, bytes]] = ()
-             ) -> None:
+def _publish(cfg: Config, jobs: list[SimulatedJob], timestamp_ms: int | None = None,
+             extra: Sequence[tuple[str, bytes]] = ()) -> None:
     items = [item for job in jobs for item in job_messages(job)] + list(extra)
     ensure_topics(cfg, sorted({t for t, _ in items}))
     producer = make_producer(cfg)
@@ -36,7 +38,7 @@ def _publish(cfg: Config, jobs: list[SimulatedJob], timestamp_ms: int | None = N
     assert producer.flush(10) == 0
 
 
-def _status(result) -> dict:  # type: ignore[no-untyped-def]
+def _status(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -179,9 +181,9 @@ def test_acceptance_writer_dies_mid_run_without_stop_time(sfi, kafka_config: Con
     for n, (where, data) in enumerate(started):
         producer.produce(where, data, timestamp=last_beat - (len(started) - 1 - n) * 2000)
     assert producer.flush(10) == 0
-    data = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", job.pool_topic, "-t", job.control_topic,
-                       "--json"))
-    (listed,) = data["jobs"]
+    listing = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", job.pool_topic, "-t", job.control_topic,
+                          "--json"))
+    (listed,) = listing["jobs"]
     assert (listed["state"], listed["stop"], listed["service_id"]) == (state, None, WRITER)
 
 

@@ -62,7 +62,9 @@ def test_unreachable_broker_is_logged_within_15_s_as_json(tmp_path: Path) -> Non
                              "--processes", "0", "--log-format", "json", "-q"],
                             env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    stderr = proc.stderr
+    assert stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
     reader.start()
     try:  # the acceptance bound: the operator hears of it within 15 s
         wait_for(lambda: any("unreachable" in line for line in lines), 15, "an error about the broker")
@@ -115,8 +117,12 @@ def test_broker_problems_are_logged_at_once_then_every_few_minutes(caplog) -> No
             problems(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
         assert [r.levelname for r in caplog.records] == ["ERROR"]
         assert "127.0.0.1:1 unreachable" in caplog.records[0].getMessage()
-        wait_for(lambda: (problems(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all down")),
-                          len(caplog.records) == 2)[1], 5, "the reminder while the problem lasts")
+
+        def reminded() -> bool:
+            problems(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all down"))
+            return len(caplog.records) == 2
+
+        wait_for(reminded, 5, "the reminder while the problem lasts")
         problems(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "bad password"))
         problems.ok()
         assert problems.active is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -40,7 +41,7 @@ def _timed(job: SimulatedJob) -> list[tuple[str, bytes, int]]:
     return [(topic, data, job.start_time + n * 100) for n, (topic, data) in enumerate(job_messages(job))]
 
 
-def _feed(tracker: Tracker, items: list[tuple[str, bytes, int | None]]) -> Tracker:
+def _feed(tracker: Tracker, items: Sequence[tuple[str, bytes, int | None]]) -> Tracker:
     for topic, data, ts in items:
         tracker.feed(decode(data), topic=topic, timestamp_ms=ts)
     return tracker

@@ -69,6 +69,7 @@ def test_builtin_profiles_give_a_sensible_dataset(tmp_path: Path) -> None:
     result = Ingestor(load_config(cfg_file, env={}), None).ingest(str(path))
     assert result.status == "dry-run", result.error
     ds = result.dataset
+    assert ds is not None
     assert ds["datasetName"] == "MUSR00012345"
     assert ds["runNumber"] == "12345"
     assert ds["startTime"] == "2024-11-27T21:43:01Z" and ds["endTime"] == "2024-11-27T21:53:01Z"
@@ -185,7 +186,7 @@ def test_watched_supermusr_file_is_accepted_by_the_real_backend(tmp_path: Path, 
         w.stop()
         thread.join(30)
     [record] = state.files_at(str(path))  # keyed by path + size + mtime, found by its path
-    assert record.status == "created", record.error
+    assert record.status == "created" and record.pid is not None, record.error
     status, dataset = real_scicat.request("GET", "/api/v3/Datasets/" + record.pid.replace("/", "%2F"))
     assert status == 200, dataset
     assert dataset["datasetName"] == "MUSR00012345" and dataset["runNumber"] == "12345"

@@ -38,7 +38,7 @@ def _job(**kwargs: Any) -> SimulatedJob:
 
 
 def _answers(messages: list[tuple[str, bytes]]) -> list[tuple[str, Any]]:
-    out = []
+    out: list[tuple[str, Any]] = []
     for topic, data in messages:
         message = decode(data)
         if message.schema == "answ":

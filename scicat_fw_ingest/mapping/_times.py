@@ -119,19 +119,19 @@ def _parse_text(text: str, timezone: str) -> dt.datetime | None:
         return _build(year, month, day, match["time"], match["frac"], match["zone"], timezone)
     match = _DMY.match(text)
     if match:
-        month = _month(match["month"])
-        if month is None:
+        named = _month(match["month"])
+        if named is None:
             return None
         year = int(match["year"])
         year = year + (2000 if year < 70 else 1900) if len(match["year"]) == 2 else year
-        return _build(year, month, int(match["day"]), match["time"], match["frac"], match["zone"], timezone)
+        return _build(year, named, int(match["day"]), match["time"], match["frac"], match["zone"], timezone)
     match = _MDY.match(text)
     if match:
-        month = _month(match["month"])
-        if month is None:
+        named = _month(match["month"])
+        if named is None:
             return None
         year = int(match["year1"] or match["year2"])
-        return _build(year, month, int(match["day"]), match["time1"] or match["time2"], None, match["zone"],
+        return _build(year, named, int(match["day"]), match["time1"] or match["time2"], None, match["zone"],
                       timezone)
     return None
 

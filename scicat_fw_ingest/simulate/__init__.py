@@ -17,6 +17,7 @@ the whole pipeline — status, listener, ingest — can run without a file write
 
 from __future__ import annotations
 
+from ..nexus.writer import parse_structure
 from ._job import (
     DEFAULT_STATUS_TOPIC,
     FAILURES,
@@ -40,7 +41,6 @@ from ._layouts import (
     PLACEHOLDERS,
     fill_placeholders,
     load_structure_file,
-    parse_structure,
     placeholder_values,
     template_text,
 )

@@ -212,14 +212,17 @@ def simulate_supermusr(cfg: Config | None, count: int, *, local_dir: Path, archi
 def _run_start(run: SimulatedRun, metadata: str) -> bytes:
     from streaming_data_types import serialise_pl72
 
-    return serialise_pl72(job_id=run.job_id, filename=run.filename, start_time=run.start_ms, run_name=run.run_name,
-                          instrument_name=run.instrument, metadata=metadata, service_id="")
+    payload: bytes = serialise_pl72(job_id=run.job_id, filename=run.filename, start_time=run.start_ms,
+                                    run_name=run.run_name, instrument_name=run.instrument, metadata=metadata,
+                                    service_id="")
+    return payload
 
 
 def _run_stop(run: SimulatedRun) -> bytes:
     from streaming_data_types import serialise_6s4t
 
-    return serialise_6s4t(run.job_id, run.run_name, SERVICE_ID, str(uuid.uuid4()), run.stop_ms)
+    payload: bytes = serialise_6s4t(run.job_id, run.run_name, SERVICE_ID, str(uuid.uuid4()), run.stop_ms)
+    return payload
 
 
 def _send(producer: Any, topic: str, value: bytes) -> None:
