@@ -121,7 +121,8 @@ class RealBackend:
         """The backend answers ``/api/v3/health`` (a crashed 4.5.0 process does not)."""
         try:
             with urllib.request.urlopen(f"{self.base}/api/v3/health", timeout=3) as resp:
-                return resp.status == 200
+                status: int = resp.status
+                return status == 200
         except (urllib.error.URLError, OSError):
             return False
 
