@@ -95,7 +95,8 @@ def _imported_names(module: Module) -> Iterator[tuple[str, list[str]]]:
             else:
                 base = node.module or ""
             for alias in node.names:
-                yield f"{base}.{alias.name}", [f"{base}.{alias.name}", base]
+                full = f"{base}.{alias.name}" if base else alias.name
+                yield full, [full, base]
 
 
 def _import_graph(modules: dict[str, Module]) -> dict[str, set[str]]:
@@ -163,9 +164,30 @@ def _one_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]:
 def test_the_walk_sees_the_whole_package_and_its_lazy_imports() -> None:
     graph = _import_graph(MODULES)
     assert len(MODULES) > 100
-    # a function-level import (cli/_app loads commands lazily) and a relative one are both edges
+    # relative imports at module level, inside a function (cli.main imports the fast decode path when it runs) and
+    # under TYPE_CHECKING are all edges
     assert "scicat_fw_ingest.mapping._paths" in graph["scicat_fw_ingest.mapping._lookups"]
-    assert "scicat_fw_ingest.mapping._paths" in graph["scicat_fw_ingest.mapping.sources"]
+    assert "scicat_fw_ingest.cli._decode_fast" in graph["scicat_fw_ingest.cli"]
+    assert "scicat_fw_ingest.mapping._lookups" in graph["scicat_fw_ingest.mapping.sources"]
+    # `from package import module` is an edge to the module
+    assert "scicat_fw_ingest.fbschemas" in graph["scicat_fw_ingest.messages"]
+
+
+def test_imports_resolve_to_the_module_they_name() -> None:
+    def module(name: str, source: str, package: bool = False) -> Module:
+        path = ROOT / "p" / ("__init__.py" if package else f"{name.rsplit('.', 1)[-1]}.py")
+        return Module(name, path, ast.parse(source), 1)
+
+    modules = {m.name: m for m in [
+        module("p", "from . import a\n", package=True),
+        module("p.a", "import p.b\ndef f():\n    from p.sub import c\n"),
+        module("p.b", "from .a import thing\nfrom . import sub\n"),
+        module("p.sub", "", package=True),
+        module("p.sub.c", "from ..a import f\nimport os\n"),
+    ]}
+    graph = _import_graph(modules)
+    assert graph == {"p": {"p.a"}, "p.a": {"p.b", "p.sub.c"}, "p.b": {"p.a", "p.sub"}, "p.sub": set(),
+                     "p.sub.c": {"p.a"}}
 
 
 def test_the_cycle_finder_finds_a_circle_and_names_it() -> None:
