@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sfi-installed
 
-.PHONY: install demo demo-scicat test test-numpy1 bench clean
+.PHONY: install demo demo-scicat lint test test-numpy1 bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("sfi needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -25,10 +25,16 @@ demo-scicat: $(STAMP)
 	SFI_SCICAT_URL=$$SCICAT_URL SFI_SCICAT_USERNAME=admin SFI_SCICAT_PASSWORD=adminpass \
 	$(BIN)/python -m scicat_fw_ingest.testing.demo
 
+# The gate, first in `make test` (so in CI): ruff (pyproject [tool.ruff]) and mypy (strict on the core packages,
+# pyproject [tool.mypy]) over the package, the tests and the benchmarks; any finding stops the run before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check scicat_fw_ingest tests bench
+	$(BIN)/mypy scicat_fw_ingest tests bench
+
 # The suite waits more than it computes (brokers, backends, files settling): 4 workers on 2 cores. Both real
 # SciCat backend versions are started once for all workers (testing/backend.py run).
 PYTEST_WORKERS ?= 4
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m scicat_fw_ingest.testing.backend run $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 # The lower end of the declared numpy range (pyproject: numpy>=1.24,<3; .venv has numpy 2): the decoding tests in
@@ -44,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(NUMPY1_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(NUMPY1_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

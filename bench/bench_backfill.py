@@ -20,11 +20,11 @@ of files (one process each, sequentially) and its throughput compared; each figu
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
 import subprocess
-import json
 import sys
 import tempfile
 import threading
@@ -186,7 +186,8 @@ def _ceiling(url: str, token: str, config: Path, sample: Path) -> float:
             session.headers["Authorization"] = f"Bearer {token}"
             for _ in range(n):
                 pid = str(uuid.uuid4())
-                for path, body in (("/Datasets", {**dataset, "pid": pid}), (f"/Datasets/{pid}/origdatablocks", datablock)):
+                for path, body in (("/Datasets", {**dataset, "pid": pid}),
+                                   (f"/Datasets/{pid}/origdatablocks", datablock)):
                     resp = session.post(url + path, json=body, timeout=60)
                     if resp.status_code >= 300:
                         errors.append(f"{path}: {resp.status_code} {resp.text[:200]}")

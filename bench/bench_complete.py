@@ -46,7 +46,7 @@ def _write(path: Path, n: int) -> None:
         log.create_dataset("value", data=[float(i) for i in range(100)], maxshape=(None,))
 
 
-def _ingestor(root: str, rule: str):  # noqa: ANN202  (bench helper)
+def _ingestor(root: str, rule: str):
     from scicat_fw_ingest.config import Config
     from scicat_fw_ingest.ingest import Ingestor
 
@@ -58,7 +58,7 @@ def _ingestor(root: str, rule: str):  # noqa: ANN202  (bench helper)
     return Ingestor(cfg, None, explicit_paths=[root])
 
 
-def _timed(ingestor, paths: list[Path]) -> tuple[float, list]:  # noqa: ANN001
+def _timed(ingestor, paths: list[Path]) -> tuple[float, list]:
     started = time.perf_counter()
     results = [ingestor.ingest(str(p)) for p in paths]
     return time.perf_counter() - started, results

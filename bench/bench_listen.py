@@ -24,7 +24,7 @@ from scicat_fw_ingest.testing.broker import TansuBroker
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.listen_helpers import WRITER_PREFIX, config_file, make_jobs  # noqa: E402
+from tests.listen_helpers import WRITER_PREFIX, config_file, make_jobs
 
 N_THROUGHPUT = 1000
 N_LATENCY = 100
@@ -36,7 +36,8 @@ class _Watcher(threading.Thread):
 
     def __init__(self, server: ScicatTestServer) -> None:
         super().__init__(daemon=True)
-        self.server, self.seen, self.stop = server, {}, threading.Event()
+        self.server, self.stop = server, threading.Event()
+        self.seen: dict[str, float] = {}
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -50,11 +51,12 @@ class _Watcher(threading.Thread):
 
 def _publish(producer, jobs, rate: float | None = None) -> dict[str, float]:
     sent: dict[str, float] = {}
+    start = time.perf_counter()
     for i, job in enumerate(jobs):
         if rate:
-            target = start + i / rate if i else time.perf_counter()
             if i == 0:
-                start = target
+                start = time.perf_counter()
+            target = start + i / rate
             time.sleep(max(0.0, target - time.perf_counter()))
         messages = job_messages(job)[1:]
         for topic, value in messages[:-1]:
@@ -81,10 +83,12 @@ def main() -> bool:
         print(f"wrote {len(jobs)} NeXus files in {time.perf_counter() - made:.1f} s (prefix {WRITER_PREFIX})")
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("SFI_")},
                "SFI_KAFKA_BOOTSTRAP": broker.bootstrap, "SFI_SCICAT_URL": server.url, "SFI_SCICAT_TOKEN": server.token,
-               "SFI_CONFIG": str(config_file(tmp_path, data, os.environ.get("BENCH_EXTRA", ""))), "SFI_STATE_DIR": str(tmp_path / "state")}
-        log = open(tmp_path / "listen.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "listen", "--topic", topic,
-                                 "--workers", os.environ.get("BENCH_WORKERS", "4")], env=env, stdout=log, stderr=subprocess.STDOUT)
+               "SFI_CONFIG": str(config_file(tmp_path, data, os.environ.get("BENCH_EXTRA", ""))),
+               "SFI_STATE_DIR": str(tmp_path / "state")}
+        with open(tmp_path / "listen.log", "wb") as log:  # the listener has its own copy of the descriptor
+            proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "listen", "--topic", topic,
+                                     "--workers", os.environ.get("BENCH_WORKERS", "4")],
+                                    env=env, stdout=log, stderr=subprocess.STDOUT)
         watcher = _Watcher(server)
         watcher.start()
         producer = make_producer(cfg)
@@ -127,7 +131,6 @@ def main() -> bool:
             watcher.stop.set()
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
-            log.close()
 
 
 if __name__ == "__main__":

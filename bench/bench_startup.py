@@ -1,8 +1,8 @@
 """Start-up time of one ``sfi`` process: ``sfi --help`` and ``sfi decode FILE``, against scicat-ingestor's.
 
 Targets (issue 14): both <= 250 ms wall (best of several runs, interleaved, warm page cache: the
-machine may be shared, and a load spike is not start-up time; ``python -c pass`` is printed as the floor). Every command used
-to import every other command's libraries (h5py, numpy, confluent-kafka, pyscicat); now a command's
+machine may be shared, and a load spike is not start-up time; ``python -c pass`` is printed as the floor). Every
+command used to import every other command's libraries (h5py, numpy, confluent-kafka, pyscicat); now a command's
 module is imported only when it runs (cli/_app.py). Printed with scicat-ingestor's
 ``scicat_background_ingestor --help`` (the process its daemon starts per file) as the peer.
 """
@@ -27,7 +27,7 @@ def _best(commands: list[list[str]]) -> list[float]:
         subprocess.run(cmd, capture_output=True, check=False)  # warm the page cache
     samples: list[list[float]] = [[] for _ in commands]
     for _ in range(RUNS):
-        for cmd, times in zip(commands, samples):
+        for cmd, times in zip(commands, samples, strict=True):
             started = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, check=False)
             times.append(time.perf_counter() - started)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @lru_cache(maxsize=4096)
@@ -17,7 +17,7 @@ def _second(seconds: int) -> str | None:
     """'2026-11-21T13:44:38' for whole seconds since the epoch, cached: the times of a stream of messages
     share their seconds, and strftime is most of the cost of a time (decode --json of event data)."""
     try:
-        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -54,7 +54,7 @@ def iso_from_seconds(value: float) -> str:
 def iso_datetime(value: dt.datetime) -> str:
     """A datetime as ``iso_from_ns`` writes times (naive ones are taken as UTC)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     delta = value - _EPOCH
     return iso_from_ns((delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000)
 
@@ -69,5 +69,5 @@ def iso_from_ms(ms: int | None) -> str | None:
 def iso_ms(ms: int) -> str:
     """ISO-8601 UTC with exactly milliseconds, the form kafka-to-nexus writes for mdat times."""
     seconds, rest = divmod(int(ms), 1000)
-    stamp = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    stamp = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rest:03d}Z"

@@ -167,8 +167,8 @@ class Batch:
                   outcome: BatchOutcome) -> None:
         global _worker
         own = _worker is None
+        sink: _AuthWatch | None = None  # the client this call opens (and closes), if it builds the ingestor
         if own:
-            sink = None
             if not self.dry_run:
                 from .scicat import ScicatClient
 
@@ -188,7 +188,6 @@ class Batch:
             outcome.interrupted = True  # the file in flight is abandoned: its SciCat writes are idempotent
         finally:
             if own:
-                sink = _worker.sink if _worker else None
                 _worker = None
                 if sink is not None:
                     sink.close()
@@ -197,8 +196,8 @@ class Batch:
     def _run_pool(self, files: Sequence[str], on_result: Callable[[IngestResult], None],
                   outcome: BatchOutcome) -> None:
         processes = min(self.processes, len(files))
-        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.cfg, self.dry_run, os.getpid(), self.explicit_paths))
+        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(self.cfg, self.dry_run, os.getpid(), self.explicit_paths))
         todo = iter(files)
         running: dict[Future[tuple[IngestResult, bool]], str] = {}
         refused = 0
@@ -264,7 +263,7 @@ def _stop(pool: ProcessPoolExecutor, *, kill: bool) -> None:
                 pass
     try:
         pool.shutdown(wait=not kill, cancel_futures=True)
-    except Exception:  # noqa: BLE001  a broken pool has nothing left to shut down
+    except Exception:  # a broken pool has nothing left to shut down
         pass
 
 

@@ -50,7 +50,7 @@ def digest_files(paths: Iterable[str], algorithm: str, *, workers: int = 4) -> d
     """Digests of many files at once (threads: hashing and reading release the GIL)."""
     paths = list(paths)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return dict(zip(paths, pool.map(lambda p: file_digest(p, algorithm), paths)))
+        return dict(zip(paths, pool.map(lambda p: file_digest(p, algorithm), paths), strict=True))
 
 
 @lru_cache(maxsize=256)

@@ -308,7 +308,7 @@ def _iso(value: Any, unit: str) -> str:
 
 
 def _time_array(arr: np.ndarray, unit: str, full: bool) -> Any:
-    if full or arr.size <= ARRAY_PREVIEW and arr.ndim <= 1:
+    if full or (arr.size <= ARRAY_PREVIEW and arr.ndim <= 1):
         if arr.ndim <= 1:
             return [_iso(v, unit) for v in arr.tolist()]
         return np.vectorize(lambda v: _iso(v, unit), otypes=[object])(arr).tolist() if arr.size else []
@@ -374,8 +374,8 @@ def jsonable(value: Any, *, full: bool = False) -> Any:
 
 
 def _array(arr: np.ndarray, full: bool) -> Any:
-    if full or arr.size <= ARRAY_PREVIEW and arr.ndim <= 1:
-        if arr.dtype.kind in "iub" or arr.dtype.kind == "f" and bool(np.isfinite(arr).all()):
+    if full or (arr.size <= ARRAY_PREVIEW and arr.ndim <= 1):
+        if arr.dtype.kind in "iub" or (arr.dtype.kind == "f" and bool(np.isfinite(arr).all())):
             return arr.tolist()  # already plain ints, bools and finite floats: no per-value pass
         return jsonable(arr.tolist(), full=full)
     first = arr.reshape(-1)[:ARRAY_PREVIEW].tolist()

@@ -16,8 +16,9 @@ from scicat_fw_ingest.config import Config, load_config
 from scicat_fw_ingest.testing.broker import TansuBroker
 
 # The real SciCat backend (../shared/scicat-backend/start.sh, both versions, or SFI_TEST_SCICAT_URL) comes from
-# this plugin: fixtures ``real_scicat`` and ``real_scicat_factory``.
-pytest_plugins = ("scicat_fw_ingest.testing.fixtures",)
+# this plugin: fixtures ``real_scicat`` and ``real_scicat_factory``; the project's SciCat test server
+# (fixture ``scicat_server``) from tests/scicat_fixtures, so test modules take it as an argument without importing it.
+pytest_plugins = ("scicat_fw_ingest.testing.fixtures", "tests.scicat_fixtures")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -63,10 +63,7 @@ def convention_answers(path: Path) -> dict[str, list[str] | None]:
                 for size in obj.shape[1:]:
                     row *= size
                 rows = K2N_CHUNK_ROWS.get(module, 1024)
-                if len(obj.shape) == 1:
-                    want = rows
-                else:
-                    want = max(1, (K2N_CHUNK_ROWS[module] if module in K2N_CHUNK_ROWS else K2N_CHUNK_ELEMENTS) // row)
+                want = rows if len(obj.shape) == 1 else max(1, K2N_CHUNK_ROWS.get(module, K2N_CHUNK_ELEMENTS) // row)
                 note("chunk sizes", None if obj.chunks[0] == want else f"{name}: {obj.chunks[0]} rows, not {want}")
         if module in ("f144", "f142", "ad00") and base in ("value", *_WRITTEN_ONCE):
             note("value units", None if "units" in obj.attrs else f"{name}: {module} value without units")
@@ -107,7 +104,8 @@ def convention_answers(path: Path) -> dict[str, list[str] | None]:
     with h5py.File(path, "r") as f:
         if "file_name" in f.attrs:
             name = _text(f.attrs["file_name"])
-            note("root file_name a path", None if name.startswith("/") else f"/@file_name {name!r}: not the opened path")
+            note("root file_name a path",
+                 None if name.startswith("/") else f"/@file_name {name!r}: not the opened path")
         group("/", f)
         f.visititems(visit)
     return seen

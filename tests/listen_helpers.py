@@ -17,7 +17,8 @@ from confluent_kafka import TopicPartition
 
 from scicat_fw_ingest.config import Config
 from scicat_fw_ingest.kafka import ensure_topics, make_consumer, make_producer
-from scicat_fw_ingest.simulate import SimulatedJob as Job, job_messages
+from scicat_fw_ingest.simulate import SimulatedJob as Job
+from scicat_fw_ingest.simulate import job_messages
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 #: Where the simulated writer "writes"; the listener maps it to the test's directory.
@@ -113,11 +114,10 @@ class ListenerProcess:
     proc: subprocess.Popen | None = None
 
     def start(self) -> ListenerProcess:
-        log = open(self.log_path, "ab")
         base = {k: v for k, v in os.environ.items() if not k.startswith("SFI_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "listen", *self.args],
-                                     env={**base, **self.env}, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "listen", *self.args],
+                                         env={**base, **self.env}, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def kill(self) -> None:

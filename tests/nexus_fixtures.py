@@ -44,7 +44,8 @@ def _events(group: h5py.Group, count: int, *, pulses: int = 1000) -> None:
         n = min(_CHUNK, count - start)
         ids[start:start + n] = base[:n] % 4096
         tof[start:start + n] = base[:n] * 7 % 71_000_000
-    etz = ev.create_dataset("event_time_zero", data=np.arange(pulses, dtype="u8") * 71_428_571 + 1_700_000_000_000_000_000)
+    etz = ev.create_dataset("event_time_zero",
+                            data=np.arange(pulses, dtype="u8") * 71_428_571 + 1_700_000_000_000_000_000)
     etz.attrs["units"] = "ns"
     ev.create_dataset("event_index", data=np.linspace(0, count, pulses, endpoint=False).astype("u8"))
 

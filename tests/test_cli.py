@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
-
-import pytest
 
 from scicat_fw_ingest.cli._app import COMMANDS, EXAMPLES, SHORT_OPTIONS, app
 from scicat_fw_ingest.state import StateStore
@@ -48,10 +46,13 @@ def test_every_command_help_is_plain_fits_80_columns_and_ends_with_examples(sfi)
 
 
 def test_short_options_mean_the_same_everywhere() -> None:
-    from scicat_fw_ingest.cli import _common  # noqa: F401  (the global options)
+    from typer.core import TyperGroup
     from typer.main import get_command
 
+    from scicat_fw_ingest.cli import _common  # noqa: F401  (the global options)
+
     group = get_command(app)
+    assert isinstance(group, TyperGroup)
     ctx = group.make_context("sfi", ["--help"], resilient_parsing=True)
     seen: dict[str, set[str]] = {}
     for name in COMMANDS:
@@ -148,7 +149,8 @@ def test_tables_abbreviate_ids_and_paths() -> None:
     short = abbreviate_path(long, 30)
     assert len(short) <= 30 and short.startswith("…/") and short.endswith("run_000123.nxs")
     assert abbreviate_path("/data/a.nxs", 30) == "/data/a.nxs"
-    assert abbreviate_path("/" + "x" * 50 + ".nxs", 20).endswith("x.nxs") and len(abbreviate_path("/" + "x" * 50, 20)) == 20
+    assert abbreviate_path("/" + "x" * 50 + ".nxs", 20).endswith("x.nxs")
+    assert len(abbreviate_path("/" + "x" * 50, 20)) == 20
 
 
 def test_ctrl_c_in_a_waiting_command_exits_130_without_traceback() -> None:
@@ -167,7 +169,7 @@ def test_ctrl_c_in_a_waiting_command_exits_130_without_traceback() -> None:
 
 def test_exit_when_idle_counts_time_without_any_assignment(tmp_path: Path) -> None:
     from scicat_fw_ingest.config import Config
-    from scicat_fw_ingest.listen import Listener, ListenOptions
+    from scicat_fw_ingest.listen import ListenOptions, Listener
 
     state = StateStore(str(tmp_path))
     listener = Listener(Config(), ListenOptions(topics=["no_such_topic"], exit_when_idle=2.0), ingestor=None,

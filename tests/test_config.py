@@ -51,7 +51,7 @@ def test_file_values_are_loaded_and_kafka_passes_verbatim(config_file: Path) -> 
                          "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "sfi",
                          "sasl.password": "kafka-pass-123", "session.timeout.ms": 10000}
     assert cfg.scicat.url == "https://scicat.example/api/v3" and cfg.scicat.timeout == 12.0
-    assert cfg.scicat.token.get_secret_value() == "tok-secret-456"
+    assert cfg.scicat.token is not None and cfg.scicat.token.get_secret_value() == "tok-secret-456"
     assert cfg.defaults == {"contactEmail": "data@facility.example", "ownerGroup": "ess"}
     assert cfg.ingest.checksum == "blake2b" and cfg.ingest.path_map == [["/writer/data", "/mnt/data"]]
 

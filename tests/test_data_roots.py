@@ -11,7 +11,6 @@ import pytest
 
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.ingest import IngestResult, Ingestor, explicit_roots
-
 from scicat_fw_ingest.simulate import SimulatedJob as Job
 
 from .listen_helpers import DEFAULTS_TOML, write_ess_file
@@ -68,8 +67,9 @@ def test_paths_outside_the_roots_are_rejected_never_opened(tmp_path, layout, wri
     before = os.stat(layout["outside"] / "x.nxs").st_atime_ns
     result = ingest_within(ingestor_for(tmp_path, layout["root"]), writer_path)
     assert result.status == "rejected" and not result.retryable, result
-    assert "rejected" in result.error and rule in result.error and writer_path.split("/")[-1] in result.error
-    assert "\n" not in result.error
+    error = result.error or ""
+    assert "rejected" in error and rule in error and writer_path.split("/")[-1] in error
+    assert "\n" not in error
     assert os.stat(layout["outside"] / "x.nxs").st_atime_ns == before
 
 
@@ -78,13 +78,13 @@ def test_configured_data_roots_replace_the_path_map_default(tmp_path, layout) ->
     assert ingestor.data_roots == [os.path.realpath(layout["outside"])]
     assert ingest_within(ingestor, "/writer/data/good.nxs").status == "rejected"
     fifo = ingest_within(ingestor, str(layout["fifo"]))  # inside the root: still never opened (not a file)
-    assert fifo.status == "failed" and "not a regular file" in fifo.error
+    assert fifo.status == "failed" and "not a regular file" in (fifo.error or "")
 
 
 def test_no_root_at_all_rejects_every_path_from_others(tmp_path, layout) -> None:
     cfg = load_config(None, env={}, overrides={})
     result = Ingestor(cfg, None, require_roots=True).ingest(str(layout["root"] / "good.nxs"))
-    assert result.status == "rejected" and "no data root" in result.error
+    assert result.status == "rejected" and "no data root" in (result.error or "")
     # a library caller naming the file itself, with no root configured, is not restricted
     assert Ingestor(cfg, None).ingest(str(layout["root"] / "good.nxs")).status == "dry-run"
 

@@ -140,7 +140,8 @@ def test_the_fast_path_imports_neither_typer_nor_rich_for_json(tmp_path: Path) -
 
 
 def _publish_job(kafka_config, topic: str) -> SimulatedJob:
-    job = SimulatedJob(filename="/data/run1.nxs", control_topic=topic, pool_topic=topic, metadata='{"proposal_id": "p1"}')
+    job = SimulatedJob(filename="/data/run1.nxs", control_topic=topic, pool_topic=topic,
+                       metadata='{"proposal_id": "p1"}')
     ensure_topics(kafka_config, [topic])
     producer = make_producer(kafka_config)
     for _, value in job_messages(job)[1:]:  # the control topic's view of one job

@@ -211,7 +211,8 @@ def mo01() -> tuple[bytes, dict]:
     name = b.CreateString("nmx")
     root = table(b, [(0, "offset", name), (1, "ubyte", 2), (2, "offset", track)])
     return finish(b, root, "mo01"), {"source_name": "nmx", "data": {
-        "type": "GEMTrack", "time": 123, "xtrack": [{"time": 7, "strip": 8, "adc": 9}, {"time": 1, "strip": 2, "adc": 3}],
+        "type": "GEMTrack", "time": 123,
+        "xtrack": [{"time": 7, "strip": 8, "adc": 9}, {"time": 1, "strip": 2, "adc": 3}],
         "ytrack": [], "xpos": 1.5, "ypos": -2.0}}
 
 
@@ -231,7 +232,8 @@ def ns11() -> tuple[bytes, dict]:
     return finish(b, root, "ns11"), {"key": "nicos/slit/value", "time": "2024-11-24T13:59:49.125Z", "ttl": 3600.0,
                                      "expired": True, "value": {"type": "Dict", "value": [
                                          {"k": {"type": "String", "value": "x"},
-                                          "v": {"type": "ArrayLong", "value": [-1, 2**40], "array_type": "TupleType"}}]}}
+                                          "v": {"type": "ArrayLong", "value": [-1, 2**40],
+                                                "array_type": "TupleType"}}]}}
 
 
 def f142(kind: str, value: Any) -> tuple[bytes, dict]:
@@ -296,7 +298,7 @@ def test_every_field_round_trips_through_sfi_decode_json(tmp_path: Path, sfi) ->
     assert run.stderr == ""
     got = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(got) == len(wanted)
-    for name, record, want in zip(CASES, got, wanted):
+    for name, record, want in zip(CASES, got, wanted, strict=True):
         assert record == want, name
 
 
@@ -323,7 +325,7 @@ def test_a_union_member_beyond_the_schema_is_corrupt() -> None:
     b = builder()
     root = table(b, [(0, "ubyte", 9), (1, "offset", table(b, [(0, "ulong", 1)]))])
     data = bytearray(finish(b, root, "ba57"))
-    with pytest.raises(DecodeError, match="corrupt body .*union InfoTypes has no member 9"):
+    with pytest.raises(DecodeError, match=r"corrupt body .*union InfoTypes has no member 9"):
         decode(bytes(data))
 
 
@@ -341,18 +343,18 @@ def test_absent_fields_read_as_the_schema_defaults() -> None:
 def _raised(action: Any) -> BaseException:
     try:
         action()
-    except Exception as exc:  # noqa: BLE001 - the test wants the real exception object
+    except Exception as exc:  # the test wants the real exception object
         return exc
     raise AssertionError("no exception")
 
 
 def test_a_name_missing_from_numpy_is_a_library_failure_not_corrupt_bytes() -> None:
     # what ess-streaming-data-types' f142 raises under numpy 2 (np.unicode_): the library's failure
-    assert is_library_failure(_raised(lambda: np.unicode_removed_in_numpy_2))
+    assert is_library_failure(_raised(lambda: np.unicode_removed_in_numpy_2))  # type: ignore[attr-defined]
     assert is_library_failure(_raised(lambda: __import__("no_such_module_of_the_library")))
     # what corrupt bytes give: a missing table (None.Bytes), a bad union index, a short buffer
-    assert not is_library_failure(_raised(lambda: (None).Bytes))
-    assert not is_library_failure(_raised(lambda: {}["k"]))
+    assert not is_library_failure(_raised(lambda: (None).Bytes))  # type: ignore[attr-defined]
+    assert not is_library_failure(_raised(lambda: {"j": 1}["k"]))
     assert not is_library_failure(_raised(lambda: b""[4]))
 
 

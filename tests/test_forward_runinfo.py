@@ -20,11 +20,12 @@ from streaming_data_types import serialise_6s4t, serialise_fc00
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import Protocol
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
 from streaming_data_types.forwarder_config_update_fc00 import StreamInfo
-from .test_isis import child, dataset_value, icp_structure, run_start_bytes, streams
 
 from scicat_fw_ingest.config import Config
 from scicat_fw_ingest.kafka import Position, ensure_topics, make_producer, produce_sync, read_topic
 from scicat_fw_ingest.messages import decode
+
+from .test_isis import child, dataset_value, icp_structure, run_start_bytes, streams
 
 pytestmark = pytest.mark.kafka
 

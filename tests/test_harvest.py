@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -24,7 +25,7 @@ from scicat_fw_ingest.testing.backend import ACCOUNTS, RealBackend
 from .test_mapping import dry, make_cfg, origins, write_profile
 
 #: Per facility: profile, creationLocation, sample name, startTime, and harvested facts {key: (value, unit)}.
-EXPECTED = {
+EXPECTED: dict[str, tuple[str, str, str, str, dict[str, tuple[Any, str]]]] = {
     "sinq": ("nexus", "FOCUS at SINQ", "V2O5", "2007-09-03T16:16:36Z", {
         "sample_temperature": (296.4, "K"), "instrument_monochromator_lambda": (6.0, "Angstrom"),
         "instrument_monochromator_energy": (2.27, "meV"), "instrument_fermi_chopper_rotation_speed": (10500.0, "rpm"),

@@ -15,7 +15,6 @@ from scicat_fw_ingest.batch import AUTH_STOP, Batch
 
 from .conftest import sigint_as_from_a_terminal
 from .nexus_fixtures import write_ess
-from .scicat_fixtures import scicat_server  # noqa: F401  (fixture)
 from .test_ingest_file import DEFAULTS, cfg_for, env_for, posts
 
 
@@ -80,7 +79,7 @@ def test_wrong_password_is_one_line_before_any_file(scicat_server, tmp_path: Pat
 def test_batch_stops_after_consecutive_401(scicat_server, tmp_path: Path) -> None:
     files = [str(write_ess(tmp_path / f"r{i}.nxs", uuid=None, entry_identifier=str(i))) for i in range(8)]
     scicat_server.fail_next(100, 401, method="POST")
-    seen = []
+    seen: list[object] = []
     outcome = Batch(cfg_for(scicat_server), processes=1, dry_run=False).run(files, seen.append)
     assert outcome.auth_error and ("401" in outcome.auth_error or "token expired or refused" in outcome.auth_error)
     assert outcome.done == AUTH_STOP == len(seen) and outcome.not_done == len(files) - AUTH_STOP

@@ -17,7 +17,6 @@ from streaming_data_types.forwarder_config_update_fc00 import StreamInfo
 from streaming_data_types.run_start_pl72 import DetectorSpectrumMap
 
 from scicat_fw_ingest.errors import ConfigError
-from scicat_fw_ingest.isis.forward import ForwardedStream, blocks_on_topic, forwarded_streams
 from scicat_fw_ingest.isis import (
     EnrichError,
     build_structure,
@@ -29,6 +28,7 @@ from scicat_fw_ingest.isis import (
     parse_template,
     root_fields,
 )
+from scicat_fw_ingest.isis.forward import ForwardedStream, blocks_on_topic, forwarded_streams
 from scicat_fw_ingest.messages import decode
 
 

@@ -20,7 +20,6 @@ from scicat_fw_ingest.nexus.writer import write_nexus
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 from .nexus_fixtures import finished
-from .scicat_fixtures import scicat_server  # noqa: F401  (fixture)
 from .test_forward_runinfo import produce, read_run_starts
 from .test_isis import run_start_bytes
 
@@ -31,7 +30,7 @@ DEFAULTS = ('[defaults]\ncontactEmail = "data@isis.example"\nowner = "ingestor"\
 
 
 def test_icp_run_start_to_catalogue(sfi, kafka_bootstrap: str, kafka_config: Config, tmp_path: Path,
-                                    scicat_server: ScicatTestServer) -> None:  # noqa: F811
+                                    scicat_server: ScicatTestServer) -> None:
     tag = uuid.uuid4().hex[:8]
     inst, out = f"ZOOM{tag}", f"ALL_runInfo_{tag}"
     ensure_topics(kafka_config, [f"{inst}_runInfo", out])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,12 +23,13 @@ WRITER = "kafka-to-nexus:writer-host-pid:4242-ab12"
 
 
 def _jobs(prefix: str, errors: list[str | None]) -> list[SimulatedJob]:
-    return [SimulatedJob(filename=f"/data/{prefix}_{i}.nxs", control_topic=f"{prefix}_ctl_{i}", pool_topic=f"{prefix}_pool",
-                run_name=f"{prefix}-run{i}", error=error, service_id=WRITER) for i, error in enumerate(errors)]
+    return [SimulatedJob(filename=f"/data/{prefix}_{i}.nxs", control_topic=f"{prefix}_ctl_{i}",
+                         pool_topic=f"{prefix}_pool", run_name=f"{prefix}-run{i}", error=error, service_id=WRITER)
+            for i, error in enumerate(errors)]
 
 
-def _publish(cfg: Config, jobs: list[SimulatedJob], timestamp_ms: int | None = None, extra: list[tuple[str, bytes]] = ()
-             ) -> None:
+def _publish(cfg: Config, jobs: list[SimulatedJob], timestamp_ms: int | None = None,
+             extra: Sequence[tuple[str, bytes]] = ()) -> None:
     items = [item for job in jobs for item in job_messages(job)] + list(extra)
     ensure_topics(cfg, sorted({t for t, _ in items}))
     producer = make_producer(cfg)
@@ -34,7 +38,7 @@ def _publish(cfg: Config, jobs: list[SimulatedJob], timestamp_ms: int | None = N
     assert producer.flush(10) == 0
 
 
-def _status(result) -> dict:  # type: ignore[no-untyped-def]
+def _status(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -46,7 +50,8 @@ def three_jobs(kafka_config: Config, topic: str) -> list[SimulatedJob]:
     return jobs
 
 
-def test_three_jobs_listed_done_done_error_with_files(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob]) -> None:
+def test_three_jobs_listed_done_done_error_with_files(sfi, kafka_bootstrap: str,
+                                                      three_jobs: list[SimulatedJob]) -> None:
     topics = [arg for job in three_jobs for arg in ("--topic", job.control_topic)]
     data = _status(sfi("list-status", "-b", kafka_bootstrap, *topics, "--from-beginning", "--json"))
     assert set(data) == {"workers", "jobs", "commands"}
@@ -72,8 +77,8 @@ def test_regex_topics_and_tables(sfi, kafka_bootstrap: str, three_jobs: list[Sim
     assert sorted(j["job_id"] for j in data["jobs"]) == sorted(job.job_id for job in three_jobs[:2])
 
 
-def test_pool_topic_alone_shows_waiting_jobs_and_pending_starts(sfi, kafka_bootstrap: str, three_jobs: list[SimulatedJob],
-                                                                 topic: str) -> None:
+def test_pool_topic_alone_shows_waiting_jobs_and_pending_starts(sfi, kafka_bootstrap: str,
+                                                                 three_jobs: list[SimulatedJob], topic: str) -> None:
     data = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", f"{topic}_pool", "--json"))
     assert sorted(j["state"] for j in data["jobs"]) == ["waiting"] * 3
     assert {c["state"] for c in data["commands"]} == {"pending"}
@@ -176,9 +181,9 @@ def test_acceptance_writer_dies_mid_run_without_stop_time(sfi, kafka_config: Con
     for n, (where, data) in enumerate(started):
         producer.produce(where, data, timestamp=last_beat - (len(started) - 1 - n) * 2000)
     assert producer.flush(10) == 0
-    data = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", job.pool_topic, "-t", job.control_topic,
-                       "--json"))
-    (listed,) = data["jobs"]
+    listing = _status(sfi("list-status", "-b", kafka_bootstrap, "-t", job.pool_topic, "-t", job.control_topic,
+                          "--json"))
+    (listed,) = listing["jobs"]
     assert (listed["state"], listed["stop"], listed["service_id"]) == (state, None, WRITER)
 
 
@@ -211,7 +216,7 @@ def test_tables_fit_80_columns_and_a_live_view_keeps_the_newest_rows() -> None:
     for n, job in enumerate(jobs):
         for topic, data in job_messages(job):
             tracker.feed(decode(data), topic=topic, timestamp_ms=t0 + n * 1000)
-    console = Console(width=80, record=True, file=open("/dev/null", "w"))
+    console = Console(width=80, record=True, file=io.StringIO())
     for table in _tables(tracker, t0 + 60_000, rows=8):
         console.print(table)
     text = console.export_text()
@@ -220,7 +225,7 @@ def test_tables_fit_80_columns_and_a_live_view_keeps_the_newest_rows() -> None:
     assert len(job_lines) < 12 and "older not shown" in text
     assert "fit_11.nxs" in text and "fit_0.nxs" not in text  # the newest stay, the oldest go
     assert jobs[11].job_id[:8] in text and jobs[11].job_id not in text  # abbreviated; --json has it whole
-    full = Console(width=80, record=True, file=open("/dev/null", "w"))
+    full = Console(width=80, record=True, file=io.StringIO())
     for table in _tables(tracker, t0 + 60_000):
         full.print(table)
     assert sum("/data/fit_" in line for line in full.export_text().splitlines()) == 12

@@ -42,7 +42,8 @@ def test_secrets_and_url_credentials_are_scrubbed_from_log_lines() -> None:
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLXZhbHVl"
     assert jwt not in scrub(f"answer: {{'access_token': '{jwt}'}}")
     digest = "a3" * 32
-    assert scrub(f"sha256 {digest} of pid 20.500.12269/{'ab' * 20}") == f"sha256 {digest} of pid 20.500.12269/{'ab' * 20}"
+    kept = f"sha256 {digest} of pid 20.500.12269/{'ab' * 20}"
+    assert scrub(kept) == kept
 
 
 def test_verbosity_flags() -> None:
@@ -61,7 +62,9 @@ def test_unreachable_broker_is_logged_within_15_s_as_json(tmp_path: Path) -> Non
                              "--processes", "0", "--log-format", "json", "-q"],
                             env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    stderr = proc.stderr
+    assert stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
     reader.start()
     try:  # the acceptance bound: the operator hears of it within 15 s
         wait_for(lambda: any("unreachable" in line for line in lines), 15, "an error about the broker")
@@ -83,11 +86,12 @@ def test_json_log_of_a_run_with_scicat_retries_and_worker_processes(tmp_path, ka
     # a file name with a newline: must not break the one-JSON-object-per-line log
     odd = data_dir / "odd\nname.nxs"
     (data_dir / jobs[2].filename).rename(odd)
-    jobs[2].written_path = f"/writer/out/odd\nname.nxs"
+    jobs[2].written_path = "/writer/out/odd\nname.nxs"
     with ScicatTestServer() as scicat:
         scicat.fail_next(4, 503)
         publish(kafka_config, jobs)
-        proc = listener(tmp_path, "j", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=config_file(tmp_path, data_dir),
+        proc = listener(tmp_path, "j", bootstrap=kafka_bootstrap, scicat=scicat,
+                        cfg_path=config_file(tmp_path, data_dir),
                         topic=topic, group=f"g-{topic}", extra=["--log-format", "json", "--processes", "2", "-v"],
                         env_extra={"SFI_SCICAT_MAX_ATTEMPTS": "3"}).start()
         try:
@@ -113,8 +117,12 @@ def test_broker_problems_are_logged_at_once_then_every_few_minutes(caplog) -> No
             problems(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
         assert [r.levelname for r in caplog.records] == ["ERROR"]
         assert "127.0.0.1:1 unreachable" in caplog.records[0].getMessage()
-        wait_for(lambda: (problems(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all down")),
-                          len(caplog.records) == 2)[1], 5, "the reminder while the problem lasts")
+
+        def reminded() -> bool:
+            problems(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all down"))
+            return len(caplog.records) == 2
+
+        wait_for(reminded, 5, "the reminder while the problem lasts")
         problems(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "bad password"))
         problems.ok()
         assert problems.active is False

@@ -66,7 +66,8 @@ def test_proposal_and_instrument_fill_pi_email_groups_and_instrument_id(real_sci
     asked = ingestor.lookup.requests if ingestor.lookup else -1
     second = write_ess(tmp_path / "p1b.nxs", uuid=str(uuid.uuid4()), proposal=proposal, instrument=instrument,
                        users=USERS)
-    assert ingestor.ingest(str(second)).dataset["instrumentId"] == instrument_pid
+    again = ingestor.ingest(str(second)).dataset
+    assert again is not None and again["instrumentId"] == instrument_pid
     assert ingestor.lookup is not None and ingestor.lookup.requests == asked
     other = write_ess(tmp_path / "p1c.nxs", uuid=str(uuid.uuid4()), proposal=proposal, instrument=f"other{tag}",
                       users=USERS)
@@ -90,7 +91,7 @@ def test_no_lookup_is_sent_while_the_hdf5_lock_is_held(real_scicat: RealBackend,
         held.append(f"{path} lock={HDF5_LOCK._is_owned()}")  # type: ignore[attr-defined]
         return get_json(path, params, **kw)  # type: ignore[arg-type]
 
-    client.get_json = observed  # type: ignore[method-assign]  (observes the real client, answers unchanged)
+    client.get_json = observed  # type: ignore[method-assign]  # observes the real client, answers unchanged
     ingestor = Ingestor(make_cfg(), client, checksum="none")
     path = write_ess(tmp_path / "p4.nxs", uuid=str(uuid.uuid4()), proposal=proposal, instrument=instrument,
                      users=USERS)
@@ -186,4 +187,4 @@ def test_scicat_down_during_a_lookup_fails_the_file_as_retryable(tmp_path: Path)
         assert not server.datasets
         again = Ingestor(make_cfg(), client, checksum="none").ingest(str(path))   # SciCat is back: 404 = no proposal
         assert again.status == "created", again.error
-        assert server.datasets[again.pid]["principalInvestigator"] == "Zoe Alphabetical"
+        assert again.pid is not None and server.datasets[again.pid]["principalInvestigator"] == "Zoe Alphabetical"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -28,7 +29,7 @@ def make_cfg(**ingest: object) -> Config:
     return cfg
 
 
-def dry(cfg: Config, path: Path, run: RunInfo | None = None, **kw: object) -> dict:
+def dry(cfg: Config, path: Path, run: RunInfo | None = None, **kw: Any) -> dict[str, Any]:
     result = Ingestor(cfg, None, **kw).ingest(str(path), run)
     assert result.status == "dry-run", result.error
     assert result.dataset is not None
@@ -174,7 +175,8 @@ def test_path_map_maps_writer_prefix_to_local(tmp_path: Path) -> None:
     local = write_ess(tmp_path / "sub" / "a.nxs")
     cfg = make_cfg(path_map=[["/writer/data", str(tmp_path)], ["/writer", "/elsewhere"]])
     result = Ingestor(cfg, None).ingest("/writer/data/sub/a.nxs")
-    assert result.status == "dry-run" and result.dataset["sourceFolder"] == str(local.parent)
+    assert result.status == "dry-run" and result.dataset is not None and result.origdatablock is not None
+    assert result.dataset["sourceFolder"] == str(local.parent)
     assert result.file == "/writer/data/sub/a.nxs"
     assert result.origdatablock["dataFileList"][0]["path"] == "a.nxs"
 
@@ -213,7 +215,8 @@ def test_missing_required_field_names_field_and_config_key(tmp_path: Path) -> No
     cfg = load_config(None, env={}, overrides={})
     result = Ingestor(cfg, None).ingest(str(path))
     assert result.status == "failed" and not result.retryable
-    assert "contactEmail" in result.error and "[defaults]" in result.error and str(path) in result.error
+    error = result.error or ""
+    assert "contactEmail" in error and "[defaults]" in error and str(path) in error
     got = origins(cfg, path)
     assert got["contactEmail"] == (None, "MISSING: set [defaults] contactEmail in the config")
 
@@ -289,9 +292,9 @@ def test_file_without_expected_groups_fails_clearly(tmp_path: Path) -> None:
     path = write_other(tmp_path / "plain.h5")
     result = Ingestor(make_cfg(), None).ingest(str(path))
     assert result.status == "failed" and not result.retryable
-    assert "no mapping profile fits" in result.error and "/entry" in result.error
+    assert "no mapping profile fits" in (result.error or "") and "/entry" in (result.error or "")
     forced = Ingestor(make_cfg(), None, profile="isis").ingest(str(path))
-    assert "needs a root NXentry group named raw_data_*" in forced.error
+    assert "needs a root NXentry group named raw_data_*" in (forced.error or "")
 
 
 # -- datablock --------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -32,7 +32,7 @@ STRUCTURE = {"children": [{"type": "group", "name": "entry", "children": [],
 
 def sample_messages() -> dict[str, tuple[bytes, dict]]:
     """Each schema's bytes and the JSON that must come out of them."""
-    stop_dt = datetime.fromtimestamp(STOP_MS / 1000, tz=timezone.utc)
+    stop_dt = datetime.fromtimestamp(STOP_MS / 1000, tz=UTC)
     return {
         "pl72": (
             serialise_pl72("job-1", "/data/f.nxs", START_MS, STOP_MS, run_name="r1",
@@ -164,11 +164,11 @@ def test_iso_times_always_have_milliseconds_and_keep_finer_digits() -> None:
     assert iso_from_ns(1_500_000_000) == "1970-01-01T00:00:01.500Z"
     assert iso_from_ns(1_500_001_000) == "1970-01-01T00:00:01.500001Z"
     assert iso_from_ns(1) == "1970-01-01T00:00:00.000000001Z"
-    assert iso_datetime(datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=timezone.utc)) == "2024-01-02T03:04:05.123Z"
+    assert iso_datetime(datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)) == "2024-01-02T03:04:05.123Z"
     assert iso_datetime(datetime(2024, 1, 2, 3, 4, 5, 123456)) == "2024-01-02T03:04:05.123456Z"
 
 
-_ids = st.sampled_from(sorted(SAMPLES) + ["hs01", "f142", "ev42", "ep01", "al00", "da00", "ad00", "tdct", "json"])
+_ids = st.sampled_from([*sorted(SAMPLES), "hs01", "f142", "ev42", "ep01", "al00", "da00", "ad00", "tdct", "json"])
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -195,15 +195,21 @@ NS_ISO = "2024-10-27T03:33:20.123456789Z"
 
 def other_schemas() -> dict[str, bytes]:
     import streaming_data_types as sdt
-    from streaming_data_types import alarm_al00, area_detector_ad00, area_detector_ADAr, dataarray_da00
-    from streaming_data_types import epics_connection_ep01, forwarder_config_update_fc00
+    from streaming_data_types import (
+        alarm_al00,
+        area_detector_ADAr,
+        area_detector_ad00,
+        dataarray_da00,
+        epics_connection_ep01,
+        forwarder_config_update_fc00,
+    )
     from streaming_data_types.fbschemas.array_1d_se00.Location import Location
     from streaming_data_types.fbschemas.epics_connection_info_ep00.EventType import EventType
     from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import Protocol
     from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
 
     image = np.arange(6, dtype=np.uint16).reshape(2, 3)
-    stamp = datetime.fromtimestamp(1_730_000_000.123, tz=timezone.utc)
+    stamp = datetime.fromtimestamp(1_730_000_000.123, tz=UTC)
     hist = {"source": "h", "timestamp": NS, "current_shape": [2], "data": np.array([3, 4]),
             "dim_metadata": [{"length": 2, "unit": "ns", "label": "tof", "bin_boundaries": np.array([0, 1, 2])}]}
     return {
@@ -285,7 +291,7 @@ def test_enums_are_names() -> None:
 
 
 def test_answ_no_stop_time_sentinel_is_null() -> None:
-    sentinel = datetime.fromtimestamp(9_223_372_036_854 / 1000, tz=timezone.utc)
+    sentinel = datetime.fromtimestamp(9_223_372_036_854 / 1000, tz=UTC)
     out = decode(serialise_answ("w", "j", "j", ActionType.StartJob, ActionOutcome.Success, "ok", 201,
                                 sentinel)).to_jsonable()
     assert out["stop_time"] is None and out["command_id"] == "j"

@@ -10,10 +10,24 @@ import numpy as np
 import pytest
 
 from scicat_fw_ingest.nexus.reader import (
-    DamagedFileError, FileLockedError, NotNexusError, open_snapshot, read_snapshot, read_snapshot_waiting,
+    DamagedFileError,
+    FileLockedError,
+    NexusSnapshot,
+    Node,
+    NotNexusError,
+    open_snapshot,
+    read_snapshot,
+    read_snapshot_waiting,
 )
 
 from .nexus_fixtures import FileLock, ten_million_event_file, write_ess, write_isis
+
+
+def node_at(snap: NexusSnapshot, path: str) -> Node:
+    """The node at ``path``, which the test expects to be there."""
+    found = snap.get(path)
+    assert found is not None, path
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +40,9 @@ def test_ess_layout_values_units_and_user_groups(tmp_path: Path) -> None:
     snap = read_snapshot(str(write_ess(tmp_path / "a.nxs", instrument="DREAM")))
     assert snap.value("/entry/instrument/name") == "DREAM"
     assert snap.value("/entry/entry_identifier_uuid") == "5f0e7a1e-0000-4000-8000-000000000001"
-    assert snap.get("/entry/sample/temperature").units == "K"
+    assert node_at(snap, "/entry/sample/temperature").units == "K"
     assert snap.value("/entry/sample/temperature") == 295.5
-    assert snap.get("/entry").nx_class == "NXentry"
+    assert node_at(snap, "/entry").nx_class == "NXentry"
     assert snap.glob("/entry/user_*/email") == ["/entry/user_AdaLovelace/email"]
     assert snap.has_group("/entry/instrument") and not snap.has_group("/entry/title")
 
@@ -38,7 +52,7 @@ def test_event_arrays_are_described_not_read(ess_10m: Path) -> None:
     node = snap.get("/entry/instrument/detector/events/event_id")
     assert node is not None and node.value is None
     assert node.shape == (10_000_000,) and node.dtype == "uint32"
-    assert snap.get("/entry/instrument/detector/events/event_time_offset").units == "ns"
+    assert node_at(snap, "/entry/instrument/detector/events/event_time_offset").units == "ns"
 
 
 def test_reading_cost_does_not_grow_with_events(tmp_path: Path, ess_10m: Path) -> None:
@@ -53,16 +67,16 @@ def test_isis_layout_one_element_arrays_become_scalars(tmp_path: Path) -> None:
     assert snap.value("/raw_data_1/run_number") == 77
     assert snap.value("/raw_data_1/title") == "LOQ sample run"
     assert snap.value("/raw_data_1/duration") == 5400.0
-    assert snap.get("/raw_data_1/duration").units == "second"
+    assert node_at(snap, "/raw_data_1/duration").units == "second"
     assert snap.value("/@file_name") == "c:\\data\\LOQ00000077.nxs"
-    assert snap.get("/raw_data_1").nx_class == "NXentry"
+    assert node_at(snap, "/raw_data_1").nx_class == "NXentry"
 
 
 def test_real_isis_file_hard_links_seen_at_every_path(shared_data: Path) -> None:
     snap = read_snapshot(str(shared_data / "isis_loq_minimal_histogram.nxs"))
     assert snap.value("/raw_data_1/name") == "LOQ"
     for path in ("/raw_data_1/detector_1/counts", "/raw_data_1/instrument/detector_1/counts"):
-        assert snap.get(path).shape == (1, 17792, 5) and snap.get(path).value is None
+        assert node_at(snap, path).shape == (1, 17792, 5) and node_at(snap, path).value is None
     assert snap.value("/@file_time") == "2009-04-28T10:47:44+00:00"
 
 
@@ -85,7 +99,7 @@ def test_user_block_signature_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "ub.h5"
     with h5py.File(path, "w", userblock_size=512) as fh:
         fh.create_group("entry").attrs["NX_class"] = "NXentry"
-    assert read_snapshot(str(path)).get("/entry").nx_class == "NXentry"
+    assert node_at(read_snapshot(str(path)), "/entry").nx_class == "NXentry"
 
 
 def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
@@ -140,6 +154,6 @@ def test_large_attribute_arrays_and_compound_datasets_are_skipped(tmp_path: Path
         g["dangling"] = h5py.SoftLink("/nowhere")
         g["ext"] = h5py.ExternalLink("other.h5", "/x")
     snap = read_snapshot(str(path))
-    assert "big" not in snap.get("/entry").attrs and snap.get("/entry").attrs["small"] == [0, 1, 2]
-    assert snap.get("/entry/table").value is None and snap.get("/entry/alias") is not None
+    assert "big" not in node_at(snap, "/entry").attrs and node_at(snap, "/entry").attrs["small"] == [0, 1, 2]
+    assert node_at(snap, "/entry/table").value is None and snap.get("/entry/alias") is not None
     assert snap.get("/entry/dangling") is None and snap.get("/entry/ext") is None

@@ -211,7 +211,7 @@ def test_bad_structures_name_the_place_and_leave_no_file(structure: Any, expecte
 
 
 def test_existing_file_is_not_overwritten_and_missing_directory_is_named(tmp_path: Path) -> None:
-    structure = {"children": []}
+    structure: dict[str, Any] = {"children": []}
     target = tmp_path / "f.nxs"
     target.write_bytes(b"keep")
     with pytest.raises(NexusWriteError, match="exists already"):

@@ -65,7 +65,8 @@ def _seed(backend: RealBackend, proposal: str, instrument: str) -> None:
 
 
 def _same(field: str, mine: Any, theirs: Any) -> bool:
-    if field in ("startTime", "endTime", "start_time", "end_time") and isinstance(mine, str) and isinstance(theirs, str):
+    times = ("startTime", "endTime", "start_time", "end_time")
+    if field in times and isinstance(mine, str) and isinstance(theirs, str):
         return dt.datetime.fromisoformat(mine) == dt.datetime.fromisoformat(theirs)
     return bool(mine == theirs)
 

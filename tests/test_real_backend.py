@@ -17,7 +17,7 @@ def test_backend_answers_and_accepts_a_raw_dataset(real_scicat: RealBackend) -> 
             "creationLocation": "ESS:CODA"}
     status, doc = real_scicat.request("POST", "/api/v3/Datasets", body, user="ingestor")
     assert status == 201, doc
-    status, again = real_scicat.request("POST", "/api/v3/Datasets", body, user="ingestor")
+    status, _ = real_scicat.request("POST", "/api/v3/Datasets", body, user="ingestor")
     assert status == 409
     status, read = real_scicat.request("GET", "/api/v3/Datasets/" + pid.replace("/", "%2F"))
     assert status == 200 and read["pid"] == pid

@@ -81,6 +81,8 @@ def test_a_token_echoed_by_the_server_is_scrubbed_before_it_is_stored(tmp_path: 
     store = StateStore(tmp_path / "state")
     record_outcome(store, "/d/a.nxs", IngestResult("/d/a.nxs", None, "failed", error=echoed), job_id=None,
                    writer_path="/d/a.nxs", source="t/0@1", wrdn=b"")
-    stored = store.get_file("/d/a.nxs").error
+    record = store.get_file("/d/a.nxs")
+    assert record is not None and record.error is not None
+    stored = record.error
     assert token not in stored and quote(token, safe="") not in stored and "eyJzdWIi" not in stored
     assert stored.startswith("SciCat POST Datasets: 400 Bad Request")

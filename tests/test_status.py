@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -20,14 +21,13 @@ from streaming_data_types import (
 from streaming_data_types.fbschemas.action_response_answ.ActionOutcome import ActionOutcome
 from streaming_data_types.fbschemas.action_response_answ.ActionType import ActionType
 
-from scicat_fw_ingest.messages import decode
-from scicat_fw_ingest.messages import NO_STOP_TIME_MS
+from scicat_fw_ingest.messages import NO_STOP_TIME_MS, decode
 from scicat_fw_ingest.simulate import SimulatedJob, heartbeat, idle_heartbeat, job_messages, job_phases, run_start
 from scicat_fw_ingest.status import Timeouts, Tracker
 
 T0 = 1_700_000_000_000  # ms since epoch
 WRITER = "kafka-to-nexus:writer-host-pid:4242-ab12"  # kafka-to-nexus's service_id form
-STOP_DT = datetime.fromtimestamp((T0 + 1000) / 1000, tz=timezone.utc)
+STOP_DT = datetime.fromtimestamp((T0 + 1000) / 1000, tz=UTC)
 
 
 def _job(i: int, **kw: object) -> SimulatedJob:
@@ -41,7 +41,7 @@ def _timed(job: SimulatedJob) -> list[tuple[str, bytes, int]]:
     return [(topic, data, job.start_time + n * 100) for n, (topic, data) in enumerate(job_messages(job))]
 
 
-def _feed(tracker: Tracker, items: list[tuple[str, bytes, int | None]]) -> Tracker:
+def _feed(tracker: Tracker, items: Sequence[tuple[str, bytes, int | None]]) -> Tracker:
     for topic, data, ts in items:
         tracker.feed(decode(data), topic=topic, timestamp_ms=ts)
     return tracker
@@ -248,7 +248,7 @@ def test_normal_sequence_done_writer_that_answered_idle_and_stop_set_only_by_the
     assert (running.state, running.stop, running.service_id) == ("writing", None, WRITER)
     (start_cmd,) = tracker.commands(T0 + 1_000)
     assert (start_cmd.command_id, start_cmd.state, start_cmd.status_code) == (job.job_id, "success", 201)
-    _feed(tracker, _replay(finished, T0 + 1_000) + [(STATUS_TOPIC, idle_heartbeat(WRITER, "writer-host", 4242),
+    _feed(tracker, [*_replay(finished, T0 + 1_000), (STATUS_TOPIC, idle_heartbeat(WRITER, "writer-host", 4242),
                                                      T0 + 2_000)])
     (done,) = tracker.jobs(T0 + 2_100)
     assert (done.state, done.stop, done.file_written, done.control_topic) == \
@@ -264,7 +264,7 @@ def test_stop_now_sequence_takes_the_request_time_and_ends_done() -> None:
     items += [(job.control_topic, serialise_6s4t(job.job_id, job.run_name, "", "c-now", 0), T0 + 5_000),
               (job.control_topic, serialise_answ(WRITER, job.job_id, "c-now", ActionType.SetStopTime,
                                                  ActionOutcome.Success, "ok", 201,
-                                                 datetime.fromtimestamp(0, tz=timezone.utc)), T0 + 5_010),
+                                                 datetime.fromtimestamp(0, tz=UTC)), T0 + 5_010),
               (job.control_topic, serialise_wrdn(WRITER, job.job_id, False, job.filename, "{}", None), T0 + 5_500)]
     tracker = _feed(Tracker(), items)
     (only,) = tracker.jobs(T0 + 6_000)
@@ -278,7 +278,7 @@ def test_failed_start_on_the_default_topic_is_an_error_not_a_control_topic(statu
     job = _job(0, status_topic=STATUS_TOPIC, start_failure=status)
     started, finished = job_phases(job)
     assert finished == [] and {t for t, _ in started[1:]} == {STATUS_TOPIC}
-    tracker = _feed(Tracker(), _replay(started, T0) + [(STATUS_TOPIC, idle_heartbeat(WRITER, "h", 1), T0 + 500)])
+    tracker = _feed(Tracker(), [*_replay(started, T0), (STATUS_TOPIC, idle_heartbeat(WRITER, "h", 1), T0 + 500)])
     (only,) = tracker.jobs(T0 + 1_000)
     assert only.state == "error" and only.error and only.service_id == WRITER
     assert only.control_topic == (job.control_topic or None)  # never the writer's status topic
@@ -314,7 +314,7 @@ def test_writer_dies_mid_run_with_a_future_stop_time_times_out_all_the_same() ->
     items += [(job.control_topic, serialise_6s4t(job.job_id, job.run_name, "", "c1", stop), T0 + 6_400),
               (job.control_topic, serialise_answ(WRITER, job.job_id, "c1", ActionType.SetStopTime,
                                                  ActionOutcome.Success, "ok", 201,
-                                                 datetime.fromtimestamp(stop / 1000, tz=timezone.utc)), T0 + 6_410),
+                                                 datetime.fromtimestamp(stop / 1000, tz=UTC)), T0 + 6_410),
               (job.control_topic, heartbeat(job, stop_ms=stop), T0 + 8_300)]
     tracker = _feed(Tracker(), items)
     assert tracker.jobs(T0 + 20_000)[0].state == "writing"
@@ -359,7 +359,7 @@ def test_start_failed_on_one_writer_then_started_by_another_is_writing() -> None
 def test_sentinel_never_shows_as_a_stop_time() -> None:
     job = _job(0)
     answer = serialise_answ(WRITER, job.job_id, job.job_id, ActionType.StartJob, ActionOutcome.Success, "ok", 201,
-                            datetime.fromtimestamp(NO_STOP_TIME_MS / 1000, tz=timezone.utc))
+                            datetime.fromtimestamp(NO_STOP_TIME_MS / 1000, tz=UTC))
     tracker = _feed(Tracker(), [(job.control_topic, answer, T0), (job.control_topic, heartbeat(job), T0 + 100)])
     assert tracker.to_jsonable(T0 + 200)["jobs"][0]["stop"] is None
 

@@ -69,6 +69,7 @@ def test_builtin_profiles_give_a_sensible_dataset(tmp_path: Path) -> None:
     result = Ingestor(load_config(cfg_file, env={}), None).ingest(str(path))
     assert result.status == "dry-run", result.error
     ds = result.dataset
+    assert ds is not None
     assert ds["datasetName"] == "MUSR00012345"
     assert ds["runNumber"] == "12345"
     assert ds["startTime"] == "2024-11-27T21:43:01Z" and ds["endTime"] == "2024-11-27T21:53:01Z"
@@ -92,13 +93,11 @@ def test_the_copy_leaves_a_half_copied_window(tmp_path: Path) -> None:
 
 
 def _watch(tmp_path: Path, archive: Path, env: dict[str, str], topic: str) -> subprocess.Popen:
-    log = open(tmp_path / "watch.log", "ab")
     base = {k: v for k, v in os.environ.items() if not k.startswith("SFI_")}
-    proc = subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "watch", str(archive), "--topic", topic,
-                             "--settle", "0.4", "--poll-interval", "0.2", "--processes", "0"],
-                            env={**base, **env}, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    return proc
+    with open(tmp_path / "watch.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "scicat_fw_ingest", "watch", str(archive), "--topic", topic,
+                                 "--settle", "0.4", "--poll-interval", "0.2", "--processes", "0"],
+                                env={**base, **env}, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.slow
@@ -165,7 +164,7 @@ def test_twenty_archived_files_each_once_through_two_kills(tmp_path: Path, kafka
 def test_watched_supermusr_file_is_accepted_by_the_real_backend(tmp_path: Path, real_scicat) -> None:
     from scicat_fw_ingest.scicat import ScicatClient
     from scicat_fw_ingest.state import StateStore
-    from scicat_fw_ingest.watch import Watcher, WatchOptions
+    from scicat_fw_ingest.watch import WatchOptions, Watcher
 
     archive = tmp_path / "archive"
     archive.mkdir()
@@ -187,7 +186,7 @@ def test_watched_supermusr_file_is_accepted_by_the_real_backend(tmp_path: Path, 
         w.stop()
         thread.join(30)
     [record] = state.files_at(str(path))  # keyed by path + size + mtime, found by its path
-    assert record.status == "created", record.error
+    assert record.status == "created" and record.pid is not None, record.error
     status, dataset = real_scicat.request("GET", "/api/v3/Datasets/" + record.pid.replace("/", "%2F"))
     assert status == 200, dataset
     assert dataset["datasetName"] == "MUSR00012345" and dataset["runNumber"] == "12345"

@@ -38,7 +38,7 @@ def _job(**kwargs: Any) -> SimulatedJob:
 
 
 def _answers(messages: list[tuple[str, bytes]]) -> list[tuple[str, Any]]:
-    out = []
+    out: list[tuple[str, Any]] = []
     for topic, data in messages:
         message = decode(data)
         if message.schema == "answ":
@@ -103,7 +103,7 @@ def test_cli_start_400_and_stop_now_on_the_broker(sfi: Any, kafka_bootstrap: str
     on_status = [decode(rec.value) for rec in read_topic(kafka_config, status)]
     failed = [(m.schema, m.value.job_id) for m in on_status if m.schema in ("pl72", "answ")]
     assert failed == [("pl72", second["job_id"]), ("answ", second["job_id"])]  # the echo, then the answer
-    answer = [m for m in on_status if m.schema == "answ"][0]
+    answer = next(m for m in on_status if m.schema == "answ")
     assert (answer.value.status_code, answer.value.message) == (400, "Rejected start job as control topic was empty.")
     on_control = [decode(rec.value) for rec in read_topic(kafka_config, control)]
     stopped = [m for m in on_control if m.schema == "answ"][-1]

@@ -11,9 +11,9 @@ from scicat_fw_ingest.catalogue import CatalogueDir
 from scicat_fw_ingest.completion.folder import FolderWatcher
 from scicat_fw_ingest.config import Config, load_config
 from scicat_fw_ingest.ingest import Ingestor
-from scicat_fw_ingest.state import FileRecord, StateStore
 from scicat_fw_ingest.simulate.supermusr import SimulatedRun, write_run_file
-from scicat_fw_ingest.watch import Watcher, WatchOptions
+from scicat_fw_ingest.state import FileRecord, StateStore
+from scicat_fw_ingest.watch import WatchOptions, Watcher
 
 from .listen_helpers import DEFAULTS_TOML, wait_for
 

@@ -13,17 +13,12 @@ import sys
 from typing import Any
 
 from ..errors import SfiError
+from ._warn import warn as warn  # re-exported: `from scicat_fw_ingest.cli import warn` keeps working
 
 __all__ = ["app", "main"]
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
-
-
-def warn(text: str) -> None:
-    """One plain line on stderr for every command (no markup interpretation: messages contain brackets)."""
-    sys.stderr.write(f"sfi: {text}\n")
-    sys.stderr.flush()
 
 
 def __getattr__(name: str) -> Any:
@@ -34,7 +29,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _typer_app() -> Any:
-    from . import _common as _common  # noqa: F401  (registers the global options: -c, --version)
+    from . import _common as _common  # registers the global options: -c, --version
     from ._app import app
 
     return app

@@ -35,7 +35,7 @@ def parse(args: list[str]) -> dict[str, object] | None:
             opts[arg] = True
         elif name in _VALUED:
             if not eq:
-                if i + 1 >= len(args) or args[i + 1].startswith("-") and args[i + 1] != "-":
+                if i + 1 >= len(args) or (args[i + 1].startswith("-") and args[i + 1] != "-"):
                     return None
                 i += 1
                 value = args[i]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import warn
+from ._warn import warn
 
 
 def local_inputs(paths: list[str], hexes: list[str]) -> Iterator[tuple[str, bytes | None, str | None]]:

@@ -57,5 +57,5 @@ def produce_cli(writer: str, cfg: Config, count: int, output_dir: Path, archive_
 
     simulate_supermusr(cfg, count, local_dir=output_dir, archive_dir=archive_dir, topic=topic,
                        instrument=instrument or "SuperMuSR",
-                       metadata={"proposal_id": proposal} if proposal else None, size_mb=size_mb, chunk=chunk, delay=delay,
-                       pause=pause, seed=seed, on_run=report)
+                       metadata={"proposal_id": proposal} if proposal else None, size_mb=size_mb, chunk=chunk,
+                       delay=delay, pause=pause, seed=seed, on_run=report)

@@ -7,7 +7,7 @@ the NeXus writer, confluent_kafka) happen inside the command so that ``sfi --hel
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,12 +19,12 @@ from ._app import app
 from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
 
 
-class Layout(str, Enum):
+class Layout(StrEnum):
     ess = "ess"
     isis = "isis"
 
 
-class Failure(str, Enum):
+class Failure(StrEnum):
     """How ``--fail`` ends a job (simulate.FAILURES)."""
 
     start_400 = "start-400"

@@ -19,7 +19,7 @@ from ..ingest import RunInfo
 from ..messages import DecodeError, decode
 from ..state import DONE, QUEUED, REJECTED, FileRecord, StateStore, file_identity
 
-__all__ = ["ALREADY", "BAD", "IN_FLIGHT", "INGEST", "WRITER_ERROR", "WrdnDecision", "decide", "run_info_for"]
+__all__ = ["ALREADY", "BAD", "INGEST", "IN_FLIGHT", "WRITER_ERROR", "WrdnDecision", "decide", "run_info_for"]
 
 #: The wrdn names no file: record it as a bad message.
 BAD = "bad"

@@ -28,21 +28,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message as KafkaMessage, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
+from confluent_kafka import Message as KafkaMessage
 
 from ..config import Config
 from ..errors import ConfigError, KafkaError
-from .structure import (
-    EnrichError,
-    build_structure,
-    instrument_from_topic,
-    load_template,
-    parse_template,
-    serialise_enriched,
-)
 from ..kafka import Position, make_consumer, make_producer, produce_sync, read_topic
 from ..messages import DecodeError, decode
+from ._template import load_template, parse_template
+from .structure import EnrichError, build_structure, instrument_from_topic, serialise_enriched
 
 _POLL_SECONDS = 0.5
 #: The same client error is logged again only after this long.
@@ -204,10 +199,19 @@ def _check_templates(cfg: Config, instruments: list[str]) -> None:
         load_template(instrument, folder)
 
 
+def _position(msg: KafkaMessage) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed message (the client types them optional: produced ones lack them)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise KafkaError(f"a consumed message without a position (topic {topic}, partition {partition}, "
+                         f"offset {offset})")
+    return topic, partition, offset
+
+
 def _commit(consumer: Consumer, msg: KafkaMessage) -> None:
+    topic, partition, offset = _position(msg)
     try:
-        consumer.commit(offsets=[TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)],
-                        asynchronous=False)
+        consumer.commit(offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=False)
     except KafkaException as exc:
         err = exc.args[0] if exc.args else exc
         _log(f"commit of {msg.topic()}/{msg.partition()}@{msg.offset()} failed "
@@ -234,6 +238,8 @@ class _ErrorLog:
 
     def message(self, msg: KafkaMessage) -> None:
         err = msg.error()
+        if err is None:
+            return
         if err.fatal():
             raise KafkaError(f"consuming on {self.bootstrap}: {err.str()}")
         if err.code() == _LibKafkaError.UNKNOWN_TOPIC_OR_PART:
@@ -283,7 +289,8 @@ class _Lookback:
              f"younger than {self.seconds:g} s")
 
     def too_old(self, msg: KafkaMessage) -> bool:
-        key = (msg.topic(), msg.partition())
+        topic, partition, _ = _position(msg)
+        key = (topic, partition)
         since = self._since.get(key)
         if since is None:
             return False
@@ -328,7 +335,7 @@ def _run(cfg: Config, *, dry_run: bool, count: int | None, on_dry_run: DryRunSin
     if "topic.metadata.refresh.interval.ms" not in cfg.kafka:
         extra["topic.metadata.refresh.interval.ms"] = _METADATA_REFRESH_MS
     errors = _ErrorLog(bootstrap)
-    quiet = {"log_level": 0, "error_cb": errors}  # client errors come through ``errors``, rate-limited
+    quiet: dict[str, Any] = {"log_level": 0, "error_cb": errors}  # client errors come through ``errors``, rate-limited
     consumer = make_consumer(cfg, cfg.isis.group, offset_reset=cfg.isis.auto_offset_reset, **quiet, **extra)
     producer: Producer | None = None if dry_run else make_producer(cfg, **quiet)
 
@@ -356,15 +363,16 @@ def _run(cfg: Config, *, dry_run: bool, count: int | None, on_dry_run: DryRunSin
             if msg.error() is not None:
                 errors.message(msg)
                 continue
-            where = f"{msg.topic()}/{msg.partition()}@{msg.offset()}"
+            topic, partition, offset = _position(msg)
+            where = f"{topic}/{partition}@{offset}"
             if lookback.too_old(msg):
                 continue
-            if msg.topic() == fwd.output_topic:  # a pattern also matching our own output: never loop
+            if topic == fwd.output_topic:  # a pattern also matching our own output: never loop
                 if not dry_run:
                     _commit(consumer, msg)
                 continue
             try:
-                run_start, instrument, _structure, payload = fwd.enrich(msg.topic(), msg.value() or b"")
+                run_start, instrument, _structure, payload = fwd.enrich(topic, msg.value() or b"")
             except (DecodeError, EnrichError) as exc:
                 _log(f"skipped {where}: {exc}", logging.WARNING)
                 if not dry_run:

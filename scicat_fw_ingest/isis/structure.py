@@ -27,10 +27,15 @@ from typing import Any
 from streaming_data_types import serialise_pl72
 from streaming_data_types.run_start_pl72 import RunStartInfo
 
-from ._template import (  # noqa: F401  (used here and re-exported by the package)
-    BUILTIN_TEMPLATE, SCALAR_PLACEHOLDERS, SPLICE_PLACEHOLDERS, fill_template, load_template, parse_template,
-)
 from ..errors import SfiError
+from ._template import (  # noqa: F401  (used here and re-exported by the package)
+    BUILTIN_TEMPLATE,
+    SCALAR_PLACEHOLDERS,
+    SPLICE_PLACEHOLDERS,
+    fill_template,
+    load_template,
+    parse_template,
+)
 
 #: The metadata keys read for the root fields, in order of preference.
 RUN_NUMBER_KEYS = ("run_number", "runNumber")
@@ -169,7 +174,7 @@ def _key(node: Any) -> tuple[Any, ...]:
         return ("value", json.dumps(node, sort_keys=True))
     if node.get("type") == "group" or (node.get("name") and "module" not in node and node.get("type") != "stream"):
         return ("name", node.get("name"))
-    config = node.get("config") if isinstance(node.get("config"), dict) else {}
+    config: dict[str, Any] = node["config"] if isinstance(node.get("config"), dict) else {}
     module = node.get("module")
     if module in ("dataset", "link"):
         return ("name", config.get("name"))
@@ -297,7 +302,7 @@ def build_structure(run_start: RunStartInfo, instrument: str, template: Mapping[
 
 def serialise_enriched(run_start: RunStartInfo, instrument: str, structure: Mapping[str, Any]) -> bytes:
     """The new pl72: every field of the ICP's run start kept, nexus_structure replaced (as JSON)."""
-    return serialise_pl72(
+    payload: bytes = serialise_pl72(  # streaming_data_types is untyped
         job_id=run_start.job_id, filename=run_start.filename, start_time=run_start.start_time,
         stop_time=run_start.stop_time, run_name=run_start.run_name,
         nexus_structure=json.dumps(structure, ensure_ascii=False), service_id=run_start.service_id,
@@ -305,6 +310,7 @@ def serialise_enriched(run_start: RunStartInfo, instrument: str, structure: Mapp
         metadata=run_start.metadata, detector_spectrum_map=run_start.detector_spectrum_map,
         control_topic=run_start.control_topic,
     )
+    return payload
 
 
 def enrich_run_start(run_start: RunStartInfo, instrument: str, template: Mapping[str, Any], *,

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import SfiError
-from .sources import _dig  # one dotted-path reader for file metadata and SciCat answers
+from ._paths import dig  # one dotted-path reader for file metadata and SciCat answers
 
 log = logging.getLogger("sfi.mapping")
 
@@ -87,10 +87,10 @@ class ScicatLookup:
             parts = [str(data.get(k) or "").strip() for k in ("pi_firstname", "pi_lastname")]
             value: Any = " ".join(p for p in parts if p) or None
         else:
-            value = _dig(data, name)
+            value = dig(data, name)
         return value, request, None
 
-    def _record(self, record: str, key: str) -> tuple[dict | None, str]:
+    def _record(self, record: str, key: str) -> tuple[dict[str, Any] | None, str]:
         cache_key = (record, key if record != "instrument" else key.lower())
         hit = self._cache.get(cache_key)
         now = self._clock()
@@ -119,14 +119,14 @@ class ScicatLookup:
                             status)
             return _REFUSED_ANSWER
 
-    def _proposal(self, proposal_id: str) -> tuple[dict | None, str]:
+    def _proposal(self, proposal_id: str) -> tuple[dict[str, Any] | None, str]:
         path = f"Proposals/{quote(proposal_id, safe='')}"
         data = self._get(path)
         if data is _REFUSED_ANSWER:
             return None, f"refused: GET {path} answered {self.refusal}: proposal fields fall back"
         return (data if isinstance(data, dict) else None), f"GET {path}"
 
-    def _instrument(self, name: str) -> tuple[dict | None, str]:
+    def _instrument(self, name: str) -> tuple[dict[str, Any] | None, str]:
         """By name, case-insensitive: instruments are few, so all are listed once and matched here."""
         if self._instruments is None or self._clock() - self._instruments[0] >= self._ttl:
             self._instruments = (self._clock(), self._get("Instruments", {"filter": json.dumps({"limit": 1000})}))
@@ -140,7 +140,7 @@ class ScicatLookup:
                 return item, f"GET Instruments (name '{item.get('name')}' ~ '{name}')"
         return None, ""
 
-    def _sample(self, key: str) -> tuple[dict | None, str]:
+    def _sample(self, key: str) -> tuple[dict[str, Any] | None, str]:
         path = f"Samples/{quote(key, safe='')}"
         data = self._get(path)
         if data is _REFUSED_ANSWER:

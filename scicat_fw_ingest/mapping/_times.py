@@ -13,7 +13,7 @@ import datetime as dt
 import re
 import zoneinfo
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 #: Seconds per unit for epoch numbers; a number without a unit is ms since the epoch (run-start messages).
 EPOCH_UNITS: dict[str, float] = {
@@ -68,7 +68,7 @@ def parse_time(value: object, timezone: str = "UTC", unit: str | None = None) ->
     moment = _parse_text(text, timezone)
     if moment is None:
         raise TimeParseError(f"{text!r} is not a time sfi can read (ISO-8601, '18-Sep-21 22:04:08', epoch number)")
-    return moment.astimezone(dt.timezone.utc)
+    return moment.astimezone(dt.UTC)
 
 
 def is_naive(value: object) -> bool:
@@ -90,7 +90,7 @@ def is_naive(value: object) -> bool:
 
 def format_utc(moment: dt.datetime) -> str:
     """``2024-11-27T21:49:41.125Z``: milliseconds when there are any, as SciCat stores them."""
-    moment = moment.astimezone(dt.timezone.utc)
+    moment = moment.astimezone(dt.UTC)
     text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
     return text.replace("+00:00", "Z")
 
@@ -119,19 +119,19 @@ def _parse_text(text: str, timezone: str) -> dt.datetime | None:
         return _build(year, month, day, match["time"], match["frac"], match["zone"], timezone)
     match = _DMY.match(text)
     if match:
-        month = _month(match["month"])
-        if month is None:
+        named = _month(match["month"])
+        if named is None:
             return None
         year = int(match["year"])
         year = year + (2000 if year < 70 else 1900) if len(match["year"]) == 2 else year
-        return _build(year, month, int(match["day"]), match["time"], match["frac"], match["zone"], timezone)
+        return _build(year, named, int(match["day"]), match["time"], match["frac"], match["zone"], timezone)
     match = _MDY.match(text)
     if match:
-        month = _month(match["month"])
-        if month is None:
+        named = _month(match["month"])
+        if named is None:
             return None
         year = int(match["year1"] or match["year2"])
-        return _build(year, month, int(match["day"]), match["time1"] or match["time2"], None, match["zone"],
+        return _build(year, named, int(match["day"]), match["time1"] or match["time2"], None, match["zone"],
                       timezone)
     return None
 
@@ -159,7 +159,7 @@ def _zone(zone: str | None, timezone: str) -> dt.tzinfo:
     if not zone:
         return zoneinfo.ZoneInfo(timezone)
     if zone.upper() in ("Z", "UTC", "GMT"):
-        return dt.timezone.utc
+        return dt.UTC
     sign = -1 if zone[0] == "-" else 1
     digits = zone[1:].replace(":", "")
     hours, minutes = int(digits[:2]), int(digits[2:4] or 0)

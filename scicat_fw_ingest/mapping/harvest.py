@@ -153,7 +153,7 @@ class _Walker:
                 continue
             segment = CLASS_NAMED.get(cls or "", name) if class_counts.get(cls or "", 0) == 1 else name
             child_rank = rank
-            if rank == RANK_ENTRY or rank == RANK_OTHER:
+            if rank in (RANK_ENTRY, RANK_OTHER):
                 child_rank = {"NXsample": RANK_SAMPLE, "NXinstrument": RANK_INSTRUMENT, "NXmonitor": RANK_INSTRUMENT,
                               "NXuser": RANK_USER}.get(cls or "", RANK_OTHER)
             if cls == "NXlog":

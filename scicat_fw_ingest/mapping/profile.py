@@ -196,7 +196,8 @@ def build_profile(name: str, origin: str, data: dict[str, Any]) -> Profile:
     where = f"{origin}"
     unknown = set(data) - {"profile", "fields", "scientific"}
     if unknown:
-        raise ProfileError(f"{where}: unknown table(s) {', '.join(sorted(unknown))} (known: profile, fields, scientific)")
+        raise ProfileError(f"{where}: unknown table(s) {', '.join(sorted(unknown))} "
+                           "(known: profile, fields, scientific)")
     head = data.get("profile", {})
     bad = set(head) - _PROFILE_KEYS
     if bad:
@@ -390,7 +391,7 @@ def matches(profile: Profile, *, path: str, instrument: str | None) -> bool:
     """Whether ``profile``'s path and instrument patterns match (the NeXus content is ``locate``'s)."""
     if profile.paths and not any(fnmatch.fnmatch(path, p) for p in profile.paths):
         return False
-    if profile.instruments:
-        if not instrument or not any(fnmatch.fnmatch(instrument.lower(), p.lower()) for p in profile.instruments):
-            return False
-    return True
+    if not profile.instruments:
+        return True
+    return instrument is not None and instrument != "" and any(
+        fnmatch.fnmatch(instrument.lower(), p.lower()) for p in profile.instruments)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Config, SecretStr
 from ..nexus.reader import LazySnapshot, NexusSnapshot
+from ._paths import dig
 from ._times import TimeParseError, format_utc, parse_time
 
 if TYPE_CHECKING:
@@ -160,9 +161,9 @@ def _raw(spec: SourceSpec, ctx: Context) -> list[Found]:
     if kind == "run":
         return [Found(ctx.run.get(arg), f"run:{arg}")]
     if kind == "metadata":
-        return [Found(_dig(ctx.metadata, arg), f"metadata:{arg}")]
+        return [Found(dig(ctx.metadata, arg), f"metadata:{arg}")]
     if kind == "wrdn":
-        return [Found(_dig(ctx.wrdn, arg), f"wrdn:{arg}")]
+        return [Found(dig(ctx.wrdn, arg), f"wrdn:{arg}")]
     if kind == "file":
         return [Found(ctx.files.get(arg), f"file:{arg}")]
     if kind == "config":
@@ -208,17 +209,6 @@ def config_value(cfg: Config, dotted: str) -> Any:
         return None
     value = getattr(section, key, None)
     return None if isinstance(value, SecretStr) else value
-
-
-def _dig(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if isinstance(data, Mapping):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
 
 
 def _empty(value: Any) -> bool:

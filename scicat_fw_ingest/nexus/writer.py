@@ -153,7 +153,8 @@ def _times(start: int | None, stop: int | None) -> tuple[int, int]:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _numpy_dtype(name: Any, where: str) -> str | None:
@@ -259,7 +260,7 @@ class _Writer:
             # kafka-to-nexus no longer reads this form: it writes nothing for it, and neither does sfi.
             self.report.warnings.append(f"{where}: old {{'type': 'stream'}} form, ignored as kafka-to-nexus does")
         elif kind == "dataset":  # older static form: {"type": "dataset", "name", "values", "dataset": {"type"}}
-            spec = node.get("dataset") if isinstance(node.get("dataset"), dict) else {}
+            spec: dict[str, Any] = node["dataset"] if isinstance(node.get("dataset"), dict) else {}
             config = {"name": node.get("name"), "values": node.get("values"), "type": spec.get("type")}
             self._module(group, "dataset", config, node.get("attributes"), path, where)
         elif kind == "link":

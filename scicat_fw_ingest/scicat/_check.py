@@ -9,7 +9,7 @@ Each check is one line; a problem makes the command exit 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._client import ScicatClient
@@ -28,7 +28,7 @@ class CheckLine:
 
 def sample_dataset(defaults: dict[str, Any]) -> dict[str, Any]:
     """A raw dataset as sfi would send it, from ``[defaults]`` with placeholders for the rest."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     body: dict[str, Any] = {"type": "raw", "ownerGroup": "sfi-check", "owner": "sfi check",
                             "contactEmail": "sfi-check@example.org", "sourceFolder": "/sfi/check",
                             "creationTime": now, "principalInvestigator": "sfi check",
@@ -54,7 +54,7 @@ def preflight(client: ScicatClient, defaults: dict[str, Any]) -> list[CheckLine]
     if left is None:
         lines.append(CheckLine(None, "token", "expiry unknown (not a JWT, no expires_in)"))
     else:
-        until = (datetime.now(timezone.utc) + timedelta(seconds=left)).strftime("%Y-%m-%d %H:%M:%S UTC")
+        until = (datetime.now(UTC) + timedelta(seconds=left)).strftime("%Y-%m-%d %H:%M:%S UTC")
         renew = "renewed automatically before then" if client.has_password else "then set a new one"
         lines.append(CheckLine(left > 0, "token", f"expires in {left:.0f} s (at {until}); {renew}"))
     groups: list[str] = []

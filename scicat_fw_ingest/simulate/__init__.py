@@ -7,7 +7,8 @@ command_id is the job_id and whose stop time is the "no stop time" sentinel, x5f
 time still the sentinel), 6s4t, answ(SetStopTime) and wrdn carrying the pl72 metadata verbatim; then
 idle x5f2 on the writer's default (status) topic. A failed start (400/500) is the pl72 echo and the
 answ on the default topic, and nothing follows it. answ texts are kafka-to-nexus's own (``Handler.cpp``), x5f2
-status JSON is compact with sorted keys; a job may be stopped "now" (6s4t stop time 0). service_id is ``kafka-to-nexus:<host>-pid:<pid>-<4 hex>``.
+status JSON is compact with sorted keys; a job may be stopped "now" (6s4t stop time 0). service_id is
+``kafka-to-nexus:<host>-pid:<pid>-<4 hex>``.
 
 ``simulate_jobs`` goes further than ``job_messages``: like a real writer it also writes the NeXus
 file (from the pl72's nexus_structure, via ``nexus.writer``) before it announces it with wrdn, so
@@ -16,6 +17,7 @@ the whole pipeline — status, listener, ingest — can run without a file write
 
 from __future__ import annotations
 
+from ..nexus.writer import parse_structure
 from ._job import (
     DEFAULT_STATUS_TOPIC,
     FAILURES,
@@ -39,7 +41,6 @@ from ._layouts import (
     PLACEHOLDERS,
     fill_placeholders,
     load_structure_file,
-    parse_structure,
     placeholder_values,
     template_text,
 )

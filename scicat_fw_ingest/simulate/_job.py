@@ -9,7 +9,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streaming_data_types import (
     serialise_6s4t,
@@ -122,29 +122,32 @@ def heartbeat(job: SimulatedJob, state: str = "writing", stop_ms: int | None = N
         return idle_heartbeat(job.service_id, job.host_name, job.process_id)
     status = {"state": "writing", "job_id": job.job_id, "file_being_written": job.filename,
               "start_time": job.start_time, "stop_time": NO_STOP_TIME_MS if stop_ms is None else stop_ms}
-    return serialise_x5f2(SOFTWARE_NAME, SOFTWARE_VERSION, job.service_id, job.host_name, job.process_id,
-                          UPDATE_INTERVAL_MS, status_json(status))
+    payload: bytes = serialise_x5f2(SOFTWARE_NAME, SOFTWARE_VERSION, job.service_id, job.host_name, job.process_id,
+                                    UPDATE_INTERVAL_MS, status_json(status))
+    return payload
 
 
 def idle_heartbeat(service_id: str, host_name: str, process_id: int) -> bytes:
     """The x5f2 an idle kafka-to-nexus sends every 2 s on its default status topic."""
     idle = status_json({"state": "idle", "job_id": "not_currently_writing", "file_being_written": "",
                         "start_time": 0, "stop_time": 0})
-    return serialise_x5f2(SOFTWARE_NAME, SOFTWARE_VERSION, service_id, host_name, process_id, UPDATE_INTERVAL_MS,
-                          idle)
+    payload: bytes = serialise_x5f2(SOFTWARE_NAME, SOFTWARE_VERSION, service_id, host_name, process_id,
+                                    UPDATE_INTERVAL_MS, idle)
+    return payload
 
 
 def run_start(job: SimulatedJob) -> bytes:
-    return serialise_pl72(
+    payload: bytes = serialise_pl72(
         job_id=job.job_id, filename=job.filename, start_time=job.start_time, stop_time=None,
         run_name=job.run_name, nexus_structure=job.nexus_structure, service_id="",
         instrument_name=job.instrument_name, broker=job.broker, metadata=job.metadata,
         control_topic=job.control_topic,
     )
+    return payload
 
 
 def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def job_phases(job: SimulatedJob) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:

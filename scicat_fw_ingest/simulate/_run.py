@@ -177,7 +177,9 @@ def simulate_jobs(cfg: Config, count: int, *, output_dir: str | Path, layout: st
     producer = make_producer(cfg)
     results = []
     finishing = _LateFinishes(late, final_chmod, rng_seed)
-    with finishing, _IdleHeartbeats(producer, status_topic, jobs[0].service_id, jobs[0].host_name, jobs[0].process_id) as idle:
+    first = jobs[0]
+    idle_heartbeats = _IdleHeartbeats(producer, status_topic, first.service_id, first.host_name, first.process_id)
+    with finishing, idle_heartbeats as idle:
         for index, job in enumerate(jobs):
             started, finished = job_phases(job)
             report: WriteReport | None = None

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,11 @@ _EVENT_BYTES = 16
 def file_time_text(ns: int) -> str:
     """``2024-11-27 21:49:41.125433859 UTC``: how the writer stamps ``/@file_time`` (ns since the epoch)."""
     seconds, frac = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S") + f".{frac:09d} UTC"
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") + f".{frac:09d} UTC"
 
 
 def _nexus_time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S%z")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 @dataclass
@@ -136,7 +136,7 @@ def write_run_file(path: str | Path, run: SimulatedRun, *, size_mb: float = 3.0,
         zero = detector.create_dataset("event_time_zero", data=np.arange(frames, dtype="u8") * 20_000_000,
                                        maxshape=(None,))
         zero.attrs["units"] = "ns"
-        zero.attrs["offset"] = datetime.fromtimestamp(run.start_ms / 1000, tz=timezone.utc).isoformat()
+        zero.attrs["offset"] = datetime.fromtimestamp(run.start_ms / 1000, tz=UTC).isoformat()
         detector.create_dataset("event_index", data=np.linspace(0, events, frames, endpoint=False).astype("u8"))
         detector.create_dataset("period_number", data=np.zeros(frames, dtype="u8"))
         detector.create_dataset("frame_number", data=np.arange(frames, dtype="u8"))
@@ -212,14 +212,17 @@ def simulate_supermusr(cfg: Config | None, count: int, *, local_dir: Path, archi
 def _run_start(run: SimulatedRun, metadata: str) -> bytes:
     from streaming_data_types import serialise_pl72
 
-    return serialise_pl72(job_id=run.job_id, filename=run.filename, start_time=run.start_ms, run_name=run.run_name,
-                          instrument_name=run.instrument, metadata=metadata, service_id="")
+    payload: bytes = serialise_pl72(job_id=run.job_id, filename=run.filename, start_time=run.start_ms,
+                                    run_name=run.run_name, instrument_name=run.instrument, metadata=metadata,
+                                    service_id="")
+    return payload
 
 
 def _run_stop(run: SimulatedRun) -> bytes:
     from streaming_data_types import serialise_6s4t
 
-    return serialise_6s4t(run.job_id, run.run_name, SERVICE_ID, str(uuid.uuid4()), run.stop_ms)
+    payload: bytes = serialise_6s4t(run.job_id, run.run_name, SERVICE_ID, str(uuid.uuid4()), run.stop_ms)
+    return payload
 
 
 def _send(producer: Any, topic: str, value: bytes) -> None:

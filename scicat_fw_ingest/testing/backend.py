@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 #: The accounts ``start.sh`` configures: admin (in ADMIN_GROUPS) and a functional ingestor account that
 #: may create datasets with its own pid for any ownerGroup, but cannot read other groups' datasets.
@@ -120,7 +121,8 @@ class RealBackend:
         """The backend answers ``/api/v3/health`` (a crashed 4.5.0 process does not)."""
         try:
             with urllib.request.urlopen(f"{self.base}/api/v3/health", timeout=3) as resp:
-                return resp.status == 200
+                status: int = resp.status
+                return status == 200
         except (urllib.error.URLError, OSError):
             return False
 
@@ -133,7 +135,7 @@ class RealBackend:
             return str(json.loads(resp.read())["access_token"])
 
     def request(self, method: str, path: str, body: object = None, *, user: str = "admin",
-                token: str | None = None) -> tuple[int, object]:
+                token: str | None = None) -> tuple[int, Any]:
         """One raw call as ``user`` (admin by default: it reads everything); path below the server root,
         e.g. ``/api/v3/Datasets``. Returns (status, parsed JSON or text)."""
         data = json.dumps(body).encode() if body is not None else None

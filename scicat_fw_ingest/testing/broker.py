@@ -45,13 +45,12 @@ class TansuBroker:
 
     def start(self, timeout: float = 15.0) -> TansuBroker:
         url = f"tcp://127.0.0.1:{self.port}"
-        log = open(self._log_path, "ab")
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-        self._proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-        )
-        log.close()
+        with open(self._log_path, "ab") as log:  # the broker has its own copy of the descriptor
+            self._proc = subprocess.Popen(
+                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -37,7 +38,8 @@ def _say(text: str) -> None:
     console.print(f"\n[bold cyan]==>[/] [bold]{text}[/]")
 
 
-def _sfi(*args: str, env: dict[str, str], capture: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+def _sfi(*args: str, env: dict[str, str], capture: bool = False,
+         check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "scicat_fw_ingest", *args], env=env, text=True,
                           capture_output=capture, timeout=120)
     if check and proc.returncode != 0:
@@ -45,7 +47,7 @@ def _sfi(*args: str, env: dict[str, str], capture: bool = False, check: bool = T
     return proc
 
 
-def _datasets(out: Path, env: dict[str, str], pids: list[str]) -> list[tuple[dict, list[dict]]]:
+def _datasets(out: Path, env: dict[str, str], pids: list[str]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     if env.get("SFI_SCICAT_URL"):
         from ..config import load_config
         from ..scicat import ScicatClient
@@ -93,7 +95,7 @@ def main() -> int:
             _say("waiting for the listener to ingest every finished file")
             pids = [job["job_id"] for job in jobs]
             deadline = time.monotonic() + 60
-            found: list[tuple[dict, list[dict]]] = []
+            found: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
             while time.monotonic() < deadline:
                 found = [d for d in _datasets(out, env, pids) if d[1]]
                 if len(found) >= len(jobs):

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -86,9 +87,10 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def _wait_for_datasets(out: Path, env: dict[str, str], expected: int) -> list[tuple[dict, list[dict]]]:
+def _wait_for_datasets(out: Path, env: dict[str, str],
+                       expected: int) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     deadline = time.monotonic() + 60
-    found: list[tuple[dict, list[dict]]] = []
+    found: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     while time.monotonic() < deadline:
         found = [d for d in _datasets(out, env) if d[1]]
         if len(found) >= expected:
@@ -97,7 +99,7 @@ def _wait_for_datasets(out: Path, env: dict[str, str], expected: int) -> list[tu
     return found
 
 
-def _datasets(out: Path, env: dict[str, str]) -> list[tuple[dict, list[dict]]]:
+def _datasets(out: Path, env: dict[str, str]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """What the watcher stored: the pids come from its state store (there are no job ids to expect)."""
     from .demo import _datasets as stored
 

@@ -1,4 +1,6 @@
-"""pytest plugin: the real SciCat backend as session fixtures (``pytest_plugins = ("scicat_fw_ingest.testing.fixtures",)``).
+"""pytest plugin: the real SciCat backend as session fixtures.
+
+Enabled with ``pytest_plugins = ("scicat_fw_ingest.testing.fixtures",)``.
 
 Why a plugin in the package: facility teams testing their own profiles against SciCat use the same
 fixtures sfi's tests use. This is the only module of ``testing/`` that imports pytest.
