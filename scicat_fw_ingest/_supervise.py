@@ -71,7 +71,7 @@ def supervise(cmd: list[str] | None = None, *, restart_delay: float = 1.0) -> in
     try:
         while True:
             # preexec_fn is safe here: the parent runs no threads (it imported nothing that starts one).
-            child = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent, process_group=0)  # noqa: PLW1509
+            child = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent, process_group=0)
             if stopping:  # a stop signal came while starting: pass it on
                 child.send_signal(stopping[0])
             code = _wait(child)

@@ -11,7 +11,8 @@ Layout: one directory per dataset, ``<readable slug of the pid>--<16 hex of sha2
 contain '/'; the hash keeps names distinct even on case-insensitive file systems and after
 truncation), holding ``dataset.json`` (the body of ``POST Datasets``) and ``origdatablock.json``
 (the body of ``POST Datasets/{pid}/origdatablocks``), and when a preview was drawn ``preview.png`` with
-``attachment.json`` (its caption; the PNG first, so the document's presence means both are whole). Every file is written to a temporary name,
+``attachment.json`` (its caption; the PNG first, so the document's presence means both are whole).
+Every file is written to a temporary name,
 fsynced and renamed over the final name, then the directory is fsynced: a ``kill -9`` leaves
 either the old document or the new one, never half of one. Upserts of one pid are serialised with
 ``flock`` on the dataset's directory, which excludes other threads and other processes alike.

@@ -25,24 +25,27 @@ def test_deleting_a_consumed_topic_leaves_the_listener_running(tmp_path, kafka_c
                                                                topic, subscription) -> None:
     data_dir = tmp_path / "data"
     doomed_topic, kept_topic = f"{topic}_doomed", f"{topic}_kept"
+    topics_of_jobs = (doomed_topic, kept_topic, kept_topic)
     doomed, kept, later = (dataclasses.replace(job, control_topic=t, pool_topic=t) for job, t in
-                           zip(make_jobs(data_dir, 3, topic=topic), (doomed_topic, kept_topic, kept_topic)))
+                           zip(make_jobs(data_dir, 3, topic=topic), topics_of_jobs, strict=True))
     publish(kafka_config, [doomed, kept])
     cfg_path = config_file(tmp_path, data_dir)
     topics = ["--topic", f"^{topic}_.*"] if subscription == "regex" else ["--topic", kept_topic]
     proc = listener(tmp_path, "d", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path,
                     topic=doomed_topic if subscription == "list" else kept_topic, group=f"g-{topic}",
                     extra=topics).start()
+    assert proc.proc is not None
+    popen = proc.proc
     try:
         wait_for(lambda: len(scicat.origdatablocks) == 2, 60, "both files before the deletion")
         admin = make_admin(kafka_config)
         for future in admin.delete_topics([doomed_topic]).values():
             future.result(10)
-        wait_for(lambda: "restarting it" in proc.log() or proc.proc.poll() is not None, 10,
+        wait_for(lambda: "restarting it" in proc.log() or popen.poll() is not None, 10,
                  "the crash (or nothing) after the deletion")  # Tansu: librdkafka SIGSEGVs within ~0.5 s
         publish(kafka_config, [later])
         wait_for(lambda: len(scicat.origdatablocks) == 3, 60, "a file on the kept topic after the deletion")
-        assert proc.proc.poll() is None, proc.log()[-3000:]
+        assert popen.poll() is None, proc.log()[-3000:]
     finally:
         code = proc.terminate()
     log = proc.log()

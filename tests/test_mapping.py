@@ -120,7 +120,8 @@ def _with_uuid_value(path: Path, value: object) -> Path:
     with h5py.File(path, "a") as fh:
         del fh["entry/entry_identifier_uuid"]
         if value is not None:
-            fh["entry/entry_identifier_uuid"] = (np.asarray(value, dtype=h5py.string_dtype()) if isinstance(value, list) and isinstance(value[0], str) else value)
+            as_strings = isinstance(value, list) and isinstance(value[0], str)
+            fh["entry/entry_identifier_uuid"] = np.asarray(value, dtype=h5py.string_dtype()) if as_strings else value
     return path
 
 
@@ -157,7 +158,8 @@ def test_empty_entry_is_refused_unless_the_profile_says_so(tmp_path: Path) -> No
     path = tmp_path / "empty.nxs"
     with h5py.File(path, "w") as fh:
         fh.create_group("entry").attrs["NX_class"] = "NXentry"
-    result = Ingestor(make_cfg(), None).ingest(str(path), RunInfo(job_id="job-9", run_name="r9", instrument_name="DREAM"))
+    run = RunInfo(job_id="job-9", run_name="r9", instrument_name="DREAM")
+    result = Ingestor(make_cfg(), None).ingest(str(path), run)
     assert result.status == "failed" and not result.retryable
     assert "holds nothing profile" in (result.error or "") and "ingest_empty = true" in (result.error or "")
     profiles = tmp_path / "profiles"

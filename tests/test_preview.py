@@ -60,7 +60,7 @@ def test_default_plot_1d_is_a_line_with_axis_names_and_units(tmp_path: Path) -> 
     kind, plot = find_plot(path)  # type: ignore[misc]
     assert kind == "default plot" and plot.kind == "line"
     assert (plot.x_label, plot.y_label) == ("wavelength [Å]", "intensity [counts]")
-    assert len(plot.x) == 301 and len(plot.y) == 300  # bin edges kept: drawn as a histogram
+    assert plot.x is not None and plot.y is not None and len(plot.x) == 301 and len(plot.y) == 300  # bin edges kept: drawn as a histogram
     made = make_preview(path)
     assert isinstance(made, Preview) and png_size(made.png) == (400, 300) and 2_000 < len(made.png) < 100_000
     assert made.caption == "Preview (sfi): intensity [counts] against wavelength [Å] (/entry/data/intensity)"
@@ -71,7 +71,8 @@ def test_default_plot_2d_is_an_image_read_strided_when_large(tmp_path: Path) -> 
     path = write_default_plot(tmp_path / "b.nxs", np.ones((2048, 1024), dtype="u4"))
     _, plot = find_plot(path)  # type: ignore[misc]
     assert plot.kind == "image" and plot.image is not None and plot.image.size <= 1 << 20
-    assert (plot.x_label, plot.y_label, plot.value_label) == ("horizontal position [mm]", "y [mm]", "intensity [counts]")
+    labels = (plot.x_label, plot.y_label, plot.value_label)
+    assert labels == ("horizontal position [mm]", "y [mm]", "intensity [counts]")
     assert "every 2×1-th point" in plot.what
     assert isinstance(make_preview(path), Preview)
 
@@ -206,8 +207,8 @@ def test_a_process_killed_during_the_post_leaves_a_note_the_next_one_waits_for(t
         pid = "sfi-test/killed-during-post"
         server.store_dataset({"pid": pid, "ownerGroup": "ess", "sourceFolder": "/d"}, "admin", version="v3")
         server.slow(1.5)  # every request: 1.5 s before it takes effect
-        child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, server.url, server.token, str(tmp_path / "locks"),
-                                  str(path), pid])
+        child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, server.url, server.token,
+                                  str(tmp_path / "locks"), str(path), pid])
         try:
             deadline = time.monotonic() + 30
             while not any(r.method == "POST" and "attachments" in r.path for r in list(server.requests)):

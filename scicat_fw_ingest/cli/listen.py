@@ -13,9 +13,27 @@ from rich.table import Table
 
 from ..state import FAILED, QUEUED, REJECTED, StateStore
 from ._app import app
-from ._common import (BrokerOpt, CatalogueDirOpt, ChecksumOpt, ConfigOpt, HttpHostOpt, HttpPortOpt, JsonOpt,
-                      LogFormatOpt, LogLevelOpt, NoPreviewOpt, ProcessesOpt, QuietOpt, ScicatUrlOpt, StateDirOpt, VerboseOpt,
-                      WorkersOpt, load, start_logging, stdout)
+from ._common import (
+    BrokerOpt,
+    CatalogueDirOpt,
+    ChecksumOpt,
+    ConfigOpt,
+    HttpHostOpt,
+    HttpPortOpt,
+    JsonOpt,
+    LogFormatOpt,
+    LogLevelOpt,
+    NoPreviewOpt,
+    ProcessesOpt,
+    QuietOpt,
+    ScicatUrlOpt,
+    StateDirOpt,
+    VerboseOpt,
+    WorkersOpt,
+    load,
+    start_logging,
+    stdout,
+)
 
 
 @app.command("listen")

@@ -9,9 +9,25 @@ from typing import Annotated, Any
 import typer
 
 from ._app import app
-from ._common import (BrokerOpt, CatalogueDirOpt, ChecksumOpt, ConfigOpt, HttpHostOpt, HttpPortOpt, LogFormatOpt,
-                      LogLevelOpt, NoPreviewOpt, ProcessesOpt, QuietOpt, ScicatUrlOpt, StateDirOpt, VerboseOpt, WorkersOpt, load,
-                      start_logging)
+from ._common import (
+    BrokerOpt,
+    CatalogueDirOpt,
+    ChecksumOpt,
+    ConfigOpt,
+    HttpHostOpt,
+    HttpPortOpt,
+    LogFormatOpt,
+    LogLevelOpt,
+    NoPreviewOpt,
+    ProcessesOpt,
+    QuietOpt,
+    ScicatUrlOpt,
+    StateDirOpt,
+    VerboseOpt,
+    WorkersOpt,
+    load,
+    start_logging,
+)
 
 
 @app.command("watch")

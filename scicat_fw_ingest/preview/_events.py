@@ -16,7 +16,8 @@ from ._model import NoPlot, Plot, attr, child, groups_of_class
 #: events read at most, in ``BLOCKS`` evenly spaced contiguous blocks
 MAX_EVENTS = 1 << 17
 BLOCKS = 8
-#: bins of the spectrum (fewer for under 10^4 events); pixel ids beyond this many distinct ones are grouped into as many bins
+#: bins of the spectrum (fewer for under 10^4 events); pixel ids beyond this many distinct ones are
+#: grouped into as many bins
 BINS = 200
 MAX_PIXEL_BINS = 4096
 

@@ -131,7 +131,8 @@ def groups_of_class(h5: h5py.File, wanted: str) -> Iterator[h5py.Group]:
                 break
 
 
-def read_strided(ds: h5py.Dataset, budget: int = MAX_SIGNAL_ELEMENTS, *, fixed: int = 0) -> tuple[np.ndarray, list[int]]:
+def read_strided(ds: h5py.Dataset, budget: int = MAX_SIGNAL_ELEMENTS, *,
+                 fixed: int = 0) -> tuple[np.ndarray, list[int]]:
     """The dataset (its first ``fixed`` axes at index 0) when that holds at most ``budget`` elements, else
     every k-th element per remaining axis: the read is bounded whatever the file holds.
 
@@ -140,8 +141,8 @@ def read_strided(ds: h5py.Dataset, budget: int = MAX_SIGNAL_ELEMENTS, *, fixed: 
     steps = [1] * len(shape)
     if not shape:
         return np.asarray(ds[(0,) * fixed] if fixed else ds[()]), steps
-    while int(np.prod([-(-n // s) for n, s in zip(shape, steps)])) > budget:
-        axis = int(np.argmax([n / s for n, s in zip(shape, steps)]))
+    while int(np.prod([-(-n // s) for n, s in zip(shape, steps, strict=True)])) > budget:
+        axis = int(np.argmax([n / s for n, s in zip(shape, steps, strict=True)]))
         steps[axis] *= 2
     values = ds[(0,) * fixed + tuple(slice(None, None, s) for s in steps)]
     return np.asarray(values), steps
