@@ -60,7 +60,8 @@ def test_default_plot_1d_is_a_line_with_axis_names_and_units(tmp_path: Path) -> 
     kind, plot = find_plot(path)  # type: ignore[misc]
     assert kind == "default plot" and plot.kind == "line"
     assert (plot.x_label, plot.y_label) == ("wavelength [Å]", "intensity [counts]")
-    assert plot.x is not None and plot.y is not None and len(plot.x) == 301 and len(plot.y) == 300  # bin edges kept: drawn as a histogram
+    assert plot.x is not None and plot.y is not None
+    assert len(plot.x) == 301 and len(plot.y) == 300  # bin edges kept: drawn as a histogram
     made = make_preview(path)
     assert isinstance(made, Preview) and png_size(made.png) == (400, 300) and 2_000 < len(made.png) < 100_000
     assert made.caption == "Preview (sfi): intensity [counts] against wavelength [Å] (/entry/data/intensity)"
