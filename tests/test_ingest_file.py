@@ -14,7 +14,7 @@ from scicat_fw_ingest.ingest import Ingestor, RunInfo
 from scicat_fw_ingest.scicat import ScicatClient
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
-from .nexus_fixtures import FileLock, ten_million_event_file, write_ess, write_isis, write_other
+from .nexus_fixtures import FileLock, finished, ten_million_event_file, write_ess, write_isis, write_other
 
 DEFAULTS = ('[defaults]\ncontactEmail = "data@facility.example"\nowner = "ingestor"\nownerGroup = "facility"\n'
             'principalInvestigator = "Unknown PI"\n')
@@ -194,6 +194,7 @@ def test_truncated_file_fails_at_once_not_as_locked(tmp_path, sfi) -> None:
     whole = write_ess(tmp_path / "whole.nxs").read_bytes()
     truncated = tmp_path / "cut.nxs"
     truncated.write_bytes(whole[: len(whole) // 3])
+    finished(truncated)  # a damaged file its writer is done with (a writable one would first have to settle)
     started = time.monotonic()
     run = sfi("ingest-file", "--dry-run", "--json", str(truncated), env={"SFI_INGEST_FILE_WAIT": "30"})
     assert time.monotonic() - started < 10  # 30 s if it were waited for like a lock
