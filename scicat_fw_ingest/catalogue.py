@@ -2,8 +2,8 @@
 
 Why: with no SciCat configured (the demo, a beamline without network to the catalogue, a site
 still setting SciCat up) ``sfi listen`` must still record each finished file exactly once, in a
-form that can be sent later without re-reading the files. ``CatalogueDir`` has the same duck-typed
-interface as ``ScicatClient`` (``upsert``/``get_dataset``/``get_origdatablocks``/``ping``/``close``)
+form that can be sent later without re-reading the files. ``CatalogueDir`` is an ``ingest.Sink`` like
+``ScicatClient`` (``upsert``/``get_dataset``/``get_origdatablocks``/``attach_preview``/``ping``/``close``)
 so the listener does not care which sink it has, and ``push_catalogue`` replays a directory into a
 SciCat through ``client.upsert`` (idempotent: a second push reports "exists").
 
@@ -31,9 +31,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .errors import SfiError
+
+if TYPE_CHECKING:
+    from .ingest.sink import Sink
 
 DATASET_FILE = "dataset.json"
 DATABLOCK_FILE = "origdatablock.json"
@@ -46,12 +49,6 @@ _SLUG_MAX = 80
 
 class CatalogueError(SfiError):
     """The catalogue directory or one of its documents cannot be used; names the path."""
-
-
-class Sink(Protocol):
-    """What ``push_catalogue`` needs of a SciCat client (``ScicatClient`` and ``CatalogueDir`` both fit)."""
-
-    def upsert(self, dataset: dict, datablock: dict) -> str: ...
 
 
 def dataset_dirname(pid: str) -> str:
