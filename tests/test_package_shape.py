@@ -35,7 +35,6 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {
 #: Modules over MAX_LINES still to split -> why.
 LONG_MODULES: dict[str, str] = {
     "scicat_fw_ingest.nexus.reader": "being edited on another branch (issue 21); split after that merge",
-    "scicat_fw_ingest.status": "becomes the status/ package (issue 21.3, another branch)",
 }
 
 #: bench modules that still import from tests/ -> why. The builders they use move to scicat_fw_ingest.testing.
