@@ -34,7 +34,6 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {
 
 #: Modules over MAX_LINES still to split -> why.
 LONG_MODULES: dict[str, str] = {
-    "scicat_fw_ingest.nexus.reader": "being edited on another branch (issue 21); split after that merge",
 }
 
 #: bench modules that still import from tests/ -> why. The builders they use move to scicat_fw_ingest.testing.
