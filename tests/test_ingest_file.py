@@ -194,6 +194,7 @@ def test_truncated_file_fails_at_once_not_as_locked(tmp_path, sfi) -> None:
     whole = write_ess(tmp_path / "whole.nxs").read_bytes()
     truncated = tmp_path / "cut.nxs"
     truncated.write_bytes(whole[: len(whole) // 3])
+    truncated.chmod(0o440)  # finished as kafka-to-nexus leaves it: judged complete at once, not after settle_seconds
     started = time.monotonic()
     run = sfi("ingest-file", "--dry-run", "--json", str(truncated), env={"SFI_INGEST_FILE_WAIT": "30"})
     assert time.monotonic() - started < 10  # 30 s if it were waited for like a lock
