@@ -25,7 +25,7 @@ PEERS = {"sha256": ["openssl", "dgst", "-sha256", "-r"], "blake2b": ["b2sum"]}
 
 _CHILD = """
 import resource, sys, time
-from scicat_fw_ingest.datablock import file_digest
+from scicat_fw_ingest.ingest.datablock import file_digest
 started = time.perf_counter()
 digest = file_digest(sys.argv[1], sys.argv[2])
 elapsed = time.perf_counter() - started

@@ -2,8 +2,8 @@
 
 Why: with no SciCat configured (the demo, a beamline without network to the catalogue, a site
 still setting SciCat up) ``sfi listen`` must still record each finished file exactly once, in a
-form that can be sent later without re-reading the files. ``CatalogueDir`` has the same duck-typed
-interface as ``ScicatClient`` (``upsert``/``get_dataset``/``get_origdatablocks``/``ping``/``close``)
+form that can be sent later without re-reading the files. ``CatalogueDir`` is an ``ingest.Sink`` like
+``ScicatClient`` (``upsert``/``get_dataset``/``get_origdatablocks``/``attach_preview``/``ping``/``close``)
 so the listener does not care which sink it has, and ``push_catalogue`` replays a directory into a
 SciCat through ``client.upsert`` (idempotent: a second push reports "exists").
 
@@ -20,38 +20,33 @@ either the old document or the new one, never half of one. Upserts of one pid ar
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from ._durable import fsync_dir, remove_stale_temps, write_atomic
 from .errors import SfiError
+
+if TYPE_CHECKING:
+    from .ingest.sink import Sink
 
 DATASET_FILE = "dataset.json"
 DATABLOCK_FILE = "origdatablock.json"
 #: the preview picture and its attachment document (caption, kind, source), written after the datablock
 PREVIEW_FILE = "preview.png"
 ATTACHMENT_FILE = "attachment.json"
-_TMP_SUFFIX = ".tmp"
 _SLUG_MAX = 80
 
 
 class CatalogueError(SfiError):
     """The catalogue directory or one of its documents cannot be used; names the path."""
-
-
-class Sink(Protocol):
-    """What ``push_catalogue`` needs of a SciCat client (``ScicatClient`` and ``CatalogueDir`` both fit)."""
-
-    def upsert(self, dataset: dict, datablock: dict) -> str: ...
 
 
 def dataset_dirname(pid: str) -> str:
@@ -66,8 +61,8 @@ class CatalogueEntry:
 
     path: Path
     pid: str | None = None
-    dataset: dict | None = None
-    datablocks: list[dict] = field(default_factory=list)
+    dataset: dict[str, Any] | None = None
+    datablocks: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     #: the stored preview (``attachment.json`` + ``preview.png``), None when there is none
     preview: StoredPreview | None = None
@@ -107,7 +102,7 @@ class CatalogueDir:
         return f"CatalogueDir('{self.path}')"
 
     # -- the client interface ----------------------------------------------------------------------
-    def upsert(self, dataset: dict, datablock: dict) -> str:
+    def upsert(self, dataset: dict[str, Any], datablock: dict[str, Any]) -> str:
         """Store ``dataset`` and its datablock once: "created", "exists" or "repaired" (a document was missing).
 
         As with SciCat, an existing dataset is never overwritten by a different body: the first
@@ -123,7 +118,7 @@ class CatalogueDir:
         directory = self.path / dataset_dirname(pid)
         self._make_dir(directory)
         with _locked(directory):
-            _remove_stale_temps(directory)
+            remove_stale_temps(directory)
             stored, _ = _read_json(directory / DATASET_FILE)
             if isinstance(stored, dict) and stored.get("pid") != pid:
                 raise CatalogueError(f"catalogue {directory}: holds pid '{stored.get('pid')}', not '{pid}' "
@@ -141,7 +136,7 @@ class CatalogueDir:
                 _write_atomic(directory, DATABLOCK_FILE, datablock_text)
             return "created" if not (had_dataset or had_block) else "repaired"
 
-    def attach_preview(self, dataset: dict, make: Any) -> str:
+    def attach_preview(self, dataset: dict[str, Any], make: Any) -> str:
         """Store ``make()``'s preview beside the dataset once: "created", "exists" or "none" (no picture)."""
         pid = dataset.get("pid") if isinstance(dataset, dict) else None
         if not isinstance(pid, str) or not pid:
@@ -161,7 +156,7 @@ class CatalogueDir:
             _write_atomic(directory, ATTACHMENT_FILE, _dumps(document, f"preview of dataset {pid}"))
             return "created"
 
-    def get_dataset(self, pid: str) -> dict | None:
+    def get_dataset(self, pid: str) -> dict[str, Any] | None:
         """The stored dataset body, ``None`` when absent; an unreadable document is a CatalogueError."""
         path = self.path / dataset_dirname(pid) / DATASET_FILE
         doc, problem = _read_json(path)
@@ -171,7 +166,7 @@ class CatalogueDir:
             raise CatalogueError(f"catalogue document {path}: {problem}")
         return doc if doc.get("pid") == pid else None
 
-    def get_origdatablocks(self, pid: str) -> list[dict]:
+    def get_origdatablocks(self, pid: str) -> list[dict[str, Any]]:
         if self.get_dataset(pid) is None:
             return []
         path = self.path / dataset_dirname(pid) / DATABLOCK_FILE
@@ -204,7 +199,7 @@ class CatalogueDir:
             if entry is not None:
                 yield entry
 
-    def iter_documents(self) -> Iterator[tuple[str, dict, list[dict]]]:
+    def iter_documents(self) -> Iterator[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
         """(pid, dataset, [datablocks]) per dataset in a stable order; CatalogueError at an unreadable one."""
         for entry in self.entries():
             if entry.error or entry.pid is None or entry.dataset is None:
@@ -219,7 +214,7 @@ class CatalogueDir:
             return
         except OSError as exc:
             raise CatalogueError(f"catalogue directory {directory}: cannot create: {exc.strerror or exc}") from None
-        _fsync_dir(self.path)  # the new directory entry survives a crash too
+        fsync_dir(self.path)  # the new directory entry survives a crash too
 
 
 def _entry(directory: Path) -> CatalogueEntry | None:
@@ -276,7 +271,7 @@ def _read_json(path: Path) -> tuple[Any, str | None]:
     return doc, None
 
 
-def _dumps(doc: dict, what: str) -> str:
+def _dumps(doc: dict[str, Any], what: str) -> str:
     try:
         return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:
@@ -284,52 +279,15 @@ def _dumps(doc: dict, what: str) -> str:
 
 
 def _write_atomic(directory: Path, name: str, text: str) -> None:
-    """Temp file + fsync + rename + directory fsync: after a crash the file is whole or absent."""
     _write_atomic_bytes(directory, name, text.encode("utf-8"))
 
 
 def _write_atomic_bytes(directory: Path, name: str, data: bytes) -> None:
-    tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
+    """``_durable.write_atomic``: after a crash the document is whole or absent."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, directory / name)
+        write_atomic(directory, name, data)
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise CatalogueError(f"catalogue document {directory / name}: cannot write: {exc.strerror or exc}") from None
-    _fsync_dir(directory)
-
-
-def _remove_stale_temps(directory: Path) -> None:
-    """Temp files of writers killed mid-write; only called under the lock, so none is in use."""
-    for path in directory.glob(f".*{_TMP_SUFFIX}"):
-        try:
-            path.unlink()
-        except OSError:
-            pass
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some file systems cannot fsync a directory; the rename is still atomic
-        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
 
 
 @contextmanager

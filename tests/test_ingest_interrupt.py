@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scicat_fw_ingest.batch import AUTH_STOP, Batch
+from scicat_fw_ingest.ingest.batch import AUTH_STOP, Batch
 
 from .conftest import sigint_as_from_a_terminal
 from .nexus_fixtures import write_ess

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from streaming_data_types import serialise_pl72, serialise_wrdn
 
 from scicat_fw_ingest.config import Config, load_config
-from scicat_fw_ingest.datablock import digest_files, file_digest, make_datablock
 from scicat_fw_ingest.ingest import Ingestor, RunInfo
+from scicat_fw_ingest.ingest.datablock import digest_files, file_digest, make_datablock
 from scicat_fw_ingest.mapping import ProfileError, ProfileSet, to_iso
 from scicat_fw_ingest.messages import decode
 

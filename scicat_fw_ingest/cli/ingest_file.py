@@ -15,14 +15,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..datablock import ALGORITHMS
+from ..ingest.datablock import ALGORITHMS
 from ._app import app
 from ._common import ConfigOpt, JsonOpt, NoPreviewOpt, load, stderr, stdout, warn
 from ._render import abbreviate_id, abbreviate_path
 
 if TYPE_CHECKING:  # the ingest core loads h5py: imported in the command, not for --help
-    from ..batch import BatchOutcome
     from ..ingest import IngestResult, Ingestor
+    from ..ingest.batch import BatchOutcome
 
 _GLOB_CHARS = set("*?[")
 
@@ -123,8 +123,8 @@ def ingest_file_command(
                                "complete_when": complete_when, "preview": False if no_preview else None,
                                "preview_dir": preview_dir},
                scicat={"url": scicat_url})
-    from ..batch import AUTH_STOP
     from ..ingest import IngestResult, Ingestor
+    from ..ingest.batch import AUTH_STOP
 
     patterns = [p.strip() for p in cfg.ingest.pattern.split(",") if p.strip()]
     items = list(expand_paths(paths, patterns))
@@ -191,7 +191,7 @@ def _run(cfg: Any, files: list[str], as_json: bool, dry_run: bool, named: list[s
                 progress.advance(task)
             _emit(result, as_json, dry_run, quiet=show_bar)
 
-        from ..batch import Batch
+        from ..ingest.batch import Batch
 
         return Batch(cfg, processes=cfg.ingest.workers, dry_run=dry_run, explicit_paths=named).run(files, on_result)
 

@@ -1,6 +1,6 @@
 """``sfi list-status``: what the file writers, their jobs and the commands sent to them are doing.
 
-Only flags and printing live here: ``status_feed.StatusFeed`` reads the writers' command/status and
+Only flags and printing live here: ``status.feed.StatusFeed`` reads the writers' command/status and
 control topics (names or ``^regex`` patterns) into a ``status.Tracker``, whose snapshot is shown
 here as tables, a live view or JSON.
 """
@@ -20,12 +20,12 @@ from rich.text import Text
 
 from .._time import iso_from_ms
 from ._app import app
-from ._render import abbreviate_id, abbreviate_path
 from ._common import BrokerOpt, ConfigOpt, JsonOpt, load, stdout, warn
+from ._render import abbreviate_id, abbreviate_path
 
 if TYPE_CHECKING:  # the reading side (confluent_kafka, streaming_data_types) is imported when the command runs
     from ..status import Tracker
-    from ..status_feed import StatusFeed
+    from ..status.feed import StatusFeed
 
 DEFAULT_SINCE = "1h"
 _STATE_STYLE = {"writing": "cyan", "idle": "green", "done": "green", "success": "green", "error": "red",
@@ -83,8 +83,9 @@ def _tables(tracker: Tracker, now_ms: int, rows: int | None = None) -> list[Tabl
     jt = _table("jobs (times UTC)", ("job", "file", "state", "start", "stop") + (("error",) if with_error else ()),
                 len(jobs) - len(shown_jobs))
     for j in shown_jobs:
-        cells = [abbreviate_id(j.job_id), escape(abbreviate_path(j.file_written or j.filename or "", 40)),
-                 _state(j.state), _when(j.start), _when(j.stop, date=False)]
+        cells: list[str | Text] = [
+            abbreviate_id(j.job_id), escape(abbreviate_path(j.file_written or j.filename or "", 40)),
+            _state(j.state), _when(j.start), _when(j.stop, date=False)]
         jt.add_row(*cells, *((escape(j.error or ""),) if with_error else ()))
     ct = _table("commands", ("command", "job", "action", "code", "message", "state"),
                 len(commands) - len(shown_cmds))
@@ -141,7 +142,7 @@ def list_status(
     Undecodable messages are reported on stderr, one line each, and skipped.
     """
     from ..status import Timeouts, Tracker
-    from ..status_feed import StatusFeed, TopicSelection, parse_since
+    from ..status.feed import StatusFeed, TopicSelection, parse_since
 
     if since is not None and from_beginning:
         raise typer.BadParameter("--since and --from-beginning exclude each other")

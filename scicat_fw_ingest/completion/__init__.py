@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # not at run time: the ingest core imports ``completion.settle``, which must not import it back
-    from ..ingest import RunInfo
+    from ..ingest.run import RunInfo
 
 __all__ = ["FinishedFile"]
 

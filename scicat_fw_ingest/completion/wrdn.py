@@ -15,7 +15,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
-from ..ingest import RunInfo
+from ..ingest.run import RunInfo
 from ..messages import DecodeError, decode
 from ..state import DONE, QUEUED, REJECTED, FileRecord, StateStore, file_identity
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import NoPreview, Preview, PreviewError, draw, find_plot
+
+if TYPE_CHECKING:
+    from ..ingest.sink import Sink
 
 log = logging.getLogger("sfi.preview")
 
@@ -30,7 +33,7 @@ def png_name(pid: str) -> str:
 _hidden_said = False
 
 
-def preview_dataset(sink: Any, local: str, dataset: dict[str, Any], *, preview_dir: str | None) -> str:
+def preview_dataset(sink: Sink | None, local: str, dataset: dict[str, Any], *, preview_dir: str | None) -> str:
     """"created"/"exists" (in the sink), "written" (only to ``preview_dir``), "none" (no picture applies),
     "hidden" (the account cannot read the dataset), "failed" (a warning was logged) or "off" (nowhere to go).
 
@@ -38,8 +41,8 @@ def preview_dataset(sink: Any, local: str, dataset: dict[str, Any], *, preview_d
     and the picture is drawn only when the dataset has none yet, so a re-run draws nothing."""
     global _hidden_said
     pid = str(dataset.get("pid"))
-    attach = getattr(sink, "attach_preview", None) if sink is not None else None
-    if not callable(attach) and not preview_dir:
+    attach = sink.attach_preview if sink is not None else None
+    if attach is None and not preview_dir:
         return "off"
     try:
         found = find_plot(local)
@@ -57,7 +60,7 @@ def preview_dataset(sink: Any, local: str, dataset: dict[str, Any], *, preview_d
                 os.replace(target + ".tmp", target)
             return made
 
-        if not callable(attach):
+        if attach is None:
             make()
             return "written"
         status = str(attach(dataset, make))

@@ -71,7 +71,7 @@ def _group(gid: int) -> str:
 
 def file_entry(path: str, source_folder: str, algorithm: str, *, st: os.stat_result | None = None) -> dict[str, Any]:
     """One ``dataFileList`` entry: path relative to the source folder, size, ISO time, owner, mode, digest."""
-    from .mapping.sources import to_iso  # here: the module reads HDF5, which ``sfi --help`` must not load
+    from ..mapping.sources import to_iso  # here: the module reads HDF5, which ``sfi --help`` must not load
 
     st = st or os.stat(path)
     entry: dict[str, Any] = {

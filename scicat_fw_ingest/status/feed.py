@@ -2,7 +2,7 @@
 
 Why no consumer group: list-status only looks, so partitions are assigned directly and nothing is
 committed. "Caught up" comes from end-of-partition events, not watermarks: every assigned
-partition has reported its end. ``status.py`` stays Kafka-free; this module is the bridge, and it
+partition has reported its end. ``status.tracker`` stays Kafka-free; this module is the bridge, and it
 prints nothing (warnings go to the caller's ``on_warning``, progress to ``on_progress``).
 """
 
@@ -13,15 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
 
-from .config import Config
-from .errors import KafkaError, SfiError
-from .kafka import make_consumer
-from .messages import DecodeError, decode
-from .status import Tracker
+from ..config import Config
+from ..errors import KafkaError, SfiError
+from ..kafka import make_consumer
+from ..messages import DecodeError, decode
+from .tracker import Tracker
 
 #: Stop waiting for end-of-partition events after this long without any event (a broker gone quiet).
 _IDLE_TIMEOUT = 10.0
@@ -146,7 +147,8 @@ class StatusFeed:
         self._warn = on_warning
         self._since_s = since_s
         self._since_ms: int | None = None
-        consumer = make_consumer(cfg, None, **{"enable.partition.eof": True})
+        extra: dict[str, Any] = {"enable.partition.eof": True}  # a dotted librdkafka key: not a keyword
+        consumer = make_consumer(cfg, None, **extra)
         self._reader = _Reader(consumer, cfg.bootstrap or "", selection.names, selection.regexes)
 
     @property
@@ -209,7 +211,8 @@ class StatusFeed:
                 continue
             last_event = time.monotonic()
             err = msg.error()
-            where = (msg.topic(), msg.partition())
+            topic = msg.topic() or ""  # a message a consumer returns always names its partition
+            where = (topic, msg.partition() or 0)
             if err is not None:
                 if err.code() == _LibKafkaError._PARTITION_EOF:
                     reader.at_end.add(where)
@@ -232,7 +235,7 @@ class StatusFeed:
                 counts.undecodable += 1
                 self._warn(f"{msg.topic()}/{msg.partition()}@{msg.offset()}: undecodable: {exc}")
                 continue
-            if not tracker.feed(message, topic=msg.topic(), timestamp_ms=ts if ts_type else None):
+            if not tracker.feed(message, topic=topic, timestamp_ms=ts if ts_type else None):
                 counts.other += 1
 
     def close(self) -> None:

@@ -10,129 +10,39 @@ daemon can requeue and a batch can move on.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import stat
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from ._logging import scrub
-from .completion.settle import AT_ONCE, Completion, StillWriting, Stopped, Version, wait_until_complete
-from .config import Config
+from .._logging import scrub
+from ..completion.settle import AT_ONCE, Completion, StillWriting, Stopped, Version, wait_until_complete
+from ..config import Config
+from ..errors import ConfigError, SfiError
+from ..mapping import (
+    Context,
+    LookupNeeded,
+    Mapped,
+    ProfileSet,
+    ScicatLookup,
+    check_defaults,
+    check_timezone,
+    map_dataset,
+    pick_profile,
+    require_complete,
+)
+from ..mapping.sources import to_iso
+from ..nexus.reader import HDF5_LOCK, NexusError, open_snapshot, retry_while_locked
 from .datablock import ALGORITHMS, make_datablock
-from .errors import ConfigError, SfiError
-from .mapping import (Context, LookupNeeded, Mapped, ProfileSet, ScicatLookup, check_defaults, check_timezone,
-                      map_dataset, pick_profile, require_complete)
-from .mapping.sources import to_iso
-from .nexus.reader import HDF5_LOCK, NexusError, open_snapshot, retry_while_locked
+from .run import IngestResult, RunInfo
+from .sink import Sink
 
 log = logging.getLogger("sfi.ingest")
-
-if TYPE_CHECKING:
-    from streaming_data_types.finished_writing_wrdn import FinishedWriting
-    from streaming_data_types.run_start_pl72 import RunStartInfo
-
-
-@dataclass
-class RunInfo:
-    """What Kafka said about a file; every field optional, the file stays the source of truth."""
-
-    job_id: str | None = None
-    run_name: str | None = None
-    instrument_name: str | None = None
-    start_time_ms: int | None = None
-    stop_time_ms: int | None = None
-    service_id: str | None = None
-    filename: str | None = None
-    metadata: dict = field(default_factory=dict)
-    wrdn_metadata: dict = field(default_factory=dict)
-    writer_error: str | None = None
-
-    @classmethod
-    def from_messages(cls, run_start: RunStartInfo | None, finished: FinishedWriting | None) -> RunInfo:
-        """From the decoded pl72 and/or wrdn values; unparseable metadata JSON becomes ``{}``."""
-        info = cls()
-        if run_start is not None:
-            info.job_id = _text(run_start.job_id)
-            info.run_name = _text(run_start.run_name)
-            info.instrument_name = _text(run_start.instrument_name)
-            info.start_time_ms = int(run_start.start_time) if run_start.start_time else None
-            info.stop_time_ms = int(run_start.stop_time) if run_start.stop_time else None
-            info.service_id = _text(run_start.service_id)
-            info.filename = _text(run_start.filename)
-            info.metadata = _json_object(run_start.metadata)
-        if finished is not None:
-            info.job_id = info.job_id or _text(finished.job_id)
-            info.service_id = info.service_id or _text(finished.service_id)
-            info.filename = _text(finished.file_name) or info.filename
-            info.wrdn_metadata = _json_object(finished.metadata)
-            if run_start is None:  # kafka-to-nexus copies the pl72 metadata verbatim into the wrdn
-                info.metadata = info.wrdn_metadata
-            if finished.error_encountered:
-                info.writer_error = _text(finished.message) or "the writer reported an error"
-        return info
-
-    def as_sources(self) -> dict[str, Any]:
-        """The ``run:`` source names a profile can use."""
-        return {"job_id": self.job_id, "run_name": self.run_name, "instrument_name": self.instrument_name,
-                "start_time": to_iso(self.start_time_ms) if self.start_time_ms else None,
-                "stop_time": to_iso(self.stop_time_ms) if self.stop_time_ms else None,
-                "service_id": self.service_id, "filename": self.filename, "writer_error": self.writer_error}
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return text or None
-
-
-def _json_object(text: Any) -> dict:
-    if not text:
-        return {}
-    if isinstance(text, dict):
-        return text
-    try:
-        value = json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-@dataclass
-class IngestResult:
-    file: str
-    pid: str | None
-    status: str  # "created" | "exists" | "repaired" | "failed" | "rejected" | "dry-run"
-    error: str | None = None
-    retryable: bool = False
-    #: The failure is the file itself (missing, unreadable): a daemon gives up after ``[ingest] missing_hours``.
-    file_problem: bool = False
-    #: SciCat refused the credentials (expired or refused token, wrong password): nothing about the file.
-    auth: bool = False
-    dataset: dict | None = None
-    origdatablock: dict | None = None
-    #: How the file was judged complete (rule, evidence, seconds waited, reads); None when it never was.
-    completion: Completion | None = None
-    #: the preview picture's outcome (``preview._attach.preview_dataset``); never changes ``status``
-    preview: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "pid": self.pid, "status": self.status, "error": self.error,
-                "retryable": self.retryable, "dataset": self.dataset, "origdatablock": self.origdatablock,
-                "completion": self.completion.to_json() if self.completion else None,
-                "preview": self.preview}
-
-
-class Sink(Protocol):
-    def upsert(self, dataset: dict, datablock: dict) -> str: ...
-
-    def get_dataset(self, pid: str) -> dict | None: ...
 
 
 class _Failed(Exception):
@@ -221,6 +131,11 @@ class Ingestor:
         if self.profile_name:
             self.profiles.get(self.profile_name)  # an unknown or broken profile fails now, not per file
 
+    def close(self) -> None:
+        """Close the sink (``Ingests.close``: the daemons release an in-process and a worker-process ingestor alike)."""
+        if self.sink is not None:
+            self.sink.close()
+
     # -- paths ---------------------------------------------------------------------------------
     @staticmethod
     def configured_roots(cfg: Config, explicit_paths: Sequence[str] | None) -> list[str]:
@@ -257,9 +172,9 @@ class Ingestor:
         best: tuple[str, str] | None = None
         for writer_prefix, local_prefix in self.cfg.ingest.path_map:
             stem = writer_prefix.rstrip("/")
-            if writer_path == stem or writer_path.startswith(stem + "/"):
-                if best is None or len(stem) > len(best[0]):
-                    best = (stem, local_prefix.rstrip("/"))
+            matches = writer_path == stem or writer_path.startswith(stem + "/")
+            if matches and (best is None or len(stem) > len(best[0])):
+                best = (stem, local_prefix.rstrip("/"))
         path = writer_path if best is None else best[1] + writer_path[len(best[0]):]
         return os.path.abspath(path)
 
@@ -391,7 +306,7 @@ class Ingestor:
             try:
                 for _ in range(_LOOKUP_PASSES):
                     try:
-                        profile, mapped = retry_while_locked(read_and_map, deadline)
+                        _profile, mapped = retry_while_locked(read_and_map, deadline)
                         break
                     except LookupNeeded as need:
                         assert lookup is not None
@@ -440,11 +355,11 @@ class Ingestor:
         if not stat.S_ISREG(st.st_mode):
             raise _Failed(f"{shown}: not a regular file", False)
 
-    def _preview(self, local: str, dataset: dict) -> str | None:
+    def _preview(self, local: str, dataset: dict[str, Any]) -> str | None:
         """The picture after the dataset is stored (issue 22); its failure is a warning, never the dataset's."""
         if not self.cfg.ingest.preview:
             return None
-        from .preview._attach import preview_dataset
+        from ..preview._attach import preview_dataset
 
         return preview_dataset(self.sink, local, dataset, preview_dir=self.cfg.ingest.preview_dir)
 
@@ -454,17 +369,12 @@ class Ingestor:
         existing = self.sink.get_dataset(pid)
         if existing is None:
             return False
-        blocks = getattr(self.sink, "get_origdatablocks", None)
-        if callable(blocks):
-            return bool(blocks(pid))
-        if "numberOfFiles" in existing:
-            return bool(existing.get("numberOfFiles"))
-        return True
+        return bool(self.sink.get_origdatablocks(pid))
 
 
 def _explain_preview(local: str) -> tuple[str, object, str]:
     """The ``(preview)`` row of ``--explain``: the caption and its kind, or why no picture applies."""
-    from .preview import NoPreview, PreviewError, find_plot
+    from ..preview import NoPreview, PreviewError, find_plot
 
     try:
         found = find_plot(local)
@@ -480,21 +390,3 @@ def _file_facts(local: str, writer_path: str, st: os.stat_result) -> dict[str, A
     path = Path(local)
     return {"path": local, "name": path.name, "stem": path.stem, "dir": str(path.parent),
             "size": int(st.st_size), "mtime": to_iso(st.st_mtime * 1000), "writer_path": writer_path}
-
-
-__all__ = ["IngestResult", "Ingestor", "RunInfo", "Sink", "open_sink"]
-
-
-def open_sink(cfg: Config) -> tuple[Any, str]:
-    """SciCat when a URL is configured, else a local catalogue directory of the exact documents.
-
-    Returns the sink and a description of where datasets go, for the log.
-    """
-    if cfg.scicat.url:
-        from .scicat import ScicatClient
-
-        return ScicatClient.from_config(cfg.scicat), cfg.scicat.url
-    from .catalogue import CatalogueDir
-
-    directory = cfg.listen.catalogue_dir or os.path.join(cfg.listen.state_dir, "catalogue")
-    return CatalogueDir(directory), f"local catalogue {directory}"

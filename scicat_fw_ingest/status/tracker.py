@@ -16,137 +16,30 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from ._time import iso_from_ms
-from .messages import NO_STOP_TIME_MS, Message
+from .._time import iso_from_ms
+from ..messages import NO_STOP_TIME_MS, Message
+from .model import (
+    DEFAULT_UPDATE_INTERVAL_MS,
+    SET_STOP_TIME,
+    START_JOB,
+    Command,
+    Job,
+    Timeouts,
+    Worker,
+    _CommandFacts,
+    _JobFacts,
+    _WorkerFacts,
+    _offer_text,
+    _ts,
+)
 
-WORKER_STATES = ("idle", "writing", "unknown")
-JOB_STATES = ("waiting", "writing", "done", "error", "timeout")
-COMMAND_STATES = ("pending", "success", "failure", "timeout")
-
-START_JOB = "StartJob"
-SET_STOP_TIME = "SetStopTime"
+#: the answ's action and outcome codes, as file-writer-control names them
 _ACTIONS = {0: START_JOB, 1: SET_STOP_TIME}
 _OUTCOMES = {0: "Success", 1: "Failure"}
-
-#: What a writer announces when its x5f2 carries no usable update_interval (kafka-to-nexus default).
-DEFAULT_UPDATE_INTERVAL_MS = 2000
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """When silence means something went wrong; all evaluated against the snapshot's ``now``."""
-
-    #: A worker unseen for longer than this many of its update intervals becomes ``unknown``.
-    worker_intervals: float = 5.0
-    #: A waiting/writing job with no news (heartbeat, answer...) for this long becomes ``timeout``:
-    #: file-writer-control's rule and default (15 s); a live writer heartbeats every 2 s.
-    job_silence_ms: int = 15_000
-    #: A command without an answ after this long becomes ``timeout``.
-    command_ms: int = 30_000
-
-
-@dataclass(frozen=True)
-class Worker:
-    service_id: str
-    host: str
-    state: str
-    last_seen: int | None  # ms since epoch
-    file_being_written: str | None
-    job_id: str | None
-    update_interval_ms: int
-    software: str | None
-
-
-@dataclass(frozen=True)
-class Job:
-    job_id: str
-    run_name: str | None
-    filename: str | None  # as requested in pl72 (or reported by x5f2)
-    file_written: str | None  # as reported by wrdn: the path on the writer host
-    state: str
-    start: int | None  # ms since epoch
-    stop: int | None
-    error: str | None
-    service_id: str | None
-    control_topic: str | None
-    last_update: int | None
-
-
-@dataclass(frozen=True)
-class Command:
-    command_id: str
-    job_id: str | None
-    action: str
-    outcome: str | None
-    status_code: int | None
-    message: str | None
-    state: str
-    sent: int | None  # ms since epoch of the request (pl72/6s4t), when seen
-    answered: int | None
-
-
-def _ts(timestamp_ms: int | None) -> int:
-    return -1 if timestamp_ms is None else timestamp_ms
-
-
-class _Best:
-    """The maximum of (key, value) pairs: a commutative, idempotent merge for one fact."""
-
-    __slots__ = ("key", "value")
-
-    def __init__(self) -> None:
-        self.key: tuple[Any, ...] | None = None
-        self.value: Any = None
-
-    def offer(self, key: tuple[Any, ...], value: Any) -> None:
-        # Ties on the key go to the larger repr(value), so the merge stays order-proof; the repr is made only
-        # for a tie, not kept with every fact (it was a third of the tracker's memory on a 5,000-job backlog).
-        if self.key is None or key > self.key or (key == self.key and repr(value) > repr(self.value)):
-            self.key, self.value = key, value
-
-    @property
-    def seen(self) -> bool:
-        return self.key is not None
-
-
-def _offer_text(best: _Best, value: str | None, timestamp_ms: int | None, rank: int = 0) -> None:
-    """Non-empty beats empty, then the higher source rank, then the newer message."""
-    if value:
-        best.offer((rank, _ts(timestamp_ms)), value)
-
-
-@dataclass(slots=True)
-class _JobFacts:
-    run_name: _Best = field(default_factory=_Best)
-    filename: _Best = field(default_factory=_Best)
-    start: _Best = field(default_factory=_Best)
-    stop: _Best = field(default_factory=_Best)
-    service_id: _Best = field(default_factory=_Best)
-    control_topic: _Best = field(default_factory=_Best)
-    #: The newest start outcome: (ts, failed) -> error text or None. An answ(StartJob) or an x5f2
-    #: writing this job; newest wins, so a job another writer took over after a failure is writing.
-    launch: _Best = field(default_factory=_Best)
-    finished: _Best = field(default_factory=_Best)  # (error_encountered, file_name, message) of wrdn
-    finished_at: int = -1
-    last_update: int = -1
-
-
-@dataclass(slots=True)
-class _WorkerFacts:
-    status: _Best = field(default_factory=_Best)  # (state, job_id, file, interval, host, software)
-    last_seen: int = -1
-
-
-@dataclass(slots=True)
-class _CommandFacts:
-    job_id: _Best = field(default_factory=_Best)
-    action: _Best = field(default_factory=_Best)
-    sent: int | None = None
-    answer: _Best = field(default_factory=_Best)  # (outcome, status_code, message, answered)
 
 
 class Tracker:
@@ -392,10 +285,7 @@ class Tracker:
 
 def _ms(value: Any) -> int | None:
     """A stop time in ms; None for 0 (unset) and for the no-stop-time sentinel."""
-    if isinstance(value, datetime):
-        ms = round(value.timestamp() * 1000)
-    else:
-        ms = int(value) if value else 0
+    ms = round(value.timestamp() * 1000) if isinstance(value, datetime) else int(value or 0)
     return ms if 0 < ms < NO_STOP_TIME_MS else None
 
 

@@ -36,9 +36,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config
-from .errors import SfiError
-from .ingest import IngestResult, Ingestor
+from ..config import Config
+from ..errors import SfiError
+from ._core import Ingestor
+from .run import IngestResult
 
 GRACE = 1.5
 AUTH_STOP = 3
@@ -107,13 +108,13 @@ class _AuthWatch:
 
 def _init_worker(cfg: Config, dry_run: bool, parent: int, explicit_paths: list[str] | None = None) -> None:
     global _worker
-    from ._procpool import _watch_parent
+    from .._procpool import _watch_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     sink = None
     if not dry_run:
-        from .scicat import ScicatClient
+        from ..scicat import ScicatClient
 
         sink = _AuthWatch(ScicatClient.from_config(cfg.scicat))
     _worker = Ingestor(cfg, sink, explicit_paths=explicit_paths)  # what the operator named is a data root
@@ -170,7 +171,7 @@ class Batch:
         sink: _AuthWatch | None = None  # the client this call opens (and closes), if it builds the ingestor
         if own:
             if not self.dry_run:
-                from .scicat import ScicatClient
+                from ..scicat import ScicatClient
 
                 sink = _AuthWatch(ScicatClient.from_config(self.cfg.scicat))
             _worker = Ingestor(self.cfg, sink, explicit_paths=self.explicit_paths)
