@@ -43,8 +43,8 @@ NUMPY1_VENV ?= .venv-numpy1
 test-numpy1:
 	$(PYTHON) -m venv $(NUMPY1_VENV)
 	$(NUMPY1_VENV)/bin/python -m pip install --quiet -e '.[test]' 'numpy>=1.24,<2'
-	$(NUMPY1_VENV)/bin/python -m pytest -q -m 'not kafka' tests/test_fbschemas.py tests/test_messages.py \
-	    tests/test_writer_answers.py
+	$(NUMPY1_VENV)/bin/python -m pytest -q -m 'not kafka' tests/messages/test_fbschemas.py tests/messages/test_messages.py \
+	    tests/simulate/test_writer_answers.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -36,8 +36,8 @@ import h5py
 
 from bench._peer import peer, schema_dir
 from scicat_fw_ingest.testing.backend import RealBackend, why_unavailable
+from scicat_fw_ingest.testing.nexus_files import write_ess
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
-from tests.nexus_fixtures import write_ess
 
 FILES = 300  # on the real backend (~10 files/s here: it sets the pace)
 FILES_STAND_IN = 1000  # on the test server, as the earlier backfill bench: start-up amortised as in a real backfill

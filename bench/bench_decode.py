@@ -51,7 +51,7 @@ def _timed(cmd: list[str]) -> float:
 
 
 def main() -> bool:
-    from tests.test_messages import SAMPLES
+    from scicat_fw_ingest.testing.message_samples import SAMPLES
 
     with tempfile.TemporaryDirectory(prefix="sfi-bench-decode-") as tmp:
         files = []

@@ -76,7 +76,7 @@ def _timed(cmd: list[str]) -> tuple[float, float]:
 
 
 def main() -> bool:
-    from tests.test_messages import SAMPLES
+    from scicat_fw_ingest.testing.message_samples import SAMPLES
 
     samples = [data for data, _ in SAMPLES.values()]
     with TansuBroker() as broker:

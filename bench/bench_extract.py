@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.ingest import Ingestor
-from tests.nexus_fixtures import write_ess, write_isis
+from scicat_fw_ingest.testing.nexus_files import write_ess, write_isis
 
 RATIO_TARGET = 1.5
 ABSOLUTE_TARGET_S = 0.100

@@ -24,7 +24,7 @@ from scicat_fw_ingest.testing.broker import TansuBroker
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.listen_helpers import WRITER_PREFIX, config_file, make_jobs
+from scicat_fw_ingest.testing.listener import WRITER_PREFIX, config_file, make_jobs
 
 N_THROUGHPUT = 1000
 N_LATENCY = 100

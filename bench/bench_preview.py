@@ -22,7 +22,7 @@ from pathlib import Path
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.preview import Preview, make_preview
-from tests.nexus_fixtures import write_ess
+from scicat_fw_ingest.testing.nexus_files import write_ess
 
 RATIO_TARGET = 1.5
 REPEATS = 9

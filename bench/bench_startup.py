@@ -37,7 +37,7 @@ def _best(commands: list[list[str]]) -> list[float]:
 
 
 def main() -> bool:
-    from tests.test_messages import SAMPLES
+    from scicat_fw_ingest.testing.message_samples import SAMPLES
 
     sfi = str(Path(sys.executable).with_name("sfi"))
     with tempfile.TemporaryDirectory(prefix="sfi-bench-startup-") as tmp:

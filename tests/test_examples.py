@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 from scicat_fw_ingest.config import load_config
-
-from .conftest import ROOT
-from .listen_helpers import make_jobs
+from scicat_fw_ingest.testing.checkout import REPO_ROOT as ROOT
+from scicat_fw_ingest.testing.listener import make_jobs
 
 EXAMPLES = ROOT / "examples"
 

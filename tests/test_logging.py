@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from scicat_fw_ingest._logging import _JsonFormatter, _TextFormatter, level_from_flags, register_secret, scrub
+from scicat_fw_ingest.testing.listener import config_file, listener, make_jobs, publish, wait_for
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
-
-from .listen_helpers import config_file, listener, make_jobs, publish, wait_for
 
 
 def formatted(formatter: logging.Formatter, msg: str, *args: object) -> str:

@@ -40,16 +40,9 @@ LONG_MODULES: dict[str, str] = {
     "scicat_fw_ingest.mapping.dataset": "arrived with the preview merge (bf9d638); split with the mapping's circle",
 }
 
-#: bench modules that still import from tests/ -> why. The builders they use move to scicat_fw_ingest.testing.
-BENCH_IMPORTS_FROM_TESTS: dict[str, str] = {
-    "bench.bench_decode_topic": "tests.test_messages SAMPLES moves to scicat_fw_ingest.testing (issue 21.4)",
-    "bench.bench_backfill": "tests.nexus_fixtures moves to scicat_fw_ingest.testing (issue 21.4, another branch)",
-    "bench.bench_decode": "tests.test_messages SAMPLES moves to scicat_fw_ingest.testing (issue 21.4, another branch)",
-    "bench.bench_extract": "tests.nexus_fixtures moves to scicat_fw_ingest.testing (issue 21.4, another branch)",
-    "bench.bench_listen": "tests.listen_helpers moves to scicat_fw_ingest.testing (issue 21.4, another branch)",
-    "bench.bench_preview": "tests.nexus_fixtures moves to scicat_fw_ingest.testing (issue 21.4, another branch)",
-    "bench.bench_startup": "tests.test_messages SAMPLES moves to scicat_fw_ingest.testing (issue 21.4, another branch)",
-}
+#: test modules that still import another test module (``tests.*`` other than conftest) -> why. Builders that tests
+#: share live in scicat_fw_ingest.testing, so this stays empty.
+TEST_IMPORTS_OF_TESTS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -246,12 +239,46 @@ def test_the_private_import_check_catches_typer_internals() -> None:
 
 def test_bench_imports_nothing_from_tests() -> None:
     bench = _modules("bench")
-    offenders = {name for name, m in bench.items()
-                 for imported, _ in _imported_names(m) if imported.split(".")[0] == "tests"}
-    unknown = sorted(offenders - set(BENCH_IMPORTS_FROM_TESTS))
-    assert not unknown, f"bench modules importing from tests/ (use scicat_fw_ingest.testing): {unknown}"
-    stale = sorted(set(BENCH_IMPORTS_FROM_TESTS) - offenders)
-    assert not stale, f"BENCH_IMPORTS_FROM_TESTS entries that no longer import tests/ (remove them): {stale}"
+    offenders = sorted({name for name, m in bench.items()
+                        for imported, _ in _imported_names(m) if imported.split(".")[0] == "tests"})
+    assert not offenders, f"bench modules importing from tests/ (use scicat_fw_ingest.testing): {offenders}"
+
+
+def _test_module_imports(tests: dict[str, Module]) -> dict[str, set[str]]:
+    """Test module -> the other test modules it imports (conftest aside: pytest loads it, it is not a library)."""
+    found: dict[str, set[str]] = {}
+    for module in tests.values():
+        for _, candidates in _imported_names(module):
+            target = next((name for name in candidates if name in tests), None)
+            if target is not None and target != module.name and target.rpartition(".")[2] != "conftest":
+                found.setdefault(module.name, set()).add(target)
+    return found
+
+
+def test_test_modules_import_the_package_never_each_other() -> None:
+    offenders = _test_module_imports(_modules("tests"))
+    unknown = {name: sorted(targets) for name, targets in offenders.items() if name not in TEST_IMPORTS_OF_TESTS}
+    assert not unknown, ("test modules importing other test modules (move the shared builder to "
+                         f"scicat_fw_ingest.testing): {unknown}")
+    stale = sorted(set(TEST_IMPORTS_OF_TESTS) - set(offenders))
+    assert not stale, f"TEST_IMPORTS_OF_TESTS entries that no longer import a test module (remove them): {stale}"
+
+
+def test_the_test_import_check_sees_relative_absolute_and_lazy_imports() -> None:
+    def module(name: str, source: str, package: bool = False) -> Module:
+        path = ROOT / "t" / ("__init__.py" if package else f"{name.rsplit('.', 1)[-1]}.py")
+        return Module(name, path, ast.parse(source), 1)
+
+    tests = {m.name: m for m in [
+        module("tests", "", package=True),
+        module("tests.conftest", ""),
+        module("tests.a", "", package=True),
+        module("tests.a.test_x", "from .test_y import helper\nfrom ..conftest import run\n"),
+        module("tests.a.test_y", "def f():\n    from tests.b.test_z import z\n"),
+        module("tests.b.test_z", "from scicat_fw_ingest.testing.dry_run import dry\nimport tests.a.test_x\n"),
+    ]}
+    assert _test_module_imports(tests) == {"tests.a.test_x": {"tests.a.test_y"}, "tests.a.test_y": {"tests.b.test_z"},
+                                           "tests.b.test_z": {"tests.a.test_x"}}
 
 
 def test_the_gates_exceptions_name_existing_files_only() -> None:

@@ -8,7 +8,7 @@ loop over 10,000 files (``make bench``). Only these forms are taken here:
 
 Anything else (a topic, a config, --help, an unknown or misplaced option, no input, both kinds of
 input) returns ``None`` and goes to typer unchanged, so usage errors and help read the same as in
-every other command. tests/test_decode_cli.py runs the same command lines both ways and compares.
+every other command. tests/messages/test_decode_cli.py runs the same command lines both ways and compares.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ fixtures sfi's tests use. This is the only module of ``testing/`` that imports p
 - ``real_scicat_factory`` — ``factory(version, jwt_expires_in=20, admin_groups="admin,ingestor")`` for
   a backend with other settings, started on first use and cached for the session.
 Skipped with the reason only where node/npm or the backend folder are absent.
+- ``scicat_server`` — the project's SciCat test server (real HTTP, the backend's rules), started per test with
+  one functional account ``scicat_payloads.USER``/``PASSWORD``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from .backend import VERSIONS, RealBackend, why_unavailable
+from .scicat_payloads import PASSWORD, USER
+from .scicat_server import ScicatTestServer
 
 BackendFactory = Callable[..., RealBackend]
 
@@ -50,3 +54,10 @@ def real_scicat_factory() -> Iterator[BackendFactory]:
 def real_scicat(request: pytest.FixtureRequest, real_scicat_factory: BackendFactory) -> RealBackend:
     """A real scicat-backend-next of each version, default settings (token life 1 h, admin = admin)."""
     return real_scicat_factory(request.param)
+
+
+@pytest.fixture
+def scicat_server() -> Iterator[ScicatTestServer]:
+    """A started SciCat test server with one functional account ``USER``/``PASSWORD``."""
+    with ScicatTestServer({USER: PASSWORD}) as server:
+        yield server
