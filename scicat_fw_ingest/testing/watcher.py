@@ -1,4 +1,8 @@
-"""Building blocks for the `sfi watch` tests: real HDF5 files, a hand-moved clock, a real watcher in a thread."""
+"""Building blocks for the `sfi watch` tests: real HDF5 files, a hand-moved clock, a real watcher in a thread.
+
+Why in the package: settling is decided by elapsed time, so the watch tests (and a facility checking its own
+folder rules) drive a real ``Watcher`` with a clock they move by hand instead of sleeping through settle times.
+"""
 
 from __future__ import annotations
 
