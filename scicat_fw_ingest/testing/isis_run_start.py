@@ -37,13 +37,14 @@ def run_start_bytes(structure: Any = None, *, metadata: Any = None, run_name: st
     text = structure if isinstance(structure, str) else json.dumps(structure or icp_structure())
     meta = metadata if isinstance(metadata, str) else json.dumps(metadata or {"title": "Sample scan",
                                                                              "experiment_identifier": "2410001"})
-    return serialise_pl72(job_id=job_id, filename=filename, start_time=1_700_000_000_000,
-                          stop_time=1_700_000_360_000, run_name=run_name, nexus_structure=text,
-                          service_id="icp-1", instrument_name=instrument_name, broker="broker:9092",
-                          metadata=meta, control_topic="ZOOM_control")
+    return bytes(serialise_pl72(job_id=job_id, filename=filename, start_time=1_700_000_000_000,
+                                stop_time=1_700_000_360_000, run_name=run_name, nexus_structure=text,
+                                service_id="icp-1", instrument_name=instrument_name, broker="broker:9092",
+                                metadata=meta, control_topic="ZOOM_control"))
 
 
 def child(node: dict[str, Any], name: str) -> dict[str, Any]:
+    item: dict[str, Any]
     for item in node.get("children", []):
         if item.get("name") == name or item.get("config", {}).get("name") == name:
             return item

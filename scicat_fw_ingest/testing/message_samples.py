@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from streaming_data_types import (
@@ -29,7 +30,7 @@ STRUCTURE = {"children": [{"type": "group", "name": "entry", "children": [],
                            "attributes": [{"name": "NX_class", "values": "NXentry"}]}]}
 
 
-def sample_messages() -> dict[str, tuple[bytes, dict]]:
+def sample_messages() -> dict[str, tuple[bytes, dict[str, Any]]]:
     """Each schema's bytes and the JSON that must come out of them."""
     stop_dt = datetime.fromtimestamp(STOP_MS / 1000, tz=UTC)
     return {

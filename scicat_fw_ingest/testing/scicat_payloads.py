@@ -101,6 +101,6 @@ class Target:
 
         try:
             with urllib.request.urlopen(f"{self.base}/api/v3/health", timeout=3) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
         except OSError:
             return self.server is not None  # the test server has no health route; it cannot crash
