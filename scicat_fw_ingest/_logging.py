@@ -30,6 +30,10 @@ _TOKEN_PATTERNS = (
     # SciCat v3 access tokens: 64 letters and digits in mixed case (a hex checksum is lower case only)
     re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[A-Z])(?=[A-Za-z0-9]*[a-z])[A-Za-z0-9]{64}(?![A-Za-z0-9])"),
 )
+#: The longest message (and traceback) text a log line carries: a 1 MB run start named in a message must not
+#: make a 1 MB log line. Longer text keeps its head, then says how long it was and its sha256 (to match it).
+MAX_MESSAGE_CHARS = 3072
+MAX_TRACEBACK_CHARS = 3072
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -75,12 +79,22 @@ def escape_controls(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
+def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was and its sha256 when cut."""
+    if len(text) <= limit:
+        return text
+    import hashlib
+
+    digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{text[:limit]}… [cut: {len(text)} chars, sha256 {digest}]"
+
+
 def safe_message(record: logging.LogRecord) -> str:
     try:
         message = record.getMessage()
     except Exception as exc:  # a bad format string must not lose the line
         message = f"{record.msg!r} (unformattable: {exc})"
-    return escape_controls(scrub(message))
+    return bounded(escape_controls(scrub(message)))
 
 
 class _JsonFormatter(logging.Formatter):
@@ -96,7 +110,7 @@ class _JsonFormatter(logging.Formatter):
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            entry["exc"] = scrub(record.exc_text)
+            entry["exc"] = bounded(scrub(record.exc_text), MAX_TRACEBACK_CHARS)
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -111,7 +125,8 @@ class _TextFormatter(logging.Formatter):
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:  # a traceback keeps its lines (indented: no line of it looks like a log line)
-            line += "\n" + "\n".join("    " + part for part in scrub(record.exc_text).splitlines())
+            shown = bounded(scrub(record.exc_text), MAX_TRACEBACK_CHARS)
+            line += "\n" + "\n".join("    " + part for part in shown.splitlines())
         return line
 
 

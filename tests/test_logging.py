@@ -128,3 +128,17 @@ def test_broker_problems_are_logged_at_once_then_every_few_minutes(caplog) -> No
         assert "reachable again" in caplog.records[-1].getMessage()
         problems(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "bad password"))
         assert "refuses authentication" in caplog.records[-1].getMessage()
+
+
+def test_a_huge_message_makes_a_bounded_line_that_says_it_was_cut() -> None:
+    huge = "x" * 1_000_000 + "tail"
+    text = formatted(_TextFormatter(), "run start of job %s: %s", "job-1", huge)
+    assert len(text.encode()) < 8192 and "[cut: 1000028 chars, sha256 " in text and "tail" not in text
+    line = formatted(_JsonFormatter(), "bad %s", "\x01" * 100_000)  # escapes grow: still bounded after them
+    assert len(line.encode()) < 8192 and json.loads(line)["msg"].endswith("]")
+    try:
+        raise ValueError("y" * 500_000)
+    except ValueError:
+        record = logging.LogRecord("sfi.listen", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    assert len(_JsonFormatter().format(record).encode()) < 8192
+    assert all(len(part.encode()) < 8192 for part in _TextFormatter().format(record).splitlines())
