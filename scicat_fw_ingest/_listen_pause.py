@@ -38,6 +38,14 @@ class _Work:
     future: Future | None = None
     #: Set when the outcome is known but could not be written (held until the store is writable).
     unrecorded: IngestResult | None = None
+    #: Not sent to a worker before this ``time.monotonic()`` (a taken-over partition's earlier message).
+    not_before: float = 0.0
+    wait_missing: float = 0.0
+    #: A message of a partition this listener took over: the dataset is verified again later.
+    takeover: bool = False
+    #: Set by the worker: the outcome owes more work (queued for a retry, or a verification is due), so the
+    #: offsets stay uncommitted — if this listener dies, the partition's next owner reads them again.
+    hold: bool = False
 
 
 class PauseOnStateErrors:

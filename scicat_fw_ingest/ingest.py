@@ -111,6 +111,8 @@ class IngestResult:
     file_problem: bool = False
     #: SciCat refused the credentials (expired or refused token, wrong password): nothing about the file.
     auth: bool = False
+    #: The datablock's fate was not known for sure (an unanswered POST): the dataset is looked at again later.
+    verify: bool = False
     dataset: dict | None = None
     origdatablock: dict | None = None
 
@@ -257,7 +259,11 @@ class Ingestor:
             if self.sink is None:
                 result.status = "dry-run"
                 return result
-            result.status = self.sink.upsert(dataset, datablock)
+            try:
+                result.status = self.sink.upsert(dataset, datablock)
+            finally:
+                uncertain = getattr(self.sink, "upsert_uncertain", None)
+                result.verify = bool(uncertain()) if callable(uncertain) else False
             return result
         except _Rejected as exc:
             result.status, result.error = "rejected", str(exc)
