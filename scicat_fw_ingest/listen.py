@@ -450,17 +450,38 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         self.broker_problems.ok()
         self._last_message = time.monotonic()  # idleness counts from having something to read
         log.info("partitions assigned: %s", ", ".join(f"{p.topic}/{p.partition}" for p in partitions) or "none")
-        wait = self.options.takeover_wait
         for p in partitions:
-            tp = (p.topic, p.partition)
-            self._assignment.add(tp)
-            if wait > 0:
-                try:
-                    _low, high = consumer.get_watermark_offsets(TopicPartition(p.topic, p.partition), timeout=5.0,
-                                                                cached=False)
-                except KafkaException:
-                    high = 2 ** 62  # unknown: fence every message read in the next takeover_wait seconds
-                self._fence[tp] = (high, time.monotonic() + wait)
+            self._assignment.add((p.topic, p.partition))
+        if self.options.takeover_wait > 0 and partitions:
+            self._set_fences(consumer, partitions)
+
+    def _set_fences(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Fence the partitions an earlier owner worked on (they have a committed offset): their messages
+        below today's high watermark wait ``takeover_wait`` before they may reach SciCat.
+
+        A partition the group never committed had no earlier owner that got as far as a commit (the first
+        commit comes ``commit_interval`` after the first message): it is not fenced, so a first start on a
+        backlog is not delayed."""
+        until = time.monotonic() + self.options.takeover_wait
+        try:
+            committed = consumer.committed([TopicPartition(p.topic, p.partition) for p in partitions], timeout=10.0)
+        except KafkaException:
+            committed = [TopicPartition(p.topic, p.partition, 0) for p in partitions]  # unknown: fence all
+        fenced = []
+        for tp in committed:
+            if tp.offset < 0:
+                continue
+            try:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5.0,
+                                                            cached=False)
+            except KafkaException:
+                high = 2 ** 62  # unknown: fence every message read in the next takeover_wait seconds
+            if high > tp.offset:
+                self._fence[(tp.topic, tp.partition)] = (high, until)
+                fenced.append(f"{tp.topic}/{tp.partition}@{tp.offset}..{high}")
+        if fenced:
+            log.info("taking over %s: these messages reach SciCat after %.0f s (an earlier owner's requests may "
+                     "still be stored meanwhile)", ", ".join(fenced), self.options.takeover_wait)
         if self.paused and partitions:
             try:
                 consumer.pause(partitions)
