@@ -18,10 +18,11 @@ Why it is shaped like this:
   at the lowest unfinished offset) until ``held_max`` files wait in one partition, which then pauses.
   A file missing for ``[ingest] missing_hours`` becomes ``failed`` (committed). Bad messages are
   recorded (truncated) and committed.
-- Takeover fence: messages of a newly assigned partition below its high watermark at assignment may be
-  in flight on the previous owner; they reach SciCat only ``takeover_wait`` seconds after the
-  assignment (the longest an earlier owner's request can still be stored), and their datasets are
-  verified again ``verify_after`` later (a POST stored later than any wait is a duplicate to repair).
+- Takeover fence: the messages of a newly assigned partition that had an owner before (a committed
+  offset) may be in flight on that owner; what is read from it in the first ``takeover_wait`` seconds
+  reaches SciCat only then (the longest an earlier owner's request can still be stored), and those
+  datasets are verified again ``verify_after`` later (a POST stored later than any wait is a
+  duplicate to repair).
 """
 
 from __future__ import annotations
@@ -114,9 +115,8 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         self._assigned = False
         #: partitions assigned now (a queued file of another partition is that partition's owner's to retry)
         self._assignment: set[tuple[str, int]] = set()
-        #: per assigned partition: (high watermark at assignment, monotonic time before which its earlier
-        #: messages must not reach SciCat)
-        self._fence: dict[tuple[str, int], tuple[int, float]] = {}
+        #: per taken-over partition: the monotonic time before which its messages must not reach SciCat
+        self._fence: dict[tuple[str, int], float] = {}
         #: file key -> offsets held uncommitted while the file waits for a retry or a verification
         self._queued: dict[str, list[tuple[tuple[str, int], int]]] = {}
         #: partitions paused because they hold ``held_max`` queued files
@@ -313,12 +313,12 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             return False
         work = _Work(d.key, d.path, payload, source, [(tp, offset)])
         fence = self._fence.get(tp)
-        if fence is not None and offset < fence[0] and time.monotonic() < fence[1]:
-            work.not_before, work.takeover = fence[1], True
-            log.info("taken over %s: %s waits %.0f s before it may reach SciCat (takeover_wait)", source, d.path,
-                     fence[1] - time.monotonic())
-        elif fence is not None and offset < fence[0]:
-            work.takeover = True
+        if fence is not None and time.monotonic() < fence:
+            work.not_before, work.takeover = fence, True
+            log.debug("taken over %s: %s waits %.1f s before it may reach SciCat (takeover_wait)", source, d.path,
+                     fence - time.monotonic())
+        elif fence is not None:
+            del self._fence[tp]  # the window is over
         self._submit(work, wait_missing=self.options.wait_missing)
         return True
 
@@ -456,8 +456,11 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             self._set_fences(consumer, partitions)
 
     def _set_fences(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Fence the partitions an earlier owner worked on (they have a committed offset): their messages
-        below today's high watermark wait ``takeover_wait`` before they may reach SciCat.
+        """Fence the partitions an earlier owner worked on (they have a committed offset): the messages read
+        from them in the next ``takeover_wait`` seconds wait until then before they may reach SciCat.
+
+        Every message read in that window, not only those below the high watermark at assignment: some brokers
+        (Tansu) report a watermark that lags the log, and a new message waits at most ``takeover_wait`` once.
 
         A partition the group never committed had no earlier owner that got as far as a commit (the first
         commit comes ``commit_interval`` after the first message): it is not fenced, so a first start on a
@@ -469,16 +472,9 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             committed = [TopicPartition(p.topic, p.partition, 0) for p in partitions]  # unknown: fence all
         fenced = []
         for tp in committed:
-            if tp.offset < 0:
-                continue
-            try:
-                _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5.0,
-                                                            cached=False)
-            except KafkaException:
-                high = 2 ** 62  # unknown: fence every message read in the next takeover_wait seconds
-            if high > tp.offset:
-                self._fence[(tp.topic, tp.partition)] = (high, until)
-                fenced.append(f"{tp.topic}/{tp.partition}@{tp.offset}..{high}")
+            if tp.offset >= 0:
+                self._fence[(tp.topic, tp.partition)] = until
+                fenced.append(f"{tp.topic}/{tp.partition} from {tp.offset}")
         if fenced:
             log.info("taking over %s: these messages reach SciCat after %.0f s (an earlier owner's requests may "
                      "still be stored meanwhile)", ", ".join(fenced), self.options.takeover_wait)

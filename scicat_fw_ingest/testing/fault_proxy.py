@@ -40,6 +40,8 @@ class _Rule:
     hold: float = 0.0
     #: never forward; the client's connection is held open ``delay`` seconds, then closed without an answer
     drop: bool = False
+    #: never forward; answer ``status`` at once (SciCat down behind its gateway)
+    refuse: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return (self.remaining > 0 and (self.method is None or self.method == method)
@@ -95,6 +97,12 @@ class FaultProxy:
         with self.lock:
             self.rules.append(_Rule(n, path_contains, method, delay=after, drop=True))
 
+    def refuse(self, status: int = 503, *, path_contains: str | None = None, method: str | None = None,
+               n: int = 1) -> None:
+        """Answer the next ``n`` matching requests with ``status`` without forwarding them (an outage)."""
+        with self.lock:
+            self.rules.append(_Rule(n, path_contains, method, status=status, refuse=True))
+
     def clear(self) -> None:
         """Forget every rule not used up yet."""
         with self.lock:
@@ -120,7 +128,7 @@ class FaultProxy:
         """The first matching rule that acts before forwarding (``before``: hold, drop) or after it."""
         with self.lock:
             for rule in self.rules:
-                if (rule.hold > 0 or rule.drop) == before and rule.matches(method, path):
+                if (rule.hold > 0 or rule.drop or rule.refuse) == before and rule.matches(method, path):
                     rule.remaining -= 1
                     return rule
         return None
@@ -148,6 +156,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._forward("DELETE")
 
+    def _pass_on(self, owner: FaultProxy, method: str, body: bytes | None,
+                 headers: dict[str, str]) -> tuple[int, str, bytes, list[tuple[str, str]]]:
+        conn = http.client.HTTPConnection(owner.host, owner.port_target, timeout=120)
+        with owner.lock:
+            owner.forwarded.append((method, self.path))
+        try:
+            conn.request(method, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return (resp.status, resp.reason, resp.read(),
+                    [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP])
+        except OSError:
+            return 502, "Bad Gateway", b'{"message":"proxy: no answer"}', []
+        finally:
+            conn.close()
+
     def _forward(self, method: str) -> None:
         owner = self.server.owner
         length = int(self.headers.get("Content-Length") or 0)
@@ -160,21 +183,15 @@ class _Handler(BaseHTTPRequestHandler):
                 owner.seen.append((method, self.path, 0))
             self.close_connection = True  # no answer: the client sees a dropped connection or its own timeout
             return
-        if early is not None:
-            time.sleep(early.hold)
-        conn = http.client.HTTPConnection(owner.host, owner.port_target, timeout=120)
-        with owner.lock:
-            owner.forwarded.append((method, self.path))
-        try:
-            conn.request(method, self.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            status, reason, data = resp.status, resp.reason, resp.read()
-            out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
-        except OSError:
-            status, reason, data, out_headers = 502, "Bad Gateway", b'{"message":"proxy: no answer"}', []
-        finally:
-            conn.close()
-        rule = owner._take(method, self.path, before=False)
+        if early is not None and early.refuse:
+            status, reason, data = early.status or 503, "Injected", b'{"message":"proxy: SciCat unavailable"}'
+            out_headers = [("Content-Type", "application/json")]
+            rule: _Rule | None = None
+        else:
+            if early is not None:
+                time.sleep(early.hold)
+            status, reason, data, out_headers = self._pass_on(owner, method, body, headers)
+            rule = owner._take(method, self.path, before=False)
         if rule is not None and rule.delay:
             time.sleep(rule.delay)
         if rule is not None and rule.status is not None:
