@@ -218,6 +218,8 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         return now - self._last_message >= limit and not queued
 
     def _drain(self) -> None:
+        for key in [k for k, w in self._work.items() if w.future is None]:
+            del self._work[key]  # not sent yet (takeover fence): uncommitted, read again at the next start
         finish_in_flight(self._work, self._reap, self.options.drain_timeout, log)
         if self.paused:
             self._try_resume(resume_consumer=False)

@@ -130,7 +130,10 @@ class BadMessage:
 
 
 def _record(row: tuple) -> FileRecord:
-    return FileRecord(*row[:10], bytes(row[10] or b""), row[11], row[12])
+    (key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source, wrdn, first_seen,
+     verify_at) = row
+    return FileRecord(key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source,
+                      bytes(wrdn or b""), first_seen, verify_at)
 
 
 class StateStore:
