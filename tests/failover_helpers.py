@@ -8,10 +8,8 @@ Each host has its own state directory and its own ``[scicat] lock_dir`` — noth
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,19 +151,17 @@ class Audit:
 
 
 def audit(backend: RealBackend, jobs: list[Job], data_dir: Path) -> Audit:
+    """One look per job (a dataset's pid is its job id: the file's entry_identifier_uuid); a list query would be
+    capped by the backend (100 by default)."""
     token = backend.login("admin")
-    where = {"where": {"sourceFolder": str(data_dir)}, "limit": 100000}
-    status, docs = backend.request("GET", "/api/v3/Datasets?filter=" + urllib.parse.quote(json.dumps(where)),
-                                   token=token)
-    assert status == 200, docs
-    assert isinstance(docs, list)
-    by_job = {doc["pid"].rsplit("/", 1)[-1]: doc for doc in docs}
-    result = Audit(len(jobs), datasets=sum(1 for j in jobs if j.job_id in by_job))
+    result = Audit(len(jobs))
     for job in jobs:
-        doc = by_job.get(job.job_id)
-        if doc is None:
+        status, doc = backend.request("GET", f"/api/v3/Datasets/{pid_path(job.job_id)}", token=token)
+        if status == 404 or not isinstance(doc, dict) or not doc:
             result.lost.append(f"{job.job_id}: no dataset")
             continue
+        assert status == 200, doc
+        result.datasets += 1
         status, blocks = backend.request("GET", f"/api/v3/Datasets/{pid_path(doc['pid'])}/origdatablocks",
                                          token=token)
         assert status == 200 and isinstance(blocks, list), blocks

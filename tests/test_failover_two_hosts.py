@@ -19,6 +19,7 @@ from scicat_fw_ingest._procpool import ProcessIngestor
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.ingest import open_sink
 from scicat_fw_ingest.kafka import ensure_topics
+from scicat_fw_ingest.scicat import pid_path
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 from .failover_helpers import TwoHosts, publish, wait_exact, wait_rule_used
@@ -85,9 +86,8 @@ def test_non_admin_account_outage_then_a_host_dies(tmp_path: Path, backend, kafk
     finally:
         site.stop()
     assert result.exact, (result.line(), result.duplicates, result.mismatches, result.lost, site.logs()[-4000:])
-    status, doc = backend.request("GET", "/api/v3/Datasets?filter=" + '{"limit":1,"where":{"sourceFolder":"'
-                                  + str(site.data_dir) + '"}}')
-    assert status == 200 and "ingestor" in doc[0]["accessGroups"]
+    status, doc = backend.request("GET", f"/api/v3/Datasets/{pid_path(jobs[0].job_id)}")
+    assert status == 200 and doc["accessGroups"] == ["ess", "dream", "ingestor"]
 
 
 def test_a_worker_whose_listener_stopped_renewing_its_lease_writes_nothing(tmp_path: Path) -> None:
