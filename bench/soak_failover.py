@@ -13,6 +13,7 @@ file locking is off. Before a kill the victim's proxy is armed with one of: hold
 admin may delete; the non-admin account may not, so for it the hold is 3 s: stored after the client's timeout
 but within the takeover wait, the longest a POST is assumed to live), hold 3 s, drop it (never arrives), or
 nothing. A killed host comes back after 2–6 s (a restarted service), so rebalances happen with work in flight.
+``verify_after`` is 20 s here (120 s by default): a verification must come after the late POST has landed.
 ``SFI_TEST_SCICAT_URL_5_1_0`` / ``_4_5_0`` reuse running backends; else they are started (node + npm needed).
 ``SFI_TEST_KAFKA`` reuses a broker; else a Tansu broker is started.
 """
@@ -72,7 +73,7 @@ def run(backend: RealBackend, bootstrap: str, *, user: str, jobs_n: int, partiti
     topic = f"soak_{uuid.uuid4().hex[:10]}"
     cfg = load_config(None, env={}, overrides={"kafka": {"bootstrap.servers": bootstrap}})
     site = TwoHosts(workdir, backend, bootstrap, topic, user=user,
-                    access_group="ingestor" if user == "ingestor" else None, verify_after=8.0)
+                    access_group="ingestor" if user == "ingestor" else None, verify_after=20.0)
     jobs = make_jobs(site.data_dir, jobs_n, topic=topic)
     ensure_topics(cfg, [topic], partitions=partitions)
     started = time.monotonic()
