@@ -422,8 +422,9 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                 per[tp] = per.get(tp, 0) + 1
         full = {tp for tp, n in per.items() if n >= self.options.held_max} & self._assignment
         try:
+            if full:  # again each time: a resume after a state-store pause resumed every partition
+                self._consumer.pause([TopicPartition(t, p) for t, p in full])
             if full - self._held_paused:
-                self._consumer.pause([TopicPartition(t, p) for t, p in full - self._held_paused])
                 log.warning("partition(s) %s hold %d queued file(s) each: consumption paused until they are done",
                             ", ".join(f"{t}/{p}" for t, p in sorted(full - self._held_paused)),
                             self.options.held_max)
@@ -456,6 +457,11 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             self._assignment.add((p.topic, p.partition))
         if self.options.takeover_wait > 0 and partitions:
             self._set_fences(consumer, partitions)
+        if self.paused and partitions:
+            try:
+                consumer.pause(partitions)
+            except KafkaException:
+                pass
 
     def _set_fences(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Fence the partitions an earlier owner worked on (they have a committed offset): the messages read
@@ -480,11 +486,6 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         if fenced:
             log.info("taking over %s: these messages reach SciCat after %.0f s (an earlier owner's requests may "
                      "still be stored meanwhile)", ", ".join(fenced), self.options.takeover_wait)
-        if self.paused and partitions:
-            try:
-                consumer.pause(partitions)
-            except KafkaException:
-                pass
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]

@@ -38,7 +38,7 @@ def test_kill_9_during_posts_stored_late_and_never_arriving(tmp_path: Path, back
     """Host a's first datablock POST is stored 16 s late (later than the takeover wait: host b, taking over,
     posts its own, so the late one makes a duplicate that b's verification deletes); its second never reaches
     the server. a is killed with both in flight; b ends with each dataset exactly once."""
-    site = TwoHosts(tmp_path, backend, kafka_bootstrap, topic, verify_after=5.0)
+    site = TwoHosts(tmp_path, backend, kafka_bootstrap, topic, verify_after=10.0)  # after the late one lands
     try:
         site["a"].proxy.hold(16.0, path_contains="rigdatablocks", method="POST")
         site["a"].proxy.drop(path_contains="rigdatablocks", method="POST", after=60.0)
