@@ -130,7 +130,7 @@ class ListenConfig:
     bad_messages_days: float = 30.0
     #: Seconds between background health checks; /health answers from the last one.
     health_interval: float = 15.0
-    #: Queued (retrying) files whose offsets a partition holds uncommitted before that partition is paused.
+    #: Files (queued for a retry, or in flight) whose offsets a partition holds uncommitted before it is paused.
     held_max: int = 200
     #: Seconds after taking over a partition before its earlier messages may reach SciCat (the longest an
     #: earlier owner's request can still be stored); default: [scicat] timeout + grace.

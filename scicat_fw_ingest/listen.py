@@ -413,11 +413,12 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         self.metrics.set("sfi_retry_queue_depth", self.state.counts().get(QUEUED, 0))
 
     def _bound_held(self) -> None:
-        """Pause a partition holding ``held_max`` queued files uncommitted; resume it once it holds fewer."""
+        """Pause a partition holding ``held_max`` files uncommitted (queued, or in flight); resume it below that."""
         if self._consumer is None or self.paused:
             return
         per: dict[tuple[str, int], int] = {}
-        for offsets in self._queued.values():
+        # queued files, and those being retried right now (their offsets travel with the work meanwhile)
+        for offsets in [*self._queued.values(), *(w.offsets for w in self._work.values())]:
             for tp in {tp for tp, _ in offsets}:
                 per[tp] = per.get(tp, 0) + 1
         full = {tp for tp, n in per.items() if n >= self.options.held_max} & self._assignment

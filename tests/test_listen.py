@@ -296,3 +296,31 @@ def test_pattern_subscription_picks_up_a_control_topic_created_later(tmp_path, d
     finally:
         assert proc.terminate() == 0, proc.log()[-3000:]
     assert_each_once(scicat, jobs, data_dir)
+
+
+def test_a_partition_holding_held_max_queued_files_pauses_until_they_are_done(tmp_path, data_dir, kafka_config,
+                                                                               kafka_bootstrap, scicat, topic) -> None:
+    """Queued files keep their offsets uncommitted; the bound: a partition holding ``held_max`` of them stops
+    being consumed (new wrdns wait in Kafka, not in memory) until they are done."""
+    from scicat_fw_ingest.state import StateStore
+
+    jobs = make_jobs(data_dir, 7, topic=topic)
+    cfg_path = config_file(tmp_path, data_dir, "held_max = 3\n")
+    scicat.refuse()
+    publish(kafka_config, jobs[:4])
+    proc = listener(tmp_path, "h", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                    group=f"g-{topic}", env_extra={"SFI_SCICAT_MAX_ATTEMPTS": "1"}).start()
+    try:
+        wait_for(lambda: "hold 3 queued file(s) each: consumption paused" in proc.log(), 60, "the partition to pause")
+        publish(kafka_config, jobs[4:])
+        time.sleep(3.0)
+        seen = {r.job_id for r in StateStore(tmp_path / "state-h").files()}
+        assert not seen & {j.job_id for j in jobs[4:]}, "a paused partition was consumed"
+        assert committed(kafka_config, f"g-{topic}", topic) == [5]  # the first queued wrdn
+        scicat.resume()
+        wait_for(lambda: sum(len(v) for v in scicat.origdatablocks.values()) >= 7, 60, "all 7 after the outage")
+    finally:
+        assert proc.terminate() == 0, proc.log()[-3000:]
+    assert "resumed" in proc.log()
+    assert committed(kafka_config, f"g-{topic}", topic) == [42]
+    assert_each_once(scicat, jobs, data_dir)
