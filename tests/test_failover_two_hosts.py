@@ -110,16 +110,16 @@ def test_a_worker_whose_listener_stopped_renewing_its_lease_writes_nothing(tmp_p
         renewer = threading.Thread(target=poll_loop, daemon=True)
         renewer.start()
         try:
-            first = pool.ingest(jobs[0].written_path)
+            first = pool.ingest(str(jobs[0].written_path))
             assert first.status == "created", first.error
             polling.set()  # the listener froze (SIGSTOP): no renewal
             renewer.join()
             time.sleep(1.5)
-            fenced = pool.ingest(jobs[1].written_path)
+            fenced = pool.ingest(str(jobs[1].written_path))
             assert fenced.status == "failed" and fenced.retryable
             assert "not sent" in (fenced.error or "") and "lease" in (fenced.error or "")
             pool.renew_lease()  # thawed (had it kept its partitions): writes go again
-            assert pool.ingest(jobs[1].written_path).status == "created"
+            assert pool.ingest(str(jobs[1].written_path)).status == "created"
         finally:
             pool.close()
         assert len(server.datasets) == 2

@@ -116,7 +116,7 @@ def test_the_ingestor_account_reads_back_with_its_access_group(real_scicat: Real
         host_a.close()
         host_b.close()
     status, doc = real_scicat.request("GET", f"/api/v3/Datasets/{pid_path(pid)}")
-    assert status == 200 and doc["accessGroups"] == ["dream", "ingestor"]
+    assert status == 200 and isinstance(doc, dict) and doc["accessGroups"] == ["dream", "ingestor"]
     assert blocks_and_size(real_scicat, pid) == (1, 55, 1)
 
 
