@@ -141,6 +141,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         return
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError:  # a client killed (kill -9) between two requests of a kept-alive connection
+            self.close_connection = True
+
     def do_GET(self) -> None:
         self._forward("GET")
 
