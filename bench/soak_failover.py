@@ -69,7 +69,7 @@ def _taken_over_after(site: TwoHosts, survivor: str, killed_at: float) -> float 
 
 
 def run(backend: RealBackend, bootstrap: str, *, user: str, jobs_n: int, partitions: int, kills: int,
-        rng: random.Random, workdir: Path) -> tuple[Audit, list[float], float]:
+        rng: random.Random, workdir: Path) -> tuple[Audit, list[float], float, int]:
     topic = f"soak_{uuid.uuid4().hex[:10]}"
     cfg = load_config(None, env={}, overrides={"kafka": {"bootstrap.servers": bootstrap}})
     site = TwoHosts(workdir, backend, bootstrap, topic, user=user,
@@ -130,7 +130,8 @@ def run(backend: RealBackend, bootstrap: str, *, user: str, jobs_n: int, partiti
         result = wait_exact(backend, jobs, site.data_dir, 240)
     finally:
         site.stop()
-    return result, failovers, time.monotonic() - started
+    repaired = site.logs().count("identical datablocks: deleted")
+    return result, failovers, time.monotonic() - started, repaired
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
                 if True:
                     print(f"== SciCat {version}, account {user}: {args.jobs} jobs, {args.partitions} partitions, "
                           f"{args.kills} kill -9", flush=True)
-                    result, failovers, took = run(backend, bootstrap, user=user, jobs_n=args.jobs,
+                    result, failovers, took, repaired = run(backend, bootstrap, user=user, jobs_n=args.jobs,
                                                   partitions=args.partitions, kills=args.kills, rng=rng,
                                                   workdir=Path(tmp))
                     fo = (f"failover (kill -> survivor takes over) {min(failovers):.0f}-{max(failovers):.0f} s "
                           f"over {len(failovers)} kills" if failovers else "failover not observed")
-                    print(f"   {result.line()}   ({took:.0f} s; {fo})", flush=True)
+                    print(f"   {result.line()}   ({took:.0f} s; {fo}; duplicates repaired on the way: {repaired})",
+                          flush=True)
                     for what in (result.duplicates, result.mismatches, result.lost):
                         for item in what[:5]:
                             print(f"     {item}")
