@@ -43,6 +43,9 @@ class _Work:
     wait_missing: float = 0.0
     #: A message of a partition this listener took over: the dataset is verified again later.
     takeover: bool = False
+    #: A verification (``verify_at`` due): a look first, the full ingest only when the datablock is missing.
+    verify: bool = False
+    pid: str | None = None
     #: Set by the worker: the outcome owes more work (queued for a retry, or a verification is due), so the
     #: offsets stay uncommitted — if this listener dies, the partition's next owner reads them again.
     hold: bool = False

@@ -44,6 +44,7 @@ from ._listen_record import (OutcomeNotRecorded, finish_in_flight, ingest_and_re
 from ._offsets import OffsetTracker
 from .completion import wrdn
 from .config import Config
+from .errors import SfiError
 from .ingest import IngestResult
 from .kafka import make_consumer
 from .messages import DecodeError, Message, decode
@@ -343,6 +344,10 @@ class Listener(PauseOnStateErrors, ListenerChecks):
 
     def _ingest(self, work: _Work, wait_missing: float) -> IngestResult:
         """Worker thread: ingest one file and durably record what happened (``OutcomeNotRecorded`` if not)."""
+        if work.verify:
+            looked = self._converge(work)
+            if looked is not None:
+                return looked
         result = ingest_and_record(self.ingestor, self.state, work.key, work.wrdn, work.source,
                                    wait_missing=wait_missing, retry_base=self.options.retry_base,
                                    retry_max=self.options.retry_max, writer_path=work.writer_path,
@@ -367,6 +372,30 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             "queued" if result.retryable else "failed")
         self.metrics.inc("sfi_datasets_total", outcome=outcome)
         return result
+
+    def _converge(self, work: _Work) -> IngestResult | None:
+        """A verification by looking only (no file read); None when the full ingest is needed (the datablock is
+        missing, this host owes one, or the look failed: the ingest path queues or fails it with the reason)."""
+        converge = getattr(getattr(self.ingestor, "sink", None), "converge", None)
+        if converge is None or not work.pid:
+            return None
+        try:
+            status = converge(work.pid)
+        except SfiError:
+            return None
+        if status == "missing":
+            return None
+        try:
+            self.state.schedule_verify(work.key, None)
+        except StateError:
+            return None  # verified, but not recorded: the ingest path records (idempotent)
+        if status == "hidden":
+            log.warning("cannot verify %s: this account may not read dataset %s (see [scicat] access_group)",
+                        work.writer_path, work.pid)
+        else:
+            log.info("verified %s -> pid %s: %s", work.writer_path, work.pid, status)
+        return IngestResult(file=work.writer_path, pid=work.pid, status="repaired" if status == "repaired" else
+                            "exists")
 
     def _reap(self) -> None:
         """Mark the offsets of finished work as done — only when its outcome was recorded."""
@@ -408,8 +437,10 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                 log.info("verifying %s (pid %s)", record.writer_path, record.pid)
             else:
                 log.info("retrying %s (attempt %d)", record.writer_path, record.attempts + 1)
-            self._submit(_Work(record.file_key, record.writer_path, record.wrdn, record.source,
-                               self._queued.pop(record.file_key, [])), wait_missing=0.0)
+            work = _Work(record.file_key, record.writer_path, record.wrdn, record.source,
+                         self._queued.pop(record.file_key, []))
+            work.verify, work.pid = verify and record.status in DONE, record.pid
+            self._submit(work, wait_missing=0.0)
         self.metrics.set("sfi_retry_queue_depth", self.state.counts().get(QUEUED, 0))
 
     def _bound_held(self) -> None:

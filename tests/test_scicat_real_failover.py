@@ -134,3 +134,25 @@ def test_the_ingestor_account_cannot_delete_a_duplicate_and_says_so(real_scicat:
     assert "2 identical datablocks" in str(err.value) and "DELETE_GROUPS" in str(err.value)
     assert not err.value.retryable
     assert blocks_and_size(real_scicat, pid) == (2, 18, 2)
+
+
+@pytest.mark.parametrize("api", API)
+def test_converge_looks_without_a_datablock_and_repairs(real_scicat: RealBackend, api: str, tmp_path: Path) -> None:
+    """The listener's verification: one look (no file read) — "exists", "repaired", "missing" or "hidden"."""
+    pid = fresh_pid()
+    url = real_scicat.base + f"/api/{api}"
+    c = client(url, api, tmp_path / "locks")
+    ingestor = client(url, api, tmp_path / "locks-i", user="ingestor")
+    try:
+        assert c.converge(pid) == "missing"
+        assert real_scicat.request("POST", "/api/v3/Datasets", raw_dataset(pid))[0] == 201
+        assert c.converge(pid) == "missing"  # a dataset without its datablock: the full upsert adds it
+        for _ in range(2):
+            assert real_scicat.request("POST", f"/api/v3/Datasets/{pid_path(pid)}/origdatablocks", datablock(31))[0] == 201
+        assert ingestor.converge(pid) == "hidden"  # not in the dataset's groups
+        assert c.converge(pid) == "repaired"
+        assert c.converge(pid) == "exists"
+    finally:
+        c.close()
+        ingestor.close()
+    assert blocks_and_size(real_scicat, pid) == (1, 31, 1)

@@ -206,6 +206,24 @@ class ScicatClient(Transport, _PyScicatClient):
             self._post_datablock(pid, datablock, journal)
             return "created" if retried else "repaired"
 
+    def converge(self, pid: str) -> str:
+        """Look at a dataset sfi created earlier (a verification): "exists" (one datablock), "repaired" (identical
+        duplicates deleted), "missing" (no dataset, no datablock, or this host owes it something: the caller runs
+        a full ``upsert``, which needs the datablock) or "hidden" (this account may not read it).
+
+        Why not always a full upsert: that needs the datablock, i.e. the file read and checksummed again — hours
+        of I/O after a failover of a partition with large files, to find what one look finds."""
+        with self._pid_lock(pid), PidJournal(self.lock_dir, self.base, pid) as journal:
+            if journal.pending_since is not None or journal.dataset_sent:
+                return "missing"  # this host's own note: the upsert path settles it
+            seen = self._read_dataset(pid)
+            if not isinstance(seen, dict):
+                return "hidden" if seen == _HIDDEN else "missing"
+            blocks = self._blocks(pid)
+            if not blocks:
+                return "missing"
+            return self._repair_duplicates(pid, blocks, seen) if len(blocks) > 1 else "exists"
+
     def upsert_uncertain(self) -> bool:
         """Whether this thread's last ``upsert`` left a datablock's fate unknown (an unanswered POST that may
         still be stored, or a dataset this account cannot read): the caller should look again later."""
