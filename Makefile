@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sfi-installed
 
-.PHONY: install demo demo-scicat lint test test-numpy1 bench clean
+.PHONY: install demo demo-scicat lint test test-numpy1 bench soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("sfi needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -48,6 +48,11 @@ test-numpy1:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Issue 18's acceptance, ~15 min: two listeners as two hosts, 300 jobs, 4 partitions, 8 kill -9 during late-stored
+# and lost datablock POSTs, admin and non-admin accounts, SciCat 5.1.0 and 4.5.0 (bench/soak_failover.py).
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak_failover
 
 clean:
 	rm -rf $(VENV) $(NUMPY1_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException, Message as KafkaMessage
 from ._listen_record import OutcomeNotRecorded, record_outcome
 from .ingest import IngestResult
 from .messages import DecodeError, decode
-from .state import StateError
+from .state import QUEUED, StateError
 
 log = logging.getLogger("sfi.listen")
 
@@ -38,6 +38,17 @@ class _Work:
     future: Future | None = None
     #: Set when the outcome is known but could not be written (held until the store is writable).
     unrecorded: IngestResult | None = None
+    #: Not sent to a worker before this ``time.monotonic()`` (a taken-over partition's earlier message).
+    not_before: float = 0.0
+    wait_missing: float = 0.0
+    #: A message of a partition this listener took over: the dataset is verified again later.
+    takeover: bool = False
+    #: A verification (``verify_at`` due): a look first, the full ingest only when the datablock is missing.
+    verify: bool = False
+    pid: str | None = None
+    #: Set by the worker: the outcome owes more work (queued for a retry, or a verification is due), so the
+    #: offsets stay uncommitted — if this listener dies, the partition's next owner reads them again.
+    hold: bool = False
 
 
 class PauseOnStateErrors:
@@ -52,6 +63,7 @@ class PauseOnStateErrors:
     options: Any
     metrics: Any
     _offsets: Any
+    _queued: dict[str, list[tuple[tuple[str, int], int]]]  # Listener's: offsets held for owed work
     _handle: Callable[[KafkaMessage], None]  # Listener's
     _submit: Callable[..., None]  # Listener's
 
@@ -77,11 +89,14 @@ class PauseOnStateErrors:
             while self._unrecorded:
                 work = self._unrecorded[0]
                 if work.unrecorded is not None:
-                    record_outcome(self.state, work.key, work.unrecorded, job_id=self._job_of(work),
-                                   writer_path=work.writer_path, source=work.source, wrdn=work.wrdn,
-                                   retry_base=self.options.retry_base, retry_max=self.options.retry_max,
-                                   missing_deadline=self.options.missing_deadline)
+                    status = record_outcome(self.state, work.key, work.unrecorded, job_id=self._job_of(work),
+                                            writer_path=work.writer_path, source=work.source, wrdn=work.wrdn,
+                                            retry_base=self.options.retry_base, retry_max=self.options.retry_max,
+                                            missing_deadline=self.options.missing_deadline)
                     self._unrecorded.pop(0)
+                    if status == QUEUED:  # still owed: the offsets wait for the retry (the group owns it)
+                        self._queued.setdefault(work.key, []).extend(work.offsets)
+                        continue
                     for tp, offset in work.offsets:
                         self._offsets.done(tp, offset)
                 else:  # not even processed: ingest again (idempotent) once writable

@@ -102,6 +102,10 @@ class CatalogueDir:
         return f"CatalogueDir('{self.path}')"
 
     # -- the client interface ----------------------------------------------------------------------
+    def upsert_uncertain(self) -> bool:
+        """Never: a local write either completed (fsync, rename) or raised."""
+        return False
+
     def upsert(self, dataset: dict[str, Any], datablock: dict[str, Any]) -> str:
         """Store ``dataset`` and its datablock once: "created", "exists" or "repaired" (a document was missing).
 

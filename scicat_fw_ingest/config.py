@@ -75,6 +75,9 @@ class ScicatConfig:
     lock_dir: str | None = None
     #: seconds to wait after an unanswered datablock POST before looking whether it was stored
     grace: float = 5.0
+    #: a group of sfi's own account added to every dataset's accessGroups, so that it can always read back
+    #: (and, on v4, add datablocks to) what it created — the look that keeps datablocks exactly once needs it
+    access_group: str | None = None
 
 
 @dataclass
@@ -143,6 +146,14 @@ class ListenConfig:
     health_interval: float = 15.0
     #: Run the listener in a child process restarted when it crashes (librdkafka on a deleted topic).
     supervise: bool = True
+    #: Files (queued for a retry, or in flight) whose offsets a partition holds uncommitted before it is paused.
+    held_max: int = 200
+    #: Seconds after taking over a partition before its earlier messages may reach SciCat (the longest an
+    #: earlier owner's request can still be stored); default: [scicat] timeout + grace.
+    takeover_wait: float | None = None
+    #: Seconds after an unknown datablock outcome or a takeover until the dataset is looked at again
+    #: (duplicate datablocks repaired, a missing one added).
+    verify_after: float = 120.0
 
 
 @dataclass

@@ -148,6 +148,10 @@ def _numbers(cfg: Config) -> list[str]:
         ("[listen] retry_base", cfg.listen.retry_base, 0, ">"),
         ("[listen] retry_max", cfg.listen.retry_max, 0, ">"),
         ("[listen] run_start_days", cfg.listen.run_start_days, 0, ">"),
+        ("[scicat] grace", cfg.scicat.grace, 0, ">="),
+        ("[listen] held_max", cfg.listen.held_max, 1, ">="),
+        ("[listen] takeover_wait", cfg.listen.takeover_wait, 0, ">="),
+        ("[listen] verify_after", cfg.listen.verify_after, 0, ">"),
     ]
     out = []
     for name, value, bound, op in rules:

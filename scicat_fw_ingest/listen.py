@@ -12,8 +12,17 @@ Why it is shaped like this:
   the listener pauses consumption with one ERROR naming the state file and the cause, holds the
   outcomes it could not write, probes the store every few seconds and resumes once it is writable.
 - Retryable failures (SciCat down, file not visible yet) go to the durable retry queue with
-  exponential backoff; the queue survives restarts. A file missing for ``[ingest] missing_hours``
-  becomes ``failed``. Bad messages are recorded (truncated) and committed.
+  exponential backoff and are retried in this process, but their offsets stay *uncommitted* until the
+  file is done: the queue is owned by the consumer group, not by this host. If this listener dies, the
+  partition's next owner reads those wrdns again; other messages are still consumed (the commit stays
+  at the lowest unfinished offset) until ``held_max`` files wait in one partition, which then pauses.
+  A file missing for ``[ingest] missing_hours`` becomes ``failed`` (committed). Bad messages are
+  recorded (truncated) and committed.
+- Takeover fence: the messages of a newly assigned partition that had an owner before (a committed
+  offset) may be in flight on that owner; what is read from it in the first ``takeover_wait`` seconds
+  reaches SciCat only then (the longest an earlier owner's request can still be stored), and those
+  datasets are verified again ``verify_after`` later (a POST stored later than any wait is a
+  duplicate to repair).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from ._listen_record import (OutcomeNotRecorded, finish_in_flight, ingest_and_re
 from ._offsets import OffsetTracker
 from .completion import wrdn
 from .config import Config
+from .errors import SfiError
 from .ingest import IngestResult
 from .kafka import make_consumer
 from .messages import DecodeError, Message, decode
@@ -78,6 +88,12 @@ class ListenOptions:
     missing_deadline: float = 6 * 3600.0
     #: Seconds between background health checks (/health answers from the last one).
     health_interval: float = 15.0
+    #: Queued files a partition holds uncommitted before consumption of that partition pauses.
+    held_max: int = 200
+    #: Seconds a taken-over partition's earlier messages wait before they may reach SciCat.
+    takeover_wait: float = 35.0
+    #: Seconds until a dataset with an unknown datablock outcome (or taken over) is looked at again.
+    verify_after: float = 120.0
 
 
 class Listener(PauseOnStateErrors, ListenerChecks):
@@ -98,6 +114,14 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         self._last_lag = 0.0
         self._last_prune = -1e18
         self._assigned = False
+        #: partitions assigned now (a queued file of another partition is that partition's owner's to retry)
+        self._assignment: set[tuple[str, int]] = set()
+        #: per taken-over partition: the monotonic time before which its messages must not reach SciCat
+        self._fence: dict[tuple[str, int], float] = {}
+        #: file key -> offsets held uncommitted while the file waits for a retry or a verification
+        self._queued: dict[str, list[tuple[tuple[str, int], int]]] = {}
+        #: partitions paused because they hold ``held_max`` queued files
+        self._held_paused: set[tuple[str, int]] = set()
         self._kafka_errors: dict[int, float] = {}
         self._admin: Any = None
         self._admin_lock = threading.Lock()
@@ -137,10 +161,14 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         try:
             while not self._stop.is_set():
                 msg = self._consumer.poll(0.2)
+                renew = getattr(self.ingestor, "renew_lease", None)
+                if renew is not None:
+                    renew()  # worker processes write to SciCat only while this loop runs (see _procpool)
                 if msg is not None:
                     self._receive(msg)
                 self._reap()
                 now = time.monotonic()
+                self._submit_deferred(now)
                 if self.paused:
                     if now - self._last_probe >= PROBE_INTERVAL:
                         self._last_probe = now
@@ -148,6 +176,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                 else:
                     self._housekeeping(now)
                 if now - self._last_commit >= opts.commit_interval:
+                    self._bound_held()
                     self._commit()
                 if now - self._last_lag >= 10.0:
                     self._last_lag = now
@@ -178,7 +207,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             self._pause(exc)
 
     def _idle(self, now: float) -> bool:
-        if self.paused or self._work or self._unrecorded or self._held:
+        if self.paused or self._work or self._unrecorded or self._held or self._queued:
             return False
         try:
             queued = self.state.count(QUEUED)
@@ -190,6 +219,8 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         return now - self._last_message >= limit and not queued
 
     def _drain(self) -> None:
+        for key in [k for k, w in self._work.items() if w.future is None]:
+            del self._work[key]  # not sent yet (takeover fence): uncommitted, read again at the next start
         finish_in_flight(self._work, self._reap, self.options.drain_timeout, log)
         if self.paused:
             self._try_resume(resume_consumer=False)
@@ -269,6 +300,11 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             self._work[d.key].offsets.append((tp, offset))
             return True
         if d.action == wrdn.ALREADY:
+            if d.detail == QUEUED or self._verify_owed(d.key):
+                # owed work of this host's queue (a restart, or the partition came back): the offset waits for it
+                self._queued.setdefault(d.key, []).append((tp, offset))
+                log.info("already %s %s: %s (offset held until it is done)", d.detail, source, d.path)
+                return True
             log.info("already %s %s: %s", d.detail, source, d.path)
             return False
         if d.action == wrdn.WRITER_ERROR:
@@ -278,27 +314,88 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             log.warning("writer reported an error for %s (%s): not ingested (on_writer_error=skip)", d.path,
                         message.value.message)
             return False
-        self._submit(_Work(d.key, d.path, payload, source, [(tp, offset)]), wait_missing=self.options.wait_missing)
+        work = _Work(d.key, d.path, payload, source, [(tp, offset)])
+        fence = self._fence.get(tp)
+        if fence is not None and time.monotonic() < fence:
+            work.not_before, work.takeover = fence, True
+            log.debug("taken over %s: %s waits %.1f s before it may reach SciCat (takeover_wait)", source, d.path,
+                     fence - time.monotonic())
+        elif fence is not None:
+            del self._fence[tp]  # the window is over
+        self._submit(work, wait_missing=self.options.wait_missing)
         return True
+
+    def _verify_owed(self, key: str) -> bool:
+        record = self.state.get_file(key)
+        return record is not None and record.verify_at is not None
 
     # -- ingestion ----------------------------------------------------------------------------
     def _submit(self, work: _Work, *, wait_missing: float) -> None:
         self._work[work.key] = work
         self.metrics.set("sfi_inflight_files", len(self._work))
+        work.wait_missing = wait_missing
+        if work.not_before > time.monotonic():
+            return  # sent by _submit_deferred once the takeover fence is over
         work.future = self._pool.submit(self._ingest, work, wait_missing)
+
+    def _submit_deferred(self, now: float) -> None:
+        for work in [w for w in self._work.values() if w.future is None and w.not_before <= now]:
+            work.future = self._pool.submit(self._ingest, work, work.wait_missing)
 
     def _ingest(self, work: _Work, wait_missing: float) -> IngestResult:
         """Worker thread: ingest one file and durably record what happened (``OutcomeNotRecorded`` if not)."""
+        if work.verify:
+            looked = self._converge(work)
+            if looked is not None:
+                return looked
         result = ingest_and_record(self.ingestor, self.state, work.key, work.wrdn, work.source,
                                    wait_missing=wait_missing, retry_base=self.options.retry_base,
                                    retry_max=self.options.retry_max, writer_path=work.writer_path,
                                    missing_deadline=self.options.missing_deadline)
+        work.hold = result.status not in (*DONE, REJECTED) and result.retryable
         if result.status in DONE:
             self.metrics.set("sfi_last_success_timestamp_seconds", time.time())
+            # An unknown datablock outcome or a takeover: a POST may still be stored later than any wait.
+            verify = result.verify or work.takeover
+            try:
+                if verify or self._verify_owed(work.key):
+                    at = time.time() + self.options.verify_after if verify else None
+                    self.state.schedule_verify(work.key, at)
+                    if verify:
+                        log.info("will verify %s (pid %s) in %.0f s: %s", work.writer_path, result.pid,
+                                 self.options.verify_after,
+                                 "taken over" if work.takeover else "a datablock outcome was not known")
+            except StateError as exc:
+                raise OutcomeNotRecorded(result, exc) from None
+            work.hold = verify
         outcome = result.status if result.status in (*DONE, REJECTED) else (
             "queued" if result.retryable else "failed")
         self.metrics.inc("sfi_datasets_total", outcome=outcome)
         return result
+
+    def _converge(self, work: _Work) -> IngestResult | None:
+        """A verification by looking only (no file read); None when the full ingest is needed (the datablock is
+        missing, this host owes one, or the look failed: the ingest path queues or fails it with the reason)."""
+        converge = getattr(getattr(self.ingestor, "sink", None), "converge", None)
+        if converge is None or not work.pid:
+            return None
+        try:
+            status = converge(work.pid)
+        except SfiError:
+            return None
+        if status == "missing":
+            return None
+        try:
+            self.state.schedule_verify(work.key, None)
+        except StateError:
+            return None  # verified, but not recorded: the ingest path records (idempotent)
+        if status == "hidden":
+            log.warning("cannot verify %s: this account may not read dataset %s (see [scicat] access_group)",
+                        work.writer_path, work.pid)
+        else:
+            log.info("verified %s -> pid %s: %s", work.writer_path, work.pid, status)
+        return IngestResult(file=work.writer_path, pid=work.pid, status="repaired" if status == "repaired" else
+                            "exists")
 
     def _reap(self) -> None:
         """Mark the offsets of finished work as done — only when its outcome was recorded."""
@@ -314,18 +411,62 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                 self._unrecorded.append(work)
                 self._pause(exc)
                 continue
-            for tp, offset in work.offsets:
+            if work.hold:  # queued or to be verified: the offsets wait (the group owns the owed work)
+                held = [(tp, o) for tp, o in work.offsets if tp in self._assignment]
+                if held:
+                    self._queued.setdefault(key, []).extend(held)
+                continue
+            for tp, offset in [*work.offsets, *self._queued.pop(key, [])]:
                 self._offsets.done(tp, offset)
         self.metrics.set("sfi_inflight_files", len(self._work))
 
     def _schedule_retries(self) -> None:
         now = time.time()
-        for record in self.state.due(now, limit=max(1, self.options.workers * 2)):
+        room = max(1, self.options.workers * 2)
+        due = [(r, False) for r in self.state.due(now, limit=200)]
+        due += [(r, True) for r in self.state.due_verify(now, limit=200)]
+        for record, verify in due:
+            if room <= 0:
+                break
             if record.file_key in self._work:
                 continue
-            log.info("retrying %s (attempt %d)", record.writer_path, record.attempts + 1)
-            self._submit(_Work(record.file_key, record.writer_path, record.wrdn, record.source), wait_missing=0.0)
+            if record.file_key not in self._queued and _partition_of(record.source) not in self._assignment:
+                continue  # its partition is another listener's now: that one reads the wrdn again
+            room -= 1
+            if verify:
+                log.info("verifying %s (pid %s)", record.writer_path, record.pid)
+            else:
+                log.info("retrying %s (attempt %d)", record.writer_path, record.attempts + 1)
+            work = _Work(record.file_key, record.writer_path, record.wrdn, record.source,
+                         self._queued.pop(record.file_key, []))
+            work.verify, work.pid = verify and record.status in DONE, record.pid
+            self._submit(work, wait_missing=0.0)
         self.metrics.set("sfi_retry_queue_depth", self.state.count(QUEUED))
+
+    def _bound_held(self) -> None:
+        """Pause a partition holding ``held_max`` files uncommitted (queued, or in flight); resume it below that."""
+        if self._consumer is None or self.paused:
+            return
+        per: dict[tuple[str, int], int] = {}
+        # queued files, and those being retried right now (their offsets travel with the work meanwhile)
+        for offsets in [*self._queued.values(), *(w.offsets for w in self._work.values())]:
+            for tp in {tp for tp, _ in offsets}:
+                per[tp] = per.get(tp, 0) + 1
+        full = {tp for tp, n in per.items() if n >= self.options.held_max} & self._assignment
+        try:
+            if full:  # again each time: a resume after a state-store pause resumed every partition
+                self._consumer.pause([TopicPartition(t, p) for t, p in full])
+            if full - self._held_paused:
+                log.warning("partition(s) %s hold %d queued file(s) each: consumption paused until they are done",
+                            ", ".join(f"{t}/{p}" for t, p in sorted(full - self._held_paused)),
+                            self.options.held_max)
+            if self._held_paused - full:
+                self._consumer.resume([TopicPartition(t, p) for t, p in self._held_paused - full])
+                log.info("partition(s) %s resumed", ", ".join(f"{t}/{p}" for t, p in sorted(self._held_paused - full)))
+        except KafkaException as exc:
+            log.warning("pausing/resuming partitions: %s", exc)
+            return
+        self._held_paused = full
 
     # -- offsets ------------------------------------------------------------------------------
     def _commit(self, tps: list[tuple[str, int]] | None = None) -> None:
@@ -344,20 +485,67 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         self.broker_problems.ok()
         self._last_message = time.monotonic()  # idleness counts from having something to read
         log.info("partitions assigned: %s", ", ".join(f"{p.topic}/{p.partition}" for p in partitions) or "none")
+        for p in partitions:
+            self._assignment.add((p.topic, p.partition))
+        if self.options.takeover_wait > 0 and partitions:
+            self._set_fences(consumer, partitions)
         if self.paused and partitions:
             try:
                 consumer.pause(partitions)
             except KafkaException:
                 pass
 
+    def _set_fences(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Fence the partitions an earlier owner worked on (they have a committed offset): the messages read
+        from them in the next ``takeover_wait`` seconds wait until then before they may reach SciCat.
+
+        Every message read in that window, not only those below the high watermark at assignment: some brokers
+        (Tansu) report a watermark that lags the log, and a new message waits at most ``takeover_wait`` once.
+
+        A partition the group never committed had no earlier owner that got as far as a commit (the first
+        commit comes ``commit_interval`` after the first message): it is not fenced, so a first start on a
+        backlog is not delayed."""
+        until = time.monotonic() + self.options.takeover_wait
+        try:
+            committed = consumer.committed([TopicPartition(p.topic, p.partition) for p in partitions], timeout=10.0)
+        except KafkaException:
+            committed = [TopicPartition(p.topic, p.partition, 0) for p in partitions]  # unknown: fence all
+        fenced = []
+        for tp in committed:
+            if tp.offset >= 0:
+                self._fence[(tp.topic, tp.partition)] = until
+                fenced.append(f"{tp.topic}/{tp.partition} from {tp.offset}")
+        if fenced:
+            log.info("taking over %s: these messages reach SciCat after %.0f s (an earlier owner's requests may "
+                     "still be stored meanwhile)", ", ".join(fenced), self.options.takeover_wait)
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
+        # not yet sent (takeover fence): dropped, the new owner reads them again
+        for key in [k for k, w in self._work.items()
+                    if w.future is None and w.offsets and all(tp in tps for tp, _ in w.offsets)]:
+            del self._work[key]
+
+        def running() -> bool:
+            return any(w.future is not None and not w.future.done() and any(tp in tps for tp, _ in w.offsets)
+                       for w in self._work.values())
+
+        # finish what is in flight for these partitions before they are released (bounded)
         deadline = time.monotonic() + self.options.drain_timeout
-        while self._work and self._offsets.inflight(tps) and time.monotonic() < deadline:
+        while running() and time.monotonic() < deadline:
             time.sleep(0.05)
             self._reap()
+        self._reap()
         self._commit(tps)
         self._offsets.forget(tps)
+        for key in list(self._queued):  # owed work of these partitions is the new owner's to redo
+            self._queued[key] = [(tp, o) for tp, o in self._queued[key] if tp not in tps]
+            if not self._queued[key]:
+                del self._queued[key]
+        for tp in tps:
+            self._assignment.discard(tp)
+            self._fence.pop(tp, None)
+            self._held_paused.discard(tp)
         # what was held for these partitions is the new owner's to read again
         self._held = [m for m in self._held if (m.topic(), m.partition()) not in tps]
         for work in self._unrecorded:
@@ -379,6 +567,13 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         except KafkaException:
             return
 
+
+
+def _partition_of(source: str) -> tuple[str, int] | None:
+    """(topic, partition) of a recorded message source "topic/partition@offset" (None for other sources)."""
+    where, _, offset = source.rpartition("@")
+    topic, _, partition = where.rpartition("/")
+    return (topic, int(partition)) if topic and partition.isdigit() and offset.isdigit() else None
 
 
 __all__ = ["Listener", "ListenOptions", "OutcomeNotRecorded", "ingest_and_record", "record_outcome",

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at   REAL NOT NULL,
     source       TEXT NOT NULL,
     wrdn         BLOB NOT NULL,
-    first_seen   REAL
+    first_seen   REAL,
+    verify_at    REAL
 );
 CREATE INDEX IF NOT EXISTS files_due ON files (status, next_attempt);
 CREATE INDEX IF NOT EXISTS files_path ON files (writer_path);
@@ -62,8 +63,9 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 #: Schema versions (PRAGMA user_version): 0 = files keyed by path only, big bad-message payloads;
-#: 2 = files keyed by path and job (``file_identity``), ``first_seen``, truncated bad payloads.
-SCHEMA_VERSION = 2
+#: 2 = files keyed by path and job (``file_identity``), ``first_seen``, truncated bad payloads;
+#: 3 = ``verify_at``: a done file whose datablock is looked at again then (an unknown POST outcome, a takeover).
+SCHEMA_VERSION = 3
 
 #: Final outcomes (nothing more to do) and the ones that still owe work.
 DONE = ("created", "exists", "repaired", "skipped")
@@ -76,7 +78,7 @@ TERMINAL = (*DONE, FAILED, REJECTED)
 #: Of an undecodable message only this much is kept (plus its length and sha256) for inspection.
 BAD_PAYLOAD_KEPT = 4096
 _COLUMNS = ("file_key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source, wrdn, "
-            "first_seen")
+            "first_seen, verify_at")
 
 
 def file_identity(writer_path: str, job_id: str | None = None, *, size: int | None = None,
@@ -116,6 +118,8 @@ class FileRecord:
     source: str
     wrdn: bytes
     first_seen: float | None = None
+    #: When the dataset's datablocks are to be looked at again (duplicates repaired, a missing one added).
+    verify_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,10 @@ class BadMessage:
 
 
 def _record(row: tuple) -> FileRecord:
-    return FileRecord(*row[:10], bytes(row[10] or b""), row[11])
+    (key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source, wrdn, first_seen,
+     verify_at) = row
+    return FileRecord(key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source,
+                      bytes(wrdn or b""), first_seen, verify_at)
 
 
 class StateStore:
@@ -166,6 +173,8 @@ class StateStore:
             columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
             if "first_seen" not in columns:
                 db.execute("ALTER TABLE files ADD COLUMN first_seen REAL")
+            if "verify_at" not in columns:
+                db.execute("ALTER TABLE files ADD COLUMN verify_at REAL")
             db.execute("UPDATE files SET first_seen = updated_at WHERE first_seen IS NULL")
             db.execute("""UPDATE OR IGNORE files SET file_key = writer_path || '#job=' || job_id
                           WHERE job_id IS NOT NULL AND job_id != '' AND file_key = writer_path""")
@@ -251,7 +260,7 @@ class StateStore:
         now = time.time()
         with self._tx() as db:
             db.execute(
-                f"""INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                f"""INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
                    ON CONFLICT(file_key) DO UPDATE SET status=excluded.status, pid=COALESCE(excluded.pid, pid),
                    error=excluded.error, attempts=attempts + ?, next_attempt=excluded.next_attempt,
                    updated_at=excluded.updated_at, job_id=COALESCE(excluded.job_id, job_id),
@@ -259,6 +268,20 @@ class StateStore:
                 (file_key, job_id, writer_path, status, pid, error, int(attempt), next_attempt, now, source,
                  wrdn or b"", now, int(attempt)),
             )
+
+    def schedule_verify(self, file_key: str, at: float | None) -> None:
+        """Look at ``file_key``'s dataset again at ``at`` (None: no verification owed any more).
+
+        Why durable: a datablock POST can be stored by the server later than any wait (a slow store), so
+        whether a dataset got one, two or no datablock is only known some time later, perhaps after a restart."""
+        with self._tx() as db:
+            db.execute("UPDATE files SET verify_at = ? WHERE file_key = ?", (at, file_key))
+
+    def due_verify(self, now: float, limit: int = 100) -> list[FileRecord]:
+        """Done files whose verification is due (``schedule_verify``), oldest first."""
+        rows = self._query(f"SELECT {_COLUMNS} FROM files WHERE verify_at IS NOT NULL AND verify_at <= ? "
+                           "ORDER BY verify_at LIMIT ?", (now, limit))
+        return [_record(r) for r in rows]
 
     def due(self, now: float, limit: int = 100) -> list[FileRecord]:
         rows = self._query(f"SELECT {_COLUMNS} FROM files INDEXED BY files_due WHERE status = ? AND next_attempt <= ? "

@@ -94,7 +94,9 @@ def listen_command(
     if lc.processes > 0:
         from .._procpool import ProcessIngestor
 
-        ingestor: Any = ProcessIngestor(cfg, lc.processes, sink)
+        # workers stop writing to SciCat well before the group can give this listener's partitions away
+        session_s = float(cfg.kafka.get("session.timeout.ms", 45000)) / 1000.0
+        ingestor: Any = ProcessIngestor(cfg, lc.processes, sink, fence_after=max(1.0, 0.8 * session_s))
         release = ingestor.close
     else:
         ingestor = Ingestor(cfg, sink, require_roots=True)  # paths from wrdn messages
@@ -103,7 +105,10 @@ def listen_command(
                             on_writer_error=lc.on_writer_error, workers=lc.workers, wait_missing=cfg.ingest.file_wait,
                             retry_base=lc.retry_base, retry_max=lc.retry_max, exit_when_idle=exit_when_idle,
                             run_start_max_age=lc.run_start_days * 86400,
-                            missing_deadline=cfg.ingest.missing_hours * 3600, health_interval=lc.health_interval)
+                            missing_deadline=cfg.ingest.missing_hours * 3600, health_interval=lc.health_interval,
+                            held_max=lc.held_max, verify_after=lc.verify_after,
+                            takeover_wait=(lc.takeover_wait if lc.takeover_wait is not None
+                                           else cfg.scicat.timeout + cfg.scicat.grace))
     listener = Listener(cfg, options, ingestor=ingestor, state=state)
     from ..completion.settle import request_stop
 

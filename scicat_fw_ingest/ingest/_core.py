@@ -230,7 +230,10 @@ class Ingestor:
                 result.status = "dry-run"
                 result.preview = self._preview(prepared.local, dataset)
                 return result
-            result.status = self.sink.upsert(dataset, datablock)
+            try:
+                result.status = self.sink.upsert(dataset, datablock)
+            finally:
+                result.verify = self.sink.upsert_uncertain()
             result.preview = self._preview(prepared.local, dataset)
             return result
         except _Rejected as exc:

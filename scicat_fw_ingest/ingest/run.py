@@ -96,6 +96,8 @@ class IngestResult:
     file_problem: bool = False
     #: SciCat refused the credentials (expired or refused token, wrong password): nothing about the file.
     auth: bool = False
+    #: The datablock's fate was not known for sure (an unanswered POST): the dataset is looked at again later.
+    verify: bool = False
     dataset: dict[str, Any] | None = None
     origdatablock: dict[str, Any] | None = None
     #: How the file was judged complete (rule, evidence, seconds waited, reads); None when it never was.

@@ -26,6 +26,10 @@ class Sink(Protocol):
         """Store the dataset and its datablock once: "created", "exists" or "repaired"."""
         ...
 
+    def upsert_uncertain(self) -> bool:
+        """Whether this thread's last ``upsert`` left a datablock POST unanswered (look again later)."""
+        ...
+
     def get_dataset(self, pid: str) -> dict[str, Any] | None:
         """The stored dataset, ``None`` when absent (or not readable by this account)."""
         ...

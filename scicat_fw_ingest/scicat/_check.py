@@ -85,12 +85,23 @@ def preflight(client: ScicatClient, defaults: dict[str, Any]) -> list[CheckLine]
     except ScicatError as exc:
         lines.append(CheckLine(False, "validate", str(exc)))
     wanted = {str(sample.get("ownerGroup"))} | {str(g) for g in sample.get("accessGroups") or []}
+    if client.access_group:
+        wanted.add(client.access_group)
     if "admin" in groups:
         lines.append(CheckLine(None, "rights", "in group 'admin' (the backend's default ADMIN_GROUPS): "
                                "reads every dataset, so every re-run can verify datablocks"))
+    elif client.access_group and groups and client.access_group not in groups:
+        lines.append(CheckLine(False, "rights", f"[scicat] access_group '{client.access_group}' is not one of the "
+                               f"account's groups ({', '.join(groups)}): it does not let sfi read back its datasets"))
+    elif client.access_group and client.access_group in groups:
+        lines.append(CheckLine(None, "rights", f"reads back every dataset it creates through [scicat] access_group "
+                               f"'{client.access_group}' (one datablock per dataset across hosts needs that look); "
+                               "not an admin: it may not delete a duplicate datablock (only DELETE_GROUPS may), so "
+                               "one is reported as failed, not repaired"))
     elif groups and not wanted & set(groups):
         lines.append(CheckLine(None, "rights", f"datasets of group(s) {', '.join(sorted(wanted))} are readable only "
                                "if the account is an admin; otherwise sfi creates them without reading back "
-                               "(409 = exists) and cannot verify their datablock after a lost answer: "
-                               "add one of the account's groups to [defaults] accessGroups to let it read"))
+                               "(409 = exists) and cannot verify their datablock after a lost answer or on "
+                               "another host: set [scicat] access_group to one of the account's groups "
+                               f"({', '.join(groups)}) so that it can read back what it writes"))
     return lines

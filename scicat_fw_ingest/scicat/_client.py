@@ -16,6 +16,13 @@ Exactly one datablock per dataset (``upsert``):
 An account that cannot read the dataset (non-admin, dataset of a group it is not in: 403) cannot look:
 then a 409 counts as "exists" unless this host's journal says a datablock is still owed, and an
 unknown datablock outcome counts as stored (never a duplicate; the warning names the missing right).
+``[scicat] access_group`` (a group of sfi's own account, added to every dataset's accessGroups) lets
+such an account look, which is what keeps the guarantee across hosts.
+
+The journal is one host's; across hosts the guarantee is convergence: a look that finds duplicate
+identical datablocks (a POST the server stored later than every wait) deletes the extras and corrects
+the dataset's size (``_repair_duplicates``), and ``upsert_uncertain`` tells the caller when a
+datablock's fate was not known for sure, so that it looks again later (the listener's ``verify_after``).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class Api(Protocol):
     def dataset_path(self, pid: str) -> str: ...
     def datablock_posts(self, pid: str, datablock: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]: ...
     def datablocks_query(self, pid: str) -> tuple[str, dict[str, str] | None]: ...
+    def datablock_path(self, block_id: str) -> str: ...
     def find_query(self, limit: int = 1) -> tuple[str, dict[str, str]]: ...
     def is_valid_path(self) -> str: ...
 
@@ -84,7 +92,7 @@ class ScicatClient(Transport, _PyScicatClient):
     def __init__(self, url: str, *, token: str | None = None, username: str | None = None,
                  password: str | None = None, timeout: float = 30.0, max_attempts: int = 6,
                  backoff: float = 0.5, api: str = "auto", lock_dir: str | Path | None = None,
-                 grace: float = 5.0) -> None:
+                 grace: float = 5.0, access_group: str | None = None) -> None:
         base, api_name = split_url(url, api)
         if not token and not (username and password):
             raise ConfigError("SciCat: give a token, or a username and a password")
@@ -101,6 +109,9 @@ class ScicatClient(Transport, _PyScicatClient):
         self.lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
         #: seconds to wait after an unanswered datablock POST before looking whether it landed
         self.grace = grace
+        #: added to every dataset's accessGroups: a group of this account, so it can read back what it made
+        self.access_group = access_group or None
+        self._tls = threading.local()  # per thread: was the last upsert's datablock outcome uncertain?
         self._pid_locks: dict[str, list[Any]] = {}
         self._pid_locks_lock = threading.Lock()
         #: Post a dataset before looking for it (a new one then costs no look); False after a 409 or a look
@@ -123,7 +134,8 @@ class ScicatClient(Transport, _PyScicatClient):
                                   "in the config file, or SFI_SCICAT_PASSWORD")
         return cls(cfg.url, token=token, username=cfg.username, password=password, timeout=cfg.timeout,
                    max_attempts=cfg.max_attempts, backoff=cfg.backoff, api=getattr(cfg, "api", "auto"),
-                   lock_dir=getattr(cfg, "lock_dir", None), grace=getattr(cfg, "grace", 5.0))
+                   lock_dir=getattr(cfg, "lock_dir", None), grace=getattr(cfg, "grace", 5.0),
+                   access_group=getattr(cfg, "access_group", None))
 
     def __repr__(self) -> str:
         who = f"user='{self._username}'" if self._username else "auth=token"
@@ -135,13 +147,18 @@ class ScicatClient(Transport, _PyScicatClient):
         pid = dataset.get("pid")
         if not isinstance(pid, str) or not pid:
             raise ValueError("upsert needs a dataset with a 'pid' (the idempotency key)")
+        self._tls.uncertain = False
         clean, warnings = sanitize_dataset(dataset)
+        if self.access_group and self.access_group not in (clean.get("accessGroups") or []):
+            clean = {**clean, "accessGroups": [*(clean.get("accessGroups") or []), self.access_group]}
         files = ", ".join(str(f.get("path")) for f in datablock.get("dataFileList") or [] if isinstance(f, dict))
         for warning in warnings:
             log.warning("%s%s", warning, f" (file {files})" if files else "")
         body = self.api.dataset_body(clean)
         with self._pid_lock(pid), PidJournal(self.lock_dir, self.base, pid) as journal:
             journal.wait_grace(self.grace)
+            if journal.pending_since is not None:
+                self._tls.uncertain = True  # an earlier POST of this host had no answer: it may land later
             owed = journal.dataset_sent  # an earlier run from this host sent the dataset, no datablock yet
             look_first = owed or journal.pending_since is not None or not self._expect_new
             seen = self._read_dataset(pid) if look_first else None
@@ -183,9 +200,74 @@ class ScicatClient(Transport, _PyScicatClient):
             blocks = self._blocks(pid)
             if blocks:
                 journal.settled()
+                if len(blocks) > 1:
+                    return self._repair_duplicates(pid, blocks, seen)
                 return "exists"
             self._post_datablock(pid, datablock, journal)
             return "created" if retried else "repaired"
+
+    def converge(self, pid: str) -> str:
+        """Look at a dataset sfi created earlier (a verification): "exists" (one datablock), "repaired" (identical
+        duplicates deleted), "missing" (no dataset, no datablock, or this host owes it something: the caller runs
+        a full ``upsert``, which needs the datablock) or "hidden" (this account may not read it).
+
+        Why not always a full upsert: that needs the datablock, i.e. the file read and checksummed again — hours
+        of I/O after a failover of a partition with large files, to find what one look finds."""
+        with self._pid_lock(pid), PidJournal(self.lock_dir, self.base, pid) as journal:
+            if journal.pending_since is not None or journal.dataset_sent:
+                return "missing"  # this host's own note: the upsert path settles it
+            seen = self._read_dataset(pid)
+            if not isinstance(seen, dict):
+                return "hidden" if seen == _HIDDEN else "missing"
+            blocks = self._blocks(pid)
+            if not blocks:
+                return "missing"
+            return self._repair_duplicates(pid, blocks, seen) if len(blocks) > 1 else "exists"
+
+    def upsert_uncertain(self) -> bool:
+        """Whether this thread's last ``upsert`` left a datablock's fate unknown (an unanswered POST that may
+        still be stored, or a dataset this account cannot read): the caller should look again later."""
+        return bool(getattr(self._tls, "uncertain", False))
+
+    def _repair_duplicates(self, pid: str, blocks: list[dict], before: dict) -> str:
+        """Delete datablocks identical to the oldest one (same files, sizes, checksums) and correct the
+        dataset's size and file count: "repaired", or "exists" when the blocks differ (left to an operator)."""
+        blocks = sorted(blocks, key=lambda b: str(b.get("createdAt") or ""))
+        keep, extras = blocks[0], [b for b in blocks[1:] if _same_files(b, blocks[0])]
+        if len(extras) < len(blocks) - 1:
+            log.warning("dataset %s has %d datablocks that list different files or checksums: left as they are "
+                        "(an operator decides which is right)", pid, len(blocks))
+            if not extras:
+                return "exists"
+        for block in extras:
+            block_id = str(block.get("_id") or block.get("id") or "")
+            path = self.api.datablock_path(block_id)
+            resp, _ = self.exchange("DELETE", path)
+            if resp is not None and resp.status_code == 404:
+                continue  # another listener repaired it first
+            if resp is not None and resp.status_code == 403:
+                raise ScicatError(f"dataset {pid} has {len(blocks)} identical datablocks and this account may not "
+                                  f"delete the {len(extras)} extra one(s) (403: not in the backend's DELETE_GROUPS); "
+                                  "an admin must delete them and correct the dataset's size", status=403)
+            if resp is None or resp.status_code >= 300:
+                raise self.error("DELETE", path, resp)
+        kept = [keep, *[b for b in blocks[1:] if b not in extras]]
+        size = sum(int(b.get("size") or 0) for b in kept)
+        count = sum(len(b.get("dataFileList") or []) for b in kept)
+        # Both versions take a deleted datablock's size off the dataset; correct it anyway if it is still off
+        # (a lost read-modify-write update of concurrent POSTs, see docs/scicat.md)
+        seen = self._read_dataset(pid)
+        patched = ""
+        if isinstance(seen, dict) and (seen.get("size"), seen.get("numberOfFiles")) != (size, count):
+            path = self.api.dataset_path(pid)
+            resp, _ = self.exchange("PATCH", path, body={"size": size, "numberOfFiles": count})
+            if resp is None or resp.status_code >= 300:
+                raise self.error("PATCH", path, resp)
+            patched = " (patched)"
+        log.warning("dataset %s had %d identical datablocks: deleted %d duplicate(s); dataset size %s -> %d, "
+                    "numberOfFiles %s -> %d%s", pid, len(blocks), len(extras), before.get("size"), size,
+                    before.get("numberOfFiles"), count, patched)
+        return "repaired"
 
     def get_dataset(self, pid: str) -> dict | None:
         """The dataset, or None when it is absent *or this account may not read it* (403).
@@ -268,12 +350,15 @@ class ScicatClient(Transport, _PyScicatClient):
         routes = self.api.datablock_posts(pid, datablock)
         for i, (path, body) in enumerate(routes):
             try:
-                resp, _ = self.exchange("POST", path, body=body, grace=self.grace,
-                                        already_done=lambda: self._landed(pid))
+                resp, sends = self.exchange("POST", path, body=body, grace=self.grace,
+                                            already_done=lambda: self._landed(pid))
             except ScicatError as exc:
+                self._tls.uncertain = True
                 if exc.status is not None and exc.status != 504:  # answered: the server is done with it
                     journal.mark_sending(at=time.time() - self.grace)
                 raise
+            if resp is None or sends > 1:
+                self._tls.uncertain = True  # an earlier send had no answer: it may still be stored later
             if resp is None or resp.status_code in (200, 201):
                 journal.settled()
                 return
@@ -305,6 +390,14 @@ class ScicatClient(Transport, _PyScicatClient):
         from ._attachments import attach_preview
 
         return attach_preview(self, self.api.name, dataset, make, self._pid_lock)
+
+
+def _same_files(a: dict, b: dict) -> bool:
+    """Two datablocks describe the same files: paths, sizes and checksums equal (times may differ)."""
+    def files(block: dict) -> list[tuple[str, object, object]]:
+        return sorted((str(f.get("path")), f.get("size"), f.get("chk")) for f in block.get("dataFileList") or []
+                      if isinstance(f, dict))
+    return files(a) == files(b) and a.get("size") == b.get("size")
 
 
 __all__ = ["APIS", "Api", "ScicatClient", "ScicatError", "split_url"]

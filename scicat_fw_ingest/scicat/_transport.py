@@ -104,6 +104,9 @@ class Transport:
         self._expires_at: float | None = None  # monotonic seconds
         self._life: float | None = None
         self._lock = threading.Lock()
+        #: None, or a callable that names why this process may not write to SciCat now (a fenced worker:
+        #: its listener died or stopped renewing its lease); a write is then refused before it is sent
+        self.write_fence: Callable[[], str | None] | None = None
         self._auth_lock = threading.RLock()
         self._generation = 0
         self._refusals = 0
@@ -239,6 +242,9 @@ class Transport:
                         time.sleep(self._delay(attempt, None))
                     continue
             delay = 0.0
+            fenced = self.write_fence() if self.write_fence is not None and method != "GET" else None
+            if fenced:
+                raise ScicatError(f"SciCat {method} {url_path(url)} not sent: {fenced}", retryable=True)
             try:
                 headers = {"Accept": "application/json"}
                 generation = self._ensure_token() if auth else 0

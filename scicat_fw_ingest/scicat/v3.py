@@ -37,6 +37,10 @@ class V3:
     def datablocks_query(self, pid: str) -> tuple[str, dict[str, str] | None]:
         return f"{ROOT}/Datasets/{pid_path(pid)}/origdatablocks", None
 
+    def datablock_path(self, block_id: str) -> str:
+        """One datablock (DELETE): the flat route, which takes any datablock id."""
+        return f"{ROOT}/OrigDatablocks/{pid_path(block_id)}"
+
     def find_query(self, limit: int = 1) -> tuple[str, dict[str, str]]:
         return f"{ROOT}/Datasets", {"filter": json.dumps({"limit": limit})}
 

@@ -58,6 +58,9 @@ class V4:
     def datablocks_query(self, pid: str) -> tuple[str, dict[str, str] | None]:
         return f"{ROOT}/origdatablocks", {"filter": json.dumps({"where": {"datasetId": pid}})}
 
+    def datablock_path(self, block_id: str) -> str:
+        return f"{ROOT}/origdatablocks/{pid_path(block_id)}"
+
     def find_query(self, limit: int = 1) -> tuple[str, dict[str, str]]:
         return f"{ROOT}/datasets", {"filter": json.dumps({"limits": {"limit": limit}})}
 

@@ -4,7 +4,10 @@ Why: the faults that duplicate datablocks happen between the backend and the cli
 stored the POST, but the answer came after the client's timeout, was replaced by a 502 from a
 gateway, or never came because the client died. ``ScicatTestServer`` can imitate them; this proxy
 makes the real backend live through them. Every request is forwarded at once (so the backend stores
-it); a matching rule then holds the answer back (``delay``) or replaces it (``replace``).
+it); a matching rule then holds the answer back (``delay``) or replaces it (``replace``). Two more
+rules act *before* the server sees the request: ``hold`` forwards it only after a pause (a server
+slow to store: the client may time out, die or look before the request lands), and ``drop`` never
+forwards it (a POST lost on the way: the client gets no answer, the server stored nothing).
 
     with FaultProxy(backend.base) as proxy:
         proxy.delay(3.0, path_contains="origdatablocks", method="POST")
@@ -33,6 +36,12 @@ class _Rule:
     method: str | None
     delay: float = 0.0
     status: int | None = None
+    #: seconds to wait before forwarding (the server stores late)
+    hold: float = 0.0
+    #: never forward; the client's connection is held open ``delay`` seconds, then closed without an answer
+    drop: bool = False
+    #: never forward; answer ``status`` at once (SciCat down behind its gateway)
+    refuse: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return (self.remaining > 0 and (self.method is None or self.method == method)
@@ -74,6 +83,31 @@ class FaultProxy:
         with self.lock:
             self.rules.append(_Rule(n, path_contains, method, status=status))
 
+    def hold(self, seconds: float, *, path_contains: str | None = None, method: str | None = None,
+             n: int = 1) -> None:
+        """Forward the next ``n`` matching requests only after ``seconds`` (slow to store), even when the
+        client has given up or died meanwhile."""
+        with self.lock:
+            self.rules.append(_Rule(n, path_contains, method, hold=seconds))
+
+    def drop(self, *, path_contains: str | None = None, method: str | None = None, n: int = 1,
+             after: float = 0.0) -> None:
+        """Never forward the next ``n`` matching requests; close the client's connection after ``after``
+        seconds without an answer."""
+        with self.lock:
+            self.rules.append(_Rule(n, path_contains, method, delay=after, drop=True))
+
+    def refuse(self, status: int = 503, *, path_contains: str | None = None, method: str | None = None,
+               n: int = 1) -> None:
+        """Answer the next ``n`` matching requests with ``status`` without forwarding them (an outage)."""
+        with self.lock:
+            self.rules.append(_Rule(n, path_contains, method, status=status, refuse=True))
+
+    def clear(self) -> None:
+        """Forget every rule not used up yet."""
+        with self.lock:
+            self.rules.clear()
+
     def start(self) -> FaultProxy:
         self._http, _thread = ThreadedHttp.serve(("127.0.0.1", 0), _Handler, self, "fault-proxy")
         self.port = self._http.server_address[1]
@@ -90,10 +124,11 @@ class FaultProxy:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    def _take(self, method: str, path: str) -> _Rule | None:
+    def _take(self, method: str, path: str, *, before: bool) -> _Rule | None:
+        """The first matching rule that acts before forwarding (``before``: hold, drop) or after it."""
         with self.lock:
             for rule in self.rules:
-                if rule.matches(method, path):
+                if (rule.hold > 0 or rule.drop or rule.refuse) == before and rule.matches(method, path):
                     rule.remaining -= 1
                     return rule
         return None
@@ -105,6 +140,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         return
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError:  # a client killed (kill -9) between two requests of a kept-alive connection
+            self.close_connection = True
 
     def do_GET(self) -> None:
         self._forward("GET")
@@ -121,24 +162,42 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._forward("DELETE")
 
-    def _forward(self, method: str) -> None:
-        owner = self.server.owner
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+    def _pass_on(self, owner: FaultProxy, method: str, body: bytes | None,
+                 headers: dict[str, str]) -> tuple[int, str, bytes, list[tuple[str, str]]]:
         conn = http.client.HTTPConnection(owner.host, owner.port_target, timeout=120)
         with owner.lock:
             owner.forwarded.append((method, self.path))
         try:
             conn.request(method, self.path, body=body, headers=headers)
             resp = conn.getresponse()
-            status, reason, data = resp.status, resp.reason, resp.read()
-            out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
+            return (resp.status, resp.reason, resp.read(),
+                    [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP])
         except OSError:
-            status, reason, data, out_headers = 502, "Bad Gateway", b'{"message":"proxy: no answer"}', []
+            return 502, "Bad Gateway", b'{"message":"proxy: no answer"}', []
         finally:
             conn.close()
-        rule = owner._take(method, self.path)
+
+    def _forward(self, method: str) -> None:
+        owner = self.server.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+        early = owner._take(method, self.path, before=True)
+        if early is not None and early.drop:
+            time.sleep(early.delay)
+            with owner.lock:
+                owner.seen.append((method, self.path, 0))
+            self.close_connection = True  # no answer: the client sees a dropped connection or its own timeout
+            return
+        if early is not None and early.refuse:
+            status, reason, data = early.status or 503, "Injected", b'{"message":"proxy: SciCat unavailable"}'
+            out_headers = [("Content-Type", "application/json")]
+            rule: _Rule | None = None
+        else:
+            if early is not None:
+                time.sleep(early.hold)
+            status, reason, data, out_headers = self._pass_on(owner, method, body, headers)
+            rule = owner._take(method, self.path, before=False)
         if rule is not None and rule.delay:
             time.sleep(rule.delay)
         if rule is not None and rule.status is not None:

@@ -90,7 +90,8 @@ def config_file(tmp_path: Path, data_dir: Path, extra: str = "") -> Path:
     path.write_text(
         f"{DEFAULTS_TOML}\n[ingest]\nchecksum = \"none\"\nfile_wait = 2.0\n"
         f"path_map = [[\"{WRITER_PREFIX}\", \"{data_dir}\"]]\n"
-        f"[listen]\nretry_base = 0.2\nretry_max = 1.0\n{extra}"
+        # takeover_wait: the test server stores every request at once, so no earlier owner's POST lands later
+        f"[listen]\nretry_base = 0.2\nretry_max = 1.0\ntakeover_wait = 1.0\n{extra}"
     )
     return path
 

@@ -230,6 +230,9 @@ class ScicatTestServer:
         if lower == ["origdatablocks"] and method == "POST":
             pid = body.get("datasetId") if isinstance(body, dict) else None
             return self._create_datablock(pid if isinstance(pid, str) else "", body, flat=True)
+        if method == "DELETE" and (len(parts) == 2 and lower[0] == "origdatablocks"
+                                   or len(parts) == 4 and lower[0] == "datasets" and lower[2] == "origdatablocks"):
+            return self._delete_datablock(parts[-1], user)
         return _not_found(f"Cannot {method} {API}/{route.strip('/')}")
 
     def _login(self, body: Any) -> tuple[int, Any]:
@@ -293,6 +296,22 @@ class ScicatTestServer:
             dataset["numberOfFiles"] += len(body["dataFileList"])
             dataset["updatedAt"] = now
             return 201, block
+
+    def _delete_datablock(self, block_id: str, user: str | None) -> tuple[int, Any]:
+        """As the real backend (both versions): only DELETE_GROUPS (here: the admins) may; the block's size and file
+        count come off its dataset."""
+        if user is None or not self.is_admin(user):
+            return FORBIDDEN
+        with self.lock:
+            for pid, blocks in self.origdatablocks.items():
+                for block in blocks:
+                    if block["_id"] == block_id:
+                        blocks.remove(block)
+                        dataset = self.datasets[pid]
+                        dataset["size"] -= int(block.get("size") or 0)
+                        dataset["numberOfFiles"] -= len(block.get("dataFileList") or [])
+                        return 200, block
+        return _not_found(f"OrigDatablock {block_id} not found")
 
     def _find(self, query: dict[str, list[str]], user: str | None = None) -> tuple[int, Any]:
         try:

@@ -104,11 +104,14 @@ def test_scicat_refusing_connections_loses_nothing(tmp_path, data_dir, kafka_con
         publish(kafka_config, jobs[2:])
         time.sleep(30.0)  # SciCat away for 30 s mid-stream; the listener keeps consuming and queues
         assert len(scicat.datasets) == 2
-        assert committed(kafka_config, f"g-{topic}", topic) == [60]  # all recorded (queued), all committed
+        # all read and recorded (queued), but the commit waits at the first queued file's wrdn (job 3, offset
+        # 2 * 6 + 5): queued work stays the group's, so another member would redo it if this host died
+        assert committed(kafka_config, f"g-{topic}", topic) == [17]
         scicat.resume()
         wait_for(lambda: sum(len(v) for v in scicat.origdatablocks.values()) >= 10, 60, "all 10 after the outage")
     finally:
         assert proc.terminate() == 0, proc.log()[-3000:]
+    assert committed(kafka_config, f"g-{topic}", topic) == [60]
     assert_each_once(scicat, jobs, data_dir)
     assert "will retry" in proc.log()
 
@@ -300,4 +303,32 @@ def test_pattern_subscription_picks_up_a_control_topic_created_later(tmp_path, d
         wait_for(lambda: len(scicat.origdatablocks) == 2, 60, "the dataset from the new control topic")
     finally:
         assert proc.terminate() == 0, proc.log()[-3000:]
+    assert_each_once(scicat, jobs, data_dir)
+
+
+def test_a_partition_holding_held_max_queued_files_pauses_until_they_are_done(tmp_path, data_dir, kafka_config,
+                                                                               kafka_bootstrap, scicat, topic) -> None:
+    """Queued files keep their offsets uncommitted; the bound: a partition holding ``held_max`` of them stops
+    being consumed (new wrdns wait in Kafka, not in memory) until they are done."""
+    from scicat_fw_ingest.state import StateStore
+
+    jobs = make_jobs(data_dir, 7, topic=topic)
+    cfg_path = config_file(tmp_path, data_dir, "held_max = 3\n")
+    scicat.refuse()
+    publish(kafka_config, jobs[:4])
+    proc = listener(tmp_path, "h", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
+                    group=f"g-{topic}", env_extra={"SFI_SCICAT_MAX_ATTEMPTS": "1"}).start()
+    try:
+        wait_for(lambda: "hold 3 queued file(s) each: consumption paused" in proc.log(), 60, "the partition to pause")
+        publish(kafka_config, jobs[4:])
+        time.sleep(3.0)
+        seen = {r.job_id for r in StateStore(tmp_path / "state-h").files()}
+        assert not seen & {j.job_id for j in jobs[4:]}, "a paused partition was consumed"
+        assert committed(kafka_config, f"g-{topic}", topic) == [5]  # the first queued wrdn
+        scicat.resume()
+        wait_for(lambda: sum(len(v) for v in scicat.origdatablocks.values()) >= 7, 60, "all 7 after the outage")
+    finally:
+        assert proc.terminate() == 0, proc.log()[-3000:]
+    assert "resumed" in proc.log()
+    assert committed(kafka_config, f"g-{topic}", topic) == [42]
     assert_each_once(scicat, jobs, data_dir)

@@ -165,3 +165,36 @@ def test_the_missing_file_clock_starts_when_a_file_enters_the_queue(tmp_path: Pa
     assert first > 1.0
     store.record_file("k", status=QUEUED, next_attempt=0.0, **common)  # still queued: the clock keeps running
     assert store.get_file("k").first_seen == first
+
+
+def test_a_schema_2_database_gets_verify_at_and_verifications_come_due(tmp_path: Path) -> None:
+    """Schema 2 → 3: ``verify_at`` added in place; a scheduled verification is durable and comes due on time."""
+    import sqlite3
+
+    from scicat_fw_ingest.state import SCHEMA_VERSION
+
+    (tmp_path / "state").mkdir()
+    old = sqlite3.connect(tmp_path / "state" / "sfi-state.sqlite3", isolation_level=None)
+    old.executescript("""
+        CREATE TABLE files (file_key TEXT PRIMARY KEY, job_id TEXT, writer_path TEXT NOT NULL, status TEXT NOT NULL,
+                            pid TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL,
+                            updated_at REAL NOT NULL, source TEXT NOT NULL, wrdn BLOB NOT NULL, first_seen REAL);
+        CREATE TABLE bad_messages (source TEXT PRIMARY KEY, reason TEXT NOT NULL, received_at REAL NOT NULL,
+                                   payload BLOB, payload_length INTEGER, payload_sha256 TEXT);
+        PRAGMA user_version = 2;
+    """)
+    old.execute("INSERT INTO files VALUES ('k', 'job', '/w/a.nxs', 'created', 'p', NULL, 1, NULL, 5.0, 't/1@7', "
+                "x'00', 5.0)")
+    old.close()
+    store = StateStore(tmp_path / "state")
+    assert store._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3
+    assert store.get_file("k").verify_at is None and store.due_verify(time.time()) == []
+    store.schedule_verify("k", time.time() + 60)
+    store.record_file("k", job_id="job", writer_path="/w/a.nxs", status="exists", source="t/1@7", wrdn=b"\0")
+    store.close()
+    store = StateStore(tmp_path / "state")  # durable, and an outcome recorded meanwhile keeps it
+    assert store.due_verify(time.time()) == []
+    (due,) = store.due_verify(time.time() + 61)
+    assert due.file_key == "k" and due.status == "exists" and due.source == "t/1@7"
+    store.schedule_verify("k", None)
+    assert store.due_verify(time.time() + 61) == []

@@ -36,6 +36,20 @@ def test_scicat_check_reports_each_line(sfi, real_scicat: RealBackend, config_fi
     assert "ingestorpass" not in run.stdout + run.stderr and "adminpass" not in run.stdout + run.stderr
 
 
+@pytest.mark.parametrize("group,code", [("ingestor", 0), ("not-mine", 1)])
+def test_scicat_check_says_whether_access_group_lets_the_account_read_back(sfi, real_scicat: RealBackend,
+                                                                          config_file: Path, group: str,
+                                                                          code: int) -> None:
+    run = sfi("scicat", "check", "-c", str(config_file),
+              env={**env(real_scicat, "ingestor", "ingestorpass"), "SFI_SCICAT_ACCESS_GROUP": group})
+    assert run.returncode == code, run.stdout + run.stderr
+    if code == 0:
+        assert "reads back every dataset it creates through [scicat] access_group 'ingestor'" in run.stdout
+        assert "may not delete a duplicate datablock" in run.stdout
+    else:
+        assert "access_group 'not-mine' is not one of the account's groups" in run.stdout
+
+
 def test_scicat_check_with_a_bad_password_exits_1(sfi, real_scicat: RealBackend, config_file: Path) -> None:
     run = sfi("scicat", "check", "-c", str(config_file), env=env(real_scicat, "ingestor", "wrong-password"))
     assert run.returncode == 1

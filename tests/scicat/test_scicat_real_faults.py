@@ -22,6 +22,7 @@ import pytest
 from scicat_fw_ingest.scicat import ScicatClient, pid_path
 from scicat_fw_ingest.testing.backend import RealBackend
 from scicat_fw_ingest.testing.checkout import REPO_ROOT as ROOT
+from scicat_fw_ingest.testing.failover import blocks_and_size
 from scicat_fw_ingest.testing.fault_proxy import FaultProxy
 from scicat_fw_ingest.testing.scicat_payloads import datablock, raw_dataset
 
@@ -30,15 +31,6 @@ API = ["v3", "v4"]
 
 def fresh_pid() -> str:
     return f"sfi-test/{uuid.uuid4()}"
-
-
-def blocks_and_size(backend: RealBackend, pid: str) -> tuple[int, int, int]:
-    """(number of datablocks, dataset size, dataset numberOfFiles) as the admin sees them."""
-    status, blocks = backend.request("GET", f"/api/v3/Datasets/{pid_path(pid)}/origdatablocks")
-    assert status == 200, blocks
-    status, dataset = backend.request("GET", f"/api/v3/Datasets/{pid_path(pid)}")
-    assert status == 200, dataset
-    return len(blocks), int(dataset.get("size") or 0), int(dataset.get("numberOfFiles") or 0)
 
 
 def client(url: str, api: str, tmp_path: Path, user: str = "admin", **kw: float) -> ScicatClient:

@@ -358,3 +358,27 @@ def test_a_5xx_after_the_request_took_effect(scicat_server: Server) -> None:
     scicat_server.fail_next(1, 502, path_contains="origdatablocks", after=True)
     assert call(scicat_server, "POST", f"Datasets/{q('f/1')}/origdatablocks", datablock()).status_code == 502
     assert len(scicat_server.origdatablocks["f/1"]) == 1
+
+
+def test_deleting_a_datablock_is_for_admins_and_takes_its_size_off_the_dataset(tmp_path) -> None:
+    """As both real backends: DELETE OrigDatablocks/{id} (or the nested route) — 403 for the non-admin, and the
+    client's repair of duplicate identical datablocks works against the test server too."""
+    from scicat_fw_ingest.scicat import ScicatClient
+
+    with Server({"admin": "a", USER: PASSWORD}, admins={"admin"}, token_life=3600) as server:  # a token per login
+        admin = call(server, "POST", "auth/login", {"username": "admin", "password": "a"}, token=None).json()["id"]
+        user = call(server, "POST", "auth/login", {"username": USER, "password": PASSWORD}, token=None).json()["id"]
+        assert call(server, "POST", "Datasets", raw_dataset("d/1"), token=admin).status_code == 201
+        ids = [call(server, "POST", f"Datasets/{q('d/1')}/origdatablocks", datablock(10), token=admin).json()["_id"]
+               for _ in range(3)]
+        assert call(server, "DELETE", f"OrigDatablocks/{ids[0]}", token=user).status_code == 403
+        assert call(server, "DELETE", f"OrigDatablocks/{ids[0]}", token=admin).status_code == 200
+        assert call(server, "GET", f"Datasets/{q('d/1')}", token=admin).json()["size"] == 20
+        client = ScicatClient(server.url, username="admin", password="a", lock_dir=tmp_path / "locks", backoff=0.01)
+        try:
+            assert client.upsert(raw_dataset("d/1"), datablock(10)) == "repaired"
+        finally:
+            client.close()
+        assert len(server.origdatablocks["d/1"]) == 1
+        doc = server.datasets["d/1"]
+        assert (doc["size"], doc["numberOfFiles"]) == (10, 1)
