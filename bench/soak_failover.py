@@ -12,7 +12,7 @@ file locking is off. Before a kill the victim's proxy is armed with one of: hold
 (stored later than the takeover wait: the survivor posts too, its verification repairs the duplicate — an
 admin may delete; the non-admin account may not, so for it the hold is 3 s: stored after the client's timeout
 but within the takeover wait, the longest a POST is assumed to live), hold 3 s, drop it (never arrives), or
-nothing. A killed host comes back after 2–6 s (a restarted service), so rebalances happen with work in flight.
+nothing. A killed host comes back after 2 to 6 s (a restarted service), so rebalances happen with work in flight.
 ``verify_after`` is 20 s here (120 s by default): a verification must come after the late POST has landed.
 ``SFI_TEST_SCICAT_URL_5_1_0`` / ``_4_5_0`` reuse running backends; else they are started (node + npm needed).
 ``SFI_TEST_KAFKA`` reuses a broker; else a Tansu broker is started.
@@ -105,7 +105,8 @@ def run(backend: RealBackend, bootstrap: str, *, user: str, jobs_n: int, partiti
             mode = modes[k % len(modes)]
             _arm(site, victim, mode, user)
             deadline = time.monotonic() + 10.0
-            while mode != "plain" and time.monotonic() < deadline and any(r.remaining for r in site[victim].proxy.rules):
+            rules = site[victim].proxy.rules
+            while mode != "plain" and time.monotonic() < deadline and any(r.remaining for r in rules):
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 0.8))
             site[victim].kill()

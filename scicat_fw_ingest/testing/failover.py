@@ -16,7 +16,8 @@ from pathlib import Path
 from scicat_fw_ingest.config import Config
 from scicat_fw_ingest.kafka import ensure_topics, make_producer
 from scicat_fw_ingest.scicat import pid_path
-from scicat_fw_ingest.simulate import SimulatedJob as Job, job_messages
+from scicat_fw_ingest.simulate import SimulatedJob as Job
+from scicat_fw_ingest.simulate import job_messages
 from scicat_fw_ingest.testing.backend import ACCOUNTS, RealBackend
 from scicat_fw_ingest.testing.fault_proxy import FaultProxy
 
@@ -110,7 +111,7 @@ class TwoHosts:
             if host.alive():
                 try:
                     codes.append(host.listener.terminate(40))
-                except Exception:  # noqa: BLE001 - a stuck listener must not hide the test's finding
+                except Exception:
                     host.listener.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
                     codes.append(-9)
             host.proxy.stop()

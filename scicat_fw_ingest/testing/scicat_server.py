@@ -230,8 +230,8 @@ class ScicatTestServer:
         if lower == ["origdatablocks"] and method == "POST":
             pid = body.get("datasetId") if isinstance(body, dict) else None
             return self._create_datablock(pid if isinstance(pid, str) else "", body, flat=True)
-        if method == "DELETE" and (len(parts) == 2 and lower[0] == "origdatablocks"
-                                   or len(parts) == 4 and lower[0] == "datasets" and lower[2] == "origdatablocks"):
+        if method == "DELETE" and ((len(parts) == 2 and lower[0] == "origdatablocks")
+                                   or (len(parts) == 4 and lower[0] == "datasets" and lower[2] == "origdatablocks")):
             return self._delete_datablock(parts[-1], user)
         return _not_found(f"Cannot {method} {API}/{route.strip('/')}")
 

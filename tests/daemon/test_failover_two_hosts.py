@@ -20,10 +20,9 @@ from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.ingest import open_sink
 from scicat_fw_ingest.kafka import ensure_topics
 from scicat_fw_ingest.scicat import pid_path
-from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
-
 from scicat_fw_ingest.testing.failover import TwoHosts, publish, wait_exact, wait_rule_used
 from scicat_fw_ingest.testing.listener import ListenerProcess, config_file, make_jobs, wait_for
+from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 pytestmark = pytest.mark.kafka
 

@@ -19,9 +19,8 @@ import pytest
 
 from scicat_fw_ingest.scicat import ScicatClient, ScicatError, pid_path
 from scicat_fw_ingest.testing.backend import RealBackend
-from scicat_fw_ingest.testing.fault_proxy import FaultProxy
-
 from scicat_fw_ingest.testing.failover import blocks_and_size
+from scicat_fw_ingest.testing.fault_proxy import FaultProxy
 from scicat_fw_ingest.testing.scicat_payloads import datablock, raw_dataset
 
 API = ["v3", "v4"]
@@ -61,7 +60,8 @@ def test_different_datablocks_are_left_alone(real_scicat: RealBackend, tmp_path:
     pid = fresh_pid()
     assert real_scicat.request("POST", "/api/v3/Datasets", raw_dataset(pid))[0] == 201
     for size in (100, 200):  # not duplicates: an operator decides
-        assert real_scicat.request("POST", f"/api/v3/Datasets/{pid_path(pid)}/origdatablocks", datablock(size))[0] == 201
+        route = f"/api/v3/Datasets/{pid_path(pid)}/origdatablocks"
+        assert real_scicat.request("POST", route, datablock(size))[0] == 201
     c = client(real_scicat.url, "v3", tmp_path / "locks")
     try:
         assert c.upsert(raw_dataset(pid), datablock(100)) == "exists"
@@ -148,7 +148,8 @@ def test_converge_looks_without_a_datablock_and_repairs(real_scicat: RealBackend
         assert real_scicat.request("POST", "/api/v3/Datasets", raw_dataset(pid))[0] == 201
         assert c.converge(pid) == "missing"  # a dataset without its datablock: the full upsert adds it
         for _ in range(2):
-            assert real_scicat.request("POST", f"/api/v3/Datasets/{pid_path(pid)}/origdatablocks", datablock(31))[0] == 201
+            route = f"/api/v3/Datasets/{pid_path(pid)}/origdatablocks"
+            assert real_scicat.request("POST", route, datablock(31))[0] == 201
         assert ingestor.converge(pid) == "hidden"  # not in the dataset's groups
         assert c.converge(pid) == "repaired"
         assert c.converge(pid) == "exists"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from scicat_fw_ingest.scicat import ScicatClient, pid_path
+from scicat_fw_ingest.scicat import ScicatClient
 from scicat_fw_ingest.testing.backend import RealBackend
 from scicat_fw_ingest.testing.checkout import REPO_ROOT as ROOT
 from scicat_fw_ingest.testing.failover import blocks_and_size
