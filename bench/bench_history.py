@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scicat_fw_ingest.state import StateStore
+from scicat_fw_ingest.daemon.state import StateStore
 from scicat_fw_ingest.testing.broker import TansuBroker
 
 N_RECORDS = int(os.environ.get("SFI_BENCH_HISTORY_RECORDS", "500000"))

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scicat_fw_ingest.state import StateStore
+from scicat_fw_ingest.daemon.state import StateStore
 
 N_OLD = 10_000
 LIMIT = 0.01

@@ -108,7 +108,7 @@ def test_json_log_of_a_run_with_scicat_retries_and_worker_processes(tmp_path, ka
 def test_broker_problems_are_logged_at_once_then_every_few_minutes(caplog) -> None:
     from confluent_kafka import KafkaError
 
-    from scicat_fw_ingest._listen_health import BrokerProblems
+    from scicat_fw_ingest.daemon.health import BrokerProblems
 
     problems = BrokerProblems("127.0.0.1:1", repeat=0.2)
     with caplog.at_level(logging.INFO, logger="sfi.listen"):

@@ -69,10 +69,10 @@ def test_a_config_error_about_a_url_masks_its_password(tmp_path: Path) -> None:
 def test_a_token_echoed_by_the_server_is_scrubbed_before_it_is_stored(tmp_path: Path) -> None:
     from urllib.parse import quote
 
-    from scicat_fw_ingest._listen_record import record_outcome
     from scicat_fw_ingest._logging import register_secret
+    from scicat_fw_ingest.daemon.record import record_outcome
+    from scicat_fw_ingest.daemon.state import StateStore
     from scicat_fw_ingest.ingest import IngestResult
-    from scicat_fw_ingest.state import StateStore
 
     token = "Tok/en+with=special&chars-0123456789"
     register_secret(token)

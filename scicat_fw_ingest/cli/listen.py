@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..state import FAILED, QUEUED, REJECTED, StateStore
+from ..daemon.state import FAILED, QUEUED, REJECTED, StateStore
 from ._app import app
 from ._common import (
     BrokerOpt,
@@ -78,12 +78,12 @@ def listen_command(
     from ..errors import ConfigError
 
     start_logging(cfg, lc.log_format, verbose, quiet, log_level)
-    from .._supervise import is_child, supervise
+    from ..daemon._supervise import is_child, supervise
 
     if lc.supervise and not is_child():  # the parent imports nothing heavy: h5py, librdkafka are the child's
         raise typer.Exit(supervise())  # the listener runs in a child, restarted if it crashes
     from ..ingest import Ingestor, open_sink
-    from ..listen import Listener, ListenOptions
+    from ..daemon.listen import Listener, ListenOptions
     roots = Ingestor.configured_roots(cfg, None)
     if not roots:
         raise ConfigError("sfi listen: no data root: set [ingest] data_roots (folders the writer's files may be "
@@ -92,7 +92,7 @@ def listen_command(
                        bad_days=lc.bad_messages_days)
     sink, where = open_sink(cfg)
     if lc.processes > 0:
-        from .._procpool import ProcessIngestor
+        from ..daemon.procpool import ProcessIngestor
 
         # workers stop writing to SciCat well before the group can give this listener's partitions away
         session_s = float(cfg.kafka.get("session.timeout.ms", 45000)) / 1000.0
@@ -120,7 +120,7 @@ def listen_command(
         signal.signal(sig, stop)
     ops = None
     if lc.http_port is not None:
-        from .._http import OpsServer
+        from ..daemon.ops_http import OpsServer
 
         ops = OpsServer(lc.http_port, health=listener.health, metrics=listener.metrics.render, host=lc.http_host)
         ops.start()
@@ -205,7 +205,7 @@ def retry_command(
     if not now:
         print(json.dumps({"requeued": n}) if as_json else f"{n} file(s) queued for the listener")
         return
-    from ..listen import retry_now
+    from ..daemon.listen import retry_now
 
     results = retry_now(cfg, state)
     failed = 0

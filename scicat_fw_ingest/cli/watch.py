@@ -82,8 +82,8 @@ def watch_command(
     if topic and not cfg.bootstrap:
         raise typer.BadParameter("--topic needs a broker (--broker, $SFI_KAFKA_BOOTSTRAP or \\[kafka])")
     from ..ingest import Ingestor, open_sink
-    from ..state import StateStore
-    from ..watch import Watcher, WatchOptions
+    from ..daemon.state import StateStore
+    from ..daemon.watch import Watcher, WatchOptions
 
     lc = cfg.listen
     start_logging(cfg, lc.log_format, verbose, quiet_log, log_level)
@@ -98,7 +98,7 @@ def watch_command(
     cfg.ingest.complete_when = "at-once"  # the folder's quiet period + HDF5 open is watch's completeness rule
     sink, where = open_sink(cfg)
     if lc.processes > 0:
-        from .._procpool import ProcessIngestor
+        from ..daemon.procpool import ProcessIngestor
 
         ingestor: Any = ProcessIngestor(cfg, lc.processes, sink)
         release = ingestor.close
@@ -111,7 +111,7 @@ def watch_command(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: watcher.stop())
         if lc.http_port is not None:
-            from .._http import OpsServer
+            from ..daemon.ops_http import OpsServer
 
             ops = OpsServer(lc.http_port, health=watcher.health, metrics=watcher.metrics.render, host=lc.http_host)
             ops.start()

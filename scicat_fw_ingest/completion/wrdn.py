@@ -15,9 +15,9 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
+from ..daemon.state import DONE, QUEUED, REJECTED, FileRecord, StateStore, file_identity
 from ..ingest.run import RunInfo
 from ..messages import DecodeError, decode
-from ..state import DONE, QUEUED, REJECTED, FileRecord, StateStore, file_identity
 
 __all__ = ["ALREADY", "BAD", "INGEST", "IN_FLIGHT", "WRITER_ERROR", "WrdnDecision", "decide", "run_info_for"]
 

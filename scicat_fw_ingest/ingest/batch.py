@@ -108,7 +108,7 @@ class _AuthWatch:
 
 def _init_worker(cfg: Config, dry_run: bool, parent: int, explicit_paths: list[str] | None = None) -> None:
     global _worker
-    from .._procpool import _watch_parent
+    from ..daemon.procpool import _watch_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()

@@ -105,7 +105,7 @@ def _datasets(out: Path, env: dict[str, str]) -> list[tuple[dict[str, Any], list
 
     pids: list[str] = []
     if env.get("SFI_SCICAT_URL"):
-        from ..state import StateStore
+        from ..daemon.state import StateStore
 
         state = StateStore(out / "state")
         pids = [r.pid for r in state.files(("created", "exists", "repaired")) if r.pid]

@@ -14,10 +14,10 @@ from pathlib import Path
 from scicat_fw_ingest.catalogue import CatalogueDir
 from scicat_fw_ingest.completion.folder import FolderWatcher
 from scicat_fw_ingest.config import Config, load_config
+from scicat_fw_ingest.daemon.state import FileRecord, StateStore
+from scicat_fw_ingest.daemon.watch import WatchOptions, Watcher
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.simulate.supermusr import SimulatedRun, write_run_file
-from scicat_fw_ingest.state import FileRecord, StateStore
-from scicat_fw_ingest.watch import WatchOptions, Watcher
 
 from .listener import DEFAULTS_TOML, wait_for
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from scicat_fw_ingest.cli._app import COMMANDS, EXAMPLES, SHORT_OPTIONS, app
-from scicat_fw_ingest.state import StateStore
+from scicat_fw_ingest.daemon.state import StateStore
 from scicat_fw_ingest.testing.message_samples import SAMPLES
 from scicat_fw_ingest.testing.sfi_process import sigint_as_from_a_terminal
 
@@ -168,7 +168,7 @@ def test_ctrl_c_in_a_waiting_command_exits_130_without_traceback() -> None:
 
 def test_exit_when_idle_counts_time_without_any_assignment(tmp_path: Path) -> None:
     from scicat_fw_ingest.config import Config
-    from scicat_fw_ingest.listen import ListenOptions, Listener
+    from scicat_fw_ingest.daemon.listen import ListenOptions, Listener
 
     state = StateStore(str(tmp_path))
     listener = Listener(Config(), ListenOptions(topics=["no_such_topic"], exit_when_idle=2.0), ingestor=None,

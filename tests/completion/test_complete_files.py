@@ -17,11 +17,11 @@ import pytest
 
 from scicat_fw_ingest.completion.settle import Quiet, Version
 from scicat_fw_ingest.config import load_config
+from scicat_fw_ingest.daemon.state import StateStore
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.kafka import ensure_topics
 from scicat_fw_ingest.simulate import simulate_jobs
 from scicat_fw_ingest.simulate._finish import finish_late, parse_late
-from scicat_fw_ingest.state import StateStore
 from scicat_fw_ingest.testing.listener import DEFAULTS_TOML, WRITER_PREFIX, listener, make_jobs, publish, wait_for
 from scicat_fw_ingest.testing.nexus_files import write_ess
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from scicat_fw_ingest._procpool import ProcessIngestor
 from scicat_fw_ingest.config import load_config
+from scicat_fw_ingest.daemon.procpool import ProcessIngestor
 from scicat_fw_ingest.ingest import open_sink
 from scicat_fw_ingest.kafka import ensure_topics
 from scicat_fw_ingest.scicat import pid_path

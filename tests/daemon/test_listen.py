@@ -310,7 +310,7 @@ def test_a_partition_holding_held_max_queued_files_pauses_until_they_are_done(tm
                                                                                kafka_bootstrap, scicat, topic) -> None:
     """Queued files keep their offsets uncommitted; the bound: a partition holding ``held_max`` of them stops
     being consumed (new wrdns wait in Kafka, not in memory) until they are done."""
-    from scicat_fw_ingest.state import StateStore
+    from scicat_fw_ingest.daemon.state import StateStore
 
     jobs = make_jobs(data_dir, 7, topic=topic)
     cfg_path = config_file(tmp_path, data_dir, "held_max = 3\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scicat_fw_ingest.state import StateStore
+from scicat_fw_ingest.daemon.state import StateStore
 from scicat_fw_ingest.testing.listener import (
     WRITER_PREFIX,
     config_file,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scicat_fw_ingest._offsets import OffsetTracker
-from scicat_fw_ingest.state import QUEUED, StateError, StateStore
+from scicat_fw_ingest.daemon._offsets import OffsetTracker
+from scicat_fw_ingest.daemon.state import QUEUED, StateError, StateStore
 
 TP = ("control", 0)
 
@@ -115,7 +115,7 @@ def test_old_bad_messages_are_pruned_by_age(tmp_path: Path) -> None:
 
 
 def test_a_file_is_identified_by_path_and_job() -> None:
-    from scicat_fw_ingest.state import file_identity
+    from scicat_fw_ingest.daemon.state import file_identity
 
     assert file_identity("/d/a.nxs", "job-1") != file_identity("/d/a.nxs", "job-2")
     assert file_identity("/d/a.nxs", None, size=10, mtime=1.5) != file_identity("/d/a.nxs", None, size=11, mtime=1.5)
@@ -125,7 +125,7 @@ def test_a_file_is_identified_by_path_and_job() -> None:
 def test_a_state_database_of_the_previous_schema_is_migrated_in_place(tmp_path: Path) -> None:
     import sqlite3
 
-    from scicat_fw_ingest.state import SCHEMA_VERSION, file_identity
+    from scicat_fw_ingest.daemon.state import SCHEMA_VERSION, file_identity
 
     (tmp_path / "state").mkdir()
     old = sqlite3.connect(tmp_path / "state" / "sfi-state.sqlite3", isolation_level=None)
@@ -171,7 +171,7 @@ def test_a_schema_2_database_gets_verify_at_and_verifications_come_due(tmp_path:
     """Schema 2 → 3: ``verify_at`` added in place; a scheduled verification is durable and comes due on time."""
     import sqlite3
 
-    from scicat_fw_ingest.state import SCHEMA_VERSION
+    from scicat_fw_ingest.daemon.state import SCHEMA_VERSION
 
     (tmp_path / "state").mkdir()
     old = sqlite3.connect(tmp_path / "state" / "sfi-state.sqlite3", isolation_level=None)

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from scicat_fw_ingest._http import OpsServer, OpsServerError
+from scicat_fw_ingest.daemon.metrics import LISTEN_METRICS, Metrics, escape_label_value
+from scicat_fw_ingest.daemon.ops_http import OpsServer, OpsServerError
 from scicat_fw_ingest.errors import KafkaError
-from scicat_fw_ingest.metrics import LISTEN_METRICS, Metrics, escape_label_value
 
 
 def get(url: str, method: str = "GET") -> tuple[int, str, str]:
@@ -260,7 +260,7 @@ def test_health_monitor_answers_from_its_cache_and_checks_once_per_interval() ->
     """/health must answer at once whatever a check does, and never run (log in) more than once per interval."""
     import time
 
-    from scicat_fw_ingest._listen_health import HealthMonitor
+    from scicat_fw_ingest.daemon.health import HealthMonitor
 
     calls = {"scicat": 0}
     release = threading.Event()
@@ -288,7 +288,7 @@ def test_health_monitor_answers_from_its_cache_and_checks_once_per_interval() ->
 
 
 def test_ops_server_health_comes_back_while_a_check_hangs() -> None:
-    from scicat_fw_ingest._listen_health import HealthMonitor
+    from scicat_fw_ingest.daemon.health import HealthMonitor
 
     release = threading.Event()
     monitor = HealthMonitor({"scicat": lambda: (release.wait(30), "late")}, interval=3600, stuck_after=0.1).start()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scicat_fw_ingest.state import StateStore
+from scicat_fw_ingest.daemon.state import StateStore
 from scicat_fw_ingest.testing.listener import (
     assert_each_once,
     committed,

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from scicat_fw_ingest._supervise import GIVE_UP_CODE, MAX_CRASHES, supervise
+from scicat_fw_ingest.daemon._supervise import GIVE_UP_CODE, MAX_CRASHES, supervise
 
 CRASH = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
 

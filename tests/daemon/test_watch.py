@@ -16,8 +16,8 @@ from scicat_fw_ingest.completion.folder import BAD, OK, WAIT, hdf5_verdict
 from scicat_fw_ingest.completion.runs import RunIndex
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.ingest import Ingestor
-from scicat_fw_ingest.state import StateStore
-from scicat_fw_ingest.watch import Watcher, WatchOptions, watched_identity
+from scicat_fw_ingest.daemon.state import StateStore
+from scicat_fw_ingest.daemon.watch import Watcher, WatchOptions, watched_identity
 
 from scicat_fw_ingest.testing.listener import DEFAULTS_TOML, wait_for
 from scicat_fw_ingest.testing.watcher import Clock, muon_file, record_at, run_watcher, watch_config, watcher

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scicat_fw_ingest._procpool import ProcessIngestor
 from scicat_fw_ingest.catalogue import CatalogueDir
 from scicat_fw_ingest.config import load_config
+from scicat_fw_ingest.daemon.procpool import ProcessIngestor
 from scicat_fw_ingest.ingest import Ingestor, Ingests, Sink
 from scicat_fw_ingest.scicat import ScicatClient
 

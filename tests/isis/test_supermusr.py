@@ -161,9 +161,9 @@ def test_twenty_archived_files_each_once_through_two_kills(tmp_path: Path, kafka
 
 @pytest.mark.slow
 def test_watched_supermusr_file_is_accepted_by_the_real_backend(tmp_path: Path, real_scicat) -> None:
+    from scicat_fw_ingest.daemon.state import StateStore
+    from scicat_fw_ingest.daemon.watch import WatchOptions, Watcher
     from scicat_fw_ingest.scicat import ScicatClient
-    from scicat_fw_ingest.state import StateStore
-    from scicat_fw_ingest.watch import WatchOptions, Watcher
 
     archive = tmp_path / "archive"
     archive.mkdir()

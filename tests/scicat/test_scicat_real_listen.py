@@ -101,7 +101,7 @@ def test_an_expired_static_token_queues_files_then_a_new_token_ingests_them(tmp_
         args = ["--topic", topic, "--group", f"g-{topic}"]
         publish(kafka_config, jobs)
         first = ListenerProcess(args, env, tmp_path / "first.log").start()
-        from scicat_fw_ingest.state import StateStore
+        from scicat_fw_ingest.daemon.state import StateStore
 
         def queued() -> int:
             if not (tmp_path / "state" / "sfi-state.sqlite3").exists():

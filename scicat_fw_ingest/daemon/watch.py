@@ -26,13 +26,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._listen_record import finish_in_flight
-from .completion import FinishedFile
-from .completion.folder import FolderWatcher
-from .completion.runs import RunIndex, RunRecord
-from .config import Config
-from .ingest import IngestResult, RunInfo
+from ..completion import FinishedFile
+from ..completion.folder import FolderWatcher
+from ..completion.runs import RunIndex, RunRecord
+from ..config import Config
+from ..ingest import IngestResult, RunInfo
 from .metrics import COUNTER, GAUGE, Metrics
+from .record import finish_in_flight
 from .state import DONE, StateStore, file_identity
 
 __all__ = ["RunFeed", "WATCH_METRICS", "WatchOptions", "Watcher", "watched_identity"]
@@ -153,8 +153,8 @@ class RunFeed(threading.Thread):
     def _assign(self) -> Any:
         from confluent_kafka import OFFSET_END, KafkaException, TopicPartition
 
-        from .errors import KafkaError
-        from .kafka import make_consumer, topic_partitions
+        from ..errors import KafkaError
+        from ..kafka import make_consumer, topic_partitions
 
         consumer = make_consumer(self.cfg, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 100})
         since_ms = int((time.time() - self.since_days * 86400) * 1000)
@@ -178,7 +178,7 @@ class RunFeed(threading.Thread):
     def run(self) -> None:
         from confluent_kafka import KafkaError as LibKafkaError
 
-        from .messages import DecodeError, decode
+        from ..messages import DecodeError, decode
 
         at_end: set[tuple[str, int]] = set()
         started = time.monotonic()

@@ -18,9 +18,9 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message as KafkaMessage
 
-from ._listen_record import OutcomeNotRecorded, record_outcome
-from .ingest import IngestResult
-from .messages import DecodeError, decode
+from .record import OutcomeNotRecorded, record_outcome
+from ..ingest import IngestResult
+from ..messages import DecodeError, decode
 from .state import QUEUED, StateError
 
 log = logging.getLogger("sfi.listen")

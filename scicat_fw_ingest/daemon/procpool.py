@@ -31,9 +31,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ._logging import ParentLogListener, sfi_level, worker_logging
-from .config import Config
-from .ingest import IngestResult, Ingestor, RunInfo, open_sink
+from .._logging import ParentLogListener, sfi_level, worker_logging
+from ..config import Config
+from ..ingest import IngestResult, Ingestor, RunInfo, open_sink
 
 _worker_ingestor: Ingestor | None = None
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SfiError
+from ..errors import SfiError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_starts (

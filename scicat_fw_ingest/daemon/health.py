@@ -20,8 +20,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError as _LibKafkaError
 
-from ._logging import scrub
-from .kafka import make_admin
+from .._logging import scrub
+from ..kafka import make_admin
 
 log = logging.getLogger("sfi.listen")
 

@@ -37,17 +37,17 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message as KafkaMessage, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
 
-from ._listen_health import BrokerProblems, HealthMonitor, ListenerChecks
-from ._listen_pause import PauseOnStateErrors, _Work
-from ._listen_record import (OutcomeNotRecorded, finish_in_flight, ingest_and_record, record_outcome, retry_now,
+from .health import BrokerProblems, HealthMonitor, ListenerChecks
+from ._pause import PauseOnStateErrors, _Work
+from .record import (OutcomeNotRecorded, finish_in_flight, ingest_and_record, record_outcome, retry_now,
                              run_info_for)
 from ._offsets import OffsetTracker
-from .completion import wrdn
-from .config import Config
-from .errors import SfiError
-from .ingest import IngestResult
-from .kafka import make_consumer
-from .messages import DecodeError, Message, decode
+from ..completion import wrdn
+from ..config import Config
+from ..errors import SfiError
+from ..ingest import IngestResult
+from ..kafka import make_consumer
+from ..messages import DecodeError, Message, decode
 from .metrics import LISTEN_METRICS, Metrics
 from .state import DONE, QUEUED, REJECTED, StateError, StateStore
 

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Sized
 from typing import Any
 
-from ._logging import scrub
-from .completion.wrdn import run_info_for  # re-exported: it moved there with the rest of wrdn completion
-from .errors import SfiError
-from .ingest import IngestResult
+from .._logging import scrub
+from ..completion.wrdn import run_info_for  # re-exported: it moved there with the rest of wrdn completion
+from ..errors import SfiError
+from ..ingest import IngestResult
 from .state import DONE, FAILED, QUEUED, REJECTED, StateError, StateStore
 
 log = logging.getLogger("sfi.listen")
@@ -130,7 +130,7 @@ def _duration(seconds: float) -> str:
 
 def retry_now(cfg: Any, state: StateStore) -> list[IngestResult]:
     """``sfi retry --now``: ingest every due file of the queue in this process."""
-    from .ingest import Ingestor, open_sink
+    from ..ingest import Ingestor, open_sink
 
     sink, _ = open_sink(cfg)
     ingestor = Ingestor(cfg, sink, require_roots=True)  # the paths came from wrdn messages
