@@ -133,7 +133,9 @@ def test_retry_of_an_unknown_file_is_an_error(sfi, tmp_path: Path) -> None:
 
 def test_shell_completion_script_is_offered() -> None:
     """``sfi --show-completion`` prints the script for the shell it runs in (detected from its parents)."""
-    run = subprocess.run(["bash", "-c", f"'{sys.executable}' -m scicat_fw_ingest --show-completion"],
+    # A compound command keeps bash as the parent: with a single command bash may exec python in its place, and the
+    # shell is then detected from whatever started bash (under a loaded parallel run, often nothing supported).
+    run = subprocess.run(["bash", "-c", f"'{sys.executable}' -m scicat_fw_ingest --show-completion; exit $?"],
                          capture_output=True, text=True, env=_env(), check=False)
     assert run.returncode == 0, run.stderr
     assert "_SFI_COMPLETE" in run.stdout and "complete " in run.stdout  # bash's own `complete` builtin
