@@ -114,6 +114,10 @@ class IngestConfig:
     #: Also write each preview as ``<pid slug>--<hash>.png`` into this folder (``ingest-file --preview-dir``).
     preview_dir: str | None = None
 
+    def patterns(self) -> list[str]:
+        """``pattern`` as a list of file name globs (``watch``, ``ingest-file DIR``)."""
+        return [p.strip() for p in self.pattern.split(",") if p.strip()]
+
 
 @dataclass
 class ListenConfig:

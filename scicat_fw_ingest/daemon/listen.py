@@ -43,7 +43,7 @@ from .record import (OutcomeNotRecorded, finish_in_flight, ingest_and_record, re
                              run_info_for)
 from ._offsets import OffsetTracker
 from ..completion import wrdn
-from ..config import Config
+from ..config import Config, IngestConfig, ListenConfig, ScicatConfig
 from ..errors import SfiError
 from ..ingest import IngestResult
 from ..kafka import make_consumer
@@ -70,30 +70,30 @@ PROBE_INTERVAL = 2.0
 @dataclass
 class ListenOptions:
     topics: list[str]
-    group: str = "sfi-listen"
-    auto_offset_reset: str = "earliest"
-    on_writer_error: str = "skip"
-    workers: int = 4
+    group: str = ListenConfig.group
+    auto_offset_reset: str = ListenConfig.auto_offset_reset
+    on_writer_error: str = ListenConfig.on_writer_error
+    workers: int = ListenConfig.workers
     #: Seconds a finished file may take to appear at its mapped path before it goes to the retry queue.
-    wait_missing: float = 30.0
-    retry_base: float = 2.0
-    retry_max: float = 300.0
+    wait_missing: float = IngestConfig.file_wait
+    retry_base: float = ListenConfig.retry_base
+    retry_max: float = ListenConfig.retry_max
     commit_interval: float = 1.0
     drain_timeout: float = 30.0
     #: Cached run starts older than this are pruned (at start, then hourly).
-    run_start_max_age: float = 30 * 86400.0
+    run_start_max_age: float = ListenConfig.run_start_days * 86400
     #: Exit once nothing arrived for this long, nothing is in flight and the retry queue is empty.
     exit_when_idle: float | None = None
     #: Seconds a missing or unreadable file stays queued before it is ``failed``.
-    missing_deadline: float = 6 * 3600.0
+    missing_deadline: float = IngestConfig.missing_hours * 3600
     #: Seconds between background health checks (/health answers from the last one).
-    health_interval: float = 15.0
+    health_interval: float = ListenConfig.health_interval
     #: Queued files a partition holds uncommitted before consumption of that partition pauses.
-    held_max: int = 200
+    held_max: int = ListenConfig.held_max
     #: Seconds a taken-over partition's earlier messages wait before they may reach SciCat.
-    takeover_wait: float = 35.0
+    takeover_wait: float = ScicatConfig.timeout + ScicatConfig.grace
     #: Seconds until a dataset with an unknown datablock outcome (or taken over) is looked at again.
-    verify_after: float = 120.0
+    verify_after: float = ListenConfig.verify_after
 
 
 class Listener(PauseOnStateErrors, ListenerChecks):

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._logging import scrub
 from ..completion.wrdn import run_info_for  # re-exported: it moved there with the rest of wrdn completion
+from ..config import IngestConfig, ListenConfig
 from ..errors import SfiError
 from ..ingest import IngestResult
 from .state import DONE, FAILED, QUEUED, REJECTED, StateError, StateStore
@@ -34,8 +35,9 @@ class OutcomeNotRecorded(SfiError):
 
 
 def ingest_and_record(ingestor: Any, state: StateStore, key: str, wrdn_payload: bytes | None, source: str, *,
-                      wait_missing: float, retry_base: float = 2.0, retry_max: float = 300.0,
-                      writer_path: str | None = None, missing_deadline: float = 6 * 3600.0) -> IngestResult:
+                      wait_missing: float, retry_base: float = ListenConfig.retry_base,
+                      retry_max: float = ListenConfig.retry_max, writer_path: str | None = None,
+                      missing_deadline: float = IngestConfig.missing_hours * 3600) -> IngestResult:
     """Ingest one finished file and durably record its outcome under ``key`` (see ``state.file_identity``).
 
     ``writer_path`` defaults to ``key``. Raises ``OutcomeNotRecorded`` when the state store fails.
@@ -84,8 +86,9 @@ AUTH_LATCH = _AuthLatch()
 
 
 def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id: str | None, writer_path: str,
-                   source: str, wrdn: bytes | None, retry_base: float = 2.0, retry_max: float = 300.0,
-                   missing_deadline: float = 6 * 3600.0) -> str:
+                   source: str, wrdn: bytes | None, retry_base: float = ListenConfig.retry_base,
+                   retry_max: float = ListenConfig.retry_max,
+                   missing_deadline: float = IngestConfig.missing_hours * 3600) -> str:
     """Write ``result`` to the state (status returned); ``OutcomeNotRecorded`` when the store refuses."""
     error = scrub(result.error) if result.error else None
     common = dict(job_id=job_id, writer_path=writer_path, pid=result.pid, source=source, wrdn=wrdn)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import ListenConfig
 from ..errors import SfiError
 
 _SCHEMA = """
@@ -146,10 +147,13 @@ class StateStore:
     bad-message table by count and age.
     """
 
-    def __init__(self, state_dir: str | Path, *, busy_timeout: float = 30.0, bad_max: int = 2000,
-                 bad_days: float = 30.0) -> None:
+    def __init__(self, state_dir: str | Path, *, busy_timeout: float = ListenConfig.state_busy_timeout,
+                 bad_max: int = ListenConfig.bad_messages_max,
+                 bad_days: float = ListenConfig.bad_messages_days) -> None:
         self.directory = Path(state_dir)
         self.bad_max, self.bad_days = bad_max, bad_days
+        #: seconds a write waits for another process's lock (``[listen] state_busy_timeout``)
+        self.busy_timeout = busy_timeout
         self._bad_since_prune = 0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from typing import Any
 from ..completion import FinishedFile
 from ..completion.folder import FolderWatcher
 from ..completion.runs import RunIndex, RunRecord
-from ..config import Config
+from ..config import Config, IngestConfig, ListenConfig
 from ..ingest import IngestResult, RunInfo
 from .metrics import COUNTER, GAUGE, Metrics
 from .record import finish_in_flight
@@ -68,7 +68,7 @@ class WatchOptions:
     """What ``sfi watch`` was asked to do (directories, settling, run topics, workers, retry backoff)."""
 
     directories: list[str]
-    patterns: list[str] = field(default_factory=lambda: ["*.nxs", "*.nx5", "*.hdf", "*.hdf5", "*.h5"])
+    patterns: list[str] = field(default_factory=lambda: IngestConfig().patterns())
     #: Seconds a file's size and mtime must stay unchanged before HDF5 is asked to open it.
     quiet_period: float = 5.0
     poll_interval: float = 1.0
@@ -79,10 +79,10 @@ class WatchOptions:
     #: Topics with the writer's pl72/6s4t; none: the file alone fills the dataset.
     topics: list[str] = field(default_factory=list)
     #: Run messages are read from this many days back at every start.
-    runs_since_days: float = 30.0
-    workers: int = 4
-    retry_base: float = 2.0
-    retry_max: float = 300.0
+    runs_since_days: float = ListenConfig.run_start_days
+    workers: int = ListenConfig.workers
+    retry_base: float = ListenConfig.retry_base
+    retry_max: float = ListenConfig.retry_max
     drain_timeout: float = 30.0
 
 
