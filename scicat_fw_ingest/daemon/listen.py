@@ -38,7 +38,7 @@ from confluent_kafka import Consumer, KafkaException, Message as KafkaMessage, T
 from confluent_kafka import KafkaError as _LibKafkaError
 
 from .health import BrokerProblems, HealthMonitor, ListenerChecks
-from ._pause import PauseOnStateErrors, _Work
+from ._pause import StatePause, _Work
 from .record import (OutcomeNotRecorded, finish_in_flight, ingest_and_record, record_outcome, retry_now,
                              run_info_for)
 from ._offsets import OffsetTracker
@@ -63,8 +63,6 @@ PATTERN_DEFAULTS: dict[str, int] = {"topic.metadata.refresh.interval.ms": 10_000
 
 #: The control-channel schemas the listener understands; anything else on its topics is recorded as bad.
 HANDLED = ("pl72", "wrdn", "answ", "x5f2", "6s4t")
-#: Seconds between attempts to write held outcomes while consumption is paused.
-PROBE_INTERVAL = 2.0
 
 
 @dataclass
@@ -96,7 +94,7 @@ class ListenOptions:
     verify_after: float = ListenConfig.verify_after
 
 
-class Listener(PauseOnStateErrors, ListenerChecks):
+class Listener(ListenerChecks):
     """Consumes control topics and drives each finished file to a recorded outcome (see the module docstring)."""
 
     def __init__(self, cfg: Config, options: ListenOptions, *, ingestor: Any, state: StateStore,
@@ -128,11 +126,12 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         self.broker_problems = BrokerProblems(cfg.bootstrap)
         self._health = HealthMonitor({"kafka": self._check_kafka, "scicat": self._check_scicat,
                                       "state": self._check_state}, interval=options.health_interval)
-        # -- consumption paused because the state store cannot record ---------------------------
-        self._paused_since: float | None = None
-        self._held: list[KafkaMessage] = []  # messages read but not yet handled (store not writable)
-        self._unrecorded: list[_Work] = []
-        self._last_probe = 0.0
+        #: consumption paused because the state store cannot record (``_pause.StatePause``)
+        self._state_pause = StatePause(state, self.metrics, pause_consumption=self._pause_consumption,
+                                       resume_consumption=self._resume_consumption, handle=self._handle,
+                                       resubmit=lambda work: self._submit(work, wait_missing=0.0),
+                                       settle=self._settle_recorded, retry_base=options.retry_base,
+                                       retry_max=options.retry_max, missing_deadline=options.missing_deadline)
         #: Outcomes still unrecorded when the listener stopped (their messages will be read again).
         self.unrecorded_at_stop = 0
 
@@ -146,7 +145,29 @@ class Listener(PauseOnStateErrors, ListenerChecks):
 
     @property
     def paused(self) -> bool:
-        return self._paused_since is not None
+        return self._state_pause.paused
+
+    def _pause_consumption(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.pause(self._consumer.assignment())
+            except KafkaException:
+                pass  # messages still delivered are held, not handled: see _receive
+
+    def _resume_consumption(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.resume(self._consumer.assignment())
+            except KafkaException as exc:
+                log.warning("resuming consumption: %s", exc)
+
+    def _settle_recorded(self, work: _Work, status: str) -> None:
+        """An outcome recorded late (after a pause): queued -> its offsets wait for the retry, else done."""
+        if status == QUEUED:  # still owed: the offsets wait for the retry (the group owns it)
+            self._queued.setdefault(work.key, []).extend(work.offsets)
+            return
+        for tp, offset in work.offsets:
+            self._offsets.done(tp, offset)
 
     def run(self) -> None:
         opts = self.options
@@ -170,9 +191,8 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                 now = time.monotonic()
                 self._submit_deferred(now)
                 if self.paused:
-                    if now - self._last_probe >= PROBE_INTERVAL:
-                        self._last_probe = now
-                        self._try_resume()
+                    if self._state_pause.probe_due(now):
+                        self._state_pause.try_resume()
                 else:
                     self._housekeeping(now)
                 if now - self._last_commit >= opts.commit_interval:
@@ -204,10 +224,10 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                 if pruned:
                     log.info("pruned %d recorded bad message(s) (by age or count)", pruned)
         except StateError as exc:
-            self._pause(exc)
+            self._state_pause.pause(exc)
 
     def _idle(self, now: float) -> bool:
-        if self.paused or self._work or self._unrecorded or self._held or self._queued:
+        if self.paused or self._work or self._state_pause.outstanding or self._queued:
             return False
         try:
             queued = self.state.count(QUEUED)
@@ -223,9 +243,9 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             del self._work[key]  # not sent yet (takeover fence): uncommitted, read again at the next start
         finish_in_flight(self._work, self._reap, self.options.drain_timeout, log)
         if self.paused:
-            self._try_resume(resume_consumer=False)
+            self._state_pause.try_resume(resume_consumer=False)
         self._commit()
-        self.unrecorded_at_stop = len(self._unrecorded) + len(self._held)
+        self.unrecorded_at_stop = self._state_pause.outstanding
         if self.unrecorded_at_stop:
             log.error("stopping with %d outcome(s)/message(s) not recorded in %s: their offsets stay uncommitted "
                       "and they are processed again at the next start", self.unrecorded_at_stop, self.state.path)
@@ -247,9 +267,9 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         self._last_message = time.monotonic()
         self._offsets.add((msg.topic(), msg.partition()), msg.offset())  # in flight from now: never committed past
         if self.paused:
-            self._held.append(msg)
+            self._state_pause.hold(msg)
             return
-        self._handle_or_hold(msg)
+        self._state_pause.handle_or_hold(msg)
 
     def _handle(self, msg: KafkaMessage) -> None:
         tp, offset = (msg.topic(), msg.partition()), msg.offset()
@@ -408,8 +428,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                 if not isinstance(exc, OutcomeNotRecorded):
                     log.error("ingesting %s: %s: %s", work.writer_path, type(exc).__name__, exc)
                 work.unrecorded = exc.result if isinstance(exc, OutcomeNotRecorded) else None
-                self._unrecorded.append(work)
-                self._pause(exc)
+                self._state_pause.hold_unrecorded(work, exc)
                 continue
             if work.hold:  # queued or to be verified: the offsets wait (the group owns the owed work)
                 held = [(tp, o) for tp, o in work.offsets if tp in self._assignment]
@@ -546,11 +565,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
             self._assignment.discard(tp)
             self._fence.pop(tp, None)
             self._held_paused.discard(tp)
-        # what was held for these partitions is the new owner's to read again
-        self._held = [m for m in self._held if (m.topic(), m.partition()) not in tps]
-        for work in self._unrecorded:
-            work.offsets = [(tp, o) for tp, o in work.offsets if tp not in tps]
-        self._unrecorded = [w for w in self._unrecorded if w.offsets]
+        self._state_pause.forget(tps)  # what was held for these partitions is the new owner's to read again
         log.info("partitions revoked: %s", ", ".join(f"{t}/{p}" for t, p in tps))
 
     def _update_lag(self) -> None:
