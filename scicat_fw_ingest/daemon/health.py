@@ -16,12 +16,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError as _LibKafkaError
 
 from .._logging import scrub
+from ..config import Config
+from ..ingest.sink import Ingests
 from ..kafka import make_admin
+from .state import StateStore
+
+if TYPE_CHECKING:
+    from .listen import ListenOptions
 
 log = logging.getLogger("sfi.listen")
 
@@ -130,10 +136,10 @@ class ListenerChecks:
     _health: HealthMonitor
     _admin: Any
     _admin_lock: threading.Lock
-    cfg: Any
-    options: Any
-    ingestor: Any
-    state: Any
+    cfg: Config
+    options: ListenOptions
+    ingestor: Ingests
+    state: StateStore
     paused: bool
 
     def health(self) -> dict[str, tuple[bool, str]]:

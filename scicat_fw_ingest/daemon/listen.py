@@ -46,6 +46,7 @@ from ..completion import wrdn
 from ..config import Config, IngestConfig, ListenConfig, ScicatConfig
 from ..errors import SfiError
 from ..ingest import IngestResult
+from ..ingest.sink import Ingests
 from ..kafka import make_consumer
 from ..messages import DecodeError, Message, decode
 from .metrics import LISTEN_METRICS, Metrics
@@ -97,7 +98,7 @@ class ListenOptions:
 class Listener(ListenerChecks):
     """Consumes control topics and drives each finished file to a recorded outcome (see the module docstring)."""
 
-    def __init__(self, cfg: Config, options: ListenOptions, *, ingestor: Any, state: StateStore,
+    def __init__(self, cfg: Config, options: ListenOptions, *, ingestor: Ingests, state: StateStore,
                  metrics: Metrics | None = None) -> None:
         self.cfg, self.options, self.ingestor, self.state = cfg, options, ingestor, state
         self.metrics = metrics or Metrics(LISTEN_METRICS)

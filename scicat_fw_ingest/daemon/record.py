@@ -13,13 +13,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sized
-from typing import Any
 
 from .._logging import scrub
 from ..completion.wrdn import run_info_for  # re-exported: it moved there with the rest of wrdn completion
-from ..config import IngestConfig, ListenConfig
+from ..config import Config, IngestConfig, ListenConfig
 from ..errors import SfiError
 from ..ingest import IngestResult
+from ..ingest.sink import Ingests
 from .state import DONE, FAILED, QUEUED, REJECTED, StateError, StateStore
 
 log = logging.getLogger("sfi.listen")
@@ -34,7 +34,7 @@ class OutcomeNotRecorded(SfiError):
         self.cause = cause
 
 
-def ingest_and_record(ingestor: Any, state: StateStore, key: str, wrdn_payload: bytes | None, source: str, *,
+def ingest_and_record(ingestor: Ingests, state: StateStore, key: str, wrdn_payload: bytes | None, source: str, *,
                       wait_missing: float, retry_base: float = ListenConfig.retry_base,
                       retry_max: float = ListenConfig.retry_max, writer_path: str | None = None,
                       missing_deadline: float = IngestConfig.missing_hours * 3600) -> IngestResult:
@@ -131,7 +131,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def retry_now(cfg: Any, state: StateStore) -> list[IngestResult]:
+def retry_now(cfg: Config, state: StateStore) -> list[IngestResult]:
     """``sfi retry --now``: ingest every due file of the queue in this process."""
     from ..ingest import Ingestor, open_sink
 

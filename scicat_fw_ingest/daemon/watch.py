@@ -31,6 +31,7 @@ from ..completion.folder import FolderWatcher
 from ..completion.runs import RunIndex, RunRecord
 from ..config import Config, IngestConfig, ListenConfig
 from ..ingest import IngestResult, RunInfo
+from ..ingest.sink import Ingests
 from .metrics import COUNTER, GAUGE, Metrics
 from .record import finish_in_flight
 from .state import DONE, StateStore, file_identity
@@ -115,7 +116,7 @@ class _Ledger:
         """Cache the run start by job id, where ``ingest_and_record`` (and ``sfi retry``) look it up."""
         self.state.put_run_start(record.job_id, record.payload, record.source)
 
-    def ingest(self, ingestor: Any, finished: FinishedFile) -> IngestResult:
+    def ingest(self, ingestor: Ingests, finished: FinishedFile) -> IngestResult:
         """Ingest and durably record; a wrdn is synthesised so the listener's queue and retry tools apply."""
         from streaming_data_types import serialise_wrdn
 
@@ -131,7 +132,7 @@ class _Ledger:
         return [(r.file_key, r.writer_path, r.wrdn, r.source) for r in self.state.due(time.time(), limit=limit)
                 if r.source.startswith(SOURCE_PREFIX)]
 
-    def retry(self, ingestor: Any, key: str, path: str, wrdn: bytes, source: str) -> IngestResult:
+    def retry(self, ingestor: Ingests, key: str, path: str, wrdn: bytes, source: str) -> IngestResult:
         """One more attempt at a queued file, recorded under the key it was queued with."""
         from .listen import ingest_and_record
 
@@ -225,7 +226,7 @@ class RunFeed(threading.Thread):
 class Watcher:
     """Settled files of the watched folders → ``Ingestor`` (worker threads) → the state store."""
 
-    def __init__(self, cfg: Config, options: WatchOptions, *, ingestor: Any, state: StateStore) -> None:
+    def __init__(self, cfg: Config, options: WatchOptions, *, ingestor: Ingests, state: StateStore) -> None:
         self.cfg, self.options, self.ingestor = cfg, options, ingestor
         # The folder settled each file already (quiet period + HDF5 opens it): no second settle time in the
         # ingest core, whose re-stat after reading still holds (``completion.settle``).
