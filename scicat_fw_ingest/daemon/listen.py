@@ -40,7 +40,7 @@ from confluent_kafka import KafkaError as _LibKafkaError
 from .health import BrokerProblems, HealthMonitor, ListenerChecks
 from ._pause import StatePause, _Work
 from .record import (OutcomeNotRecorded, finish_in_flight, ingest_and_record, record_outcome, retry_now,
-                             run_info_for)
+                     run_info_for, wrdn_file)
 from ._offsets import OffsetTracker
 from ..completion import wrdn
 from ..config import Config, IngestConfig, ListenConfig, ScicatConfig
@@ -369,9 +369,9 @@ class Listener(ListenerChecks):
             looked = self._converge(work)
             if looked is not None:
                 return looked
-        result = ingest_and_record(self.ingestor, self.state, work.key, work.wrdn, work.source,
-                                   wait_missing=wait_missing, retry_base=self.options.retry_base,
-                                   retry_max=self.options.retry_max, writer_path=work.writer_path,
+        finished = wrdn_file(self.state, work.key, work.writer_path, work.wrdn, work.source)
+        result = ingest_and_record(self.ingestor, self.state, finished, wrdn=work.wrdn, wait_missing=wait_missing,
+                                   retry_base=self.options.retry_base, retry_max=self.options.retry_max,
                                    missing_deadline=self.options.missing_deadline)
         work.hold = result.status not in (*DONE, REJECTED) and result.retryable
         if result.status in DONE:

@@ -65,8 +65,10 @@ CREATE TABLE IF NOT EXISTS meta (
 
 #: Schema versions (PRAGMA user_version): 0 = files keyed by path only, big bad-message payloads;
 #: 2 = files keyed by path and job (``file_identity``), ``first_seen``, truncated bad payloads;
-#: 3 = ``verify_at``: a done file whose datablock is looked at again then (an unknown POST outcome, a takeover).
-SCHEMA_VERSION = 3
+#: 3 = ``verify_at``: a done file whose datablock is looked at again then (an unknown POST outcome, a takeover);
+#: 4 = a watched file keeps no wrdn (empty): it is re-driven by its path and job id (before, ``sfi watch``
+#: stored a wrdn it made up itself).
+SCHEMA_VERSION = 4
 
 #: Final outcomes (nothing more to do) and the ones that still owe work.
 DONE = ("created", "exists", "repaired", "skipped")
@@ -189,6 +191,8 @@ class StateStore:
             db.execute("UPDATE bad_messages SET payload_length = length(payload) WHERE payload_length IS NULL")
             db.execute("UPDATE bad_messages SET payload = substr(payload, 1, ?) WHERE length(payload) > ?",
                        (BAD_PAYLOAD_KEPT, BAD_PAYLOAD_KEPT))
+            # the wrdn `sfi watch` made up for a watched file (service "sfi-watch"): its job id is in its row
+            db.execute("UPDATE files SET wrdn = x'' WHERE source LIKE 'watch:%' AND length(wrdn) > 0")
             db.execute("COMMIT")
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -33,8 +33,8 @@ from ..config import Config, IngestConfig, ListenConfig
 from ..ingest import IngestResult, RunInfo
 from ..ingest.sink import Ingests
 from .metrics import COUNTER, GAUGE, Metrics
-from .record import finish_in_flight
-from .state import DONE, StateStore, file_identity
+from .record import finish_in_flight, ingest_and_record, requeued_file, watched_file
+from .state import DONE, FileRecord, StateStore, file_identity
 
 __all__ = ["RunFeed", "WATCH_METRICS", "WatchOptions", "Watcher", "watched_identity"]
 
@@ -117,27 +117,20 @@ class _Ledger:
         self.state.put_run_start(record.job_id, record.payload, record.source)
 
     def ingest(self, ingestor: Ingests, finished: FinishedFile) -> IngestResult:
-        """Ingest and durably record; a wrdn is synthesised so the listener's queue and retry tools apply."""
-        from streaming_data_types import serialise_wrdn
+        """Ingest and durably record, re-drivable from the queue by its path and job id (no wrdn)."""
+        full = watched_file(self.state, finished.identity or finished.path, finished.path, finished.run.job_id,
+                            finished.source)  # with the run start remember_run cached
+        return ingest_and_record(ingestor, self.state, full, wrdn=None, wait_missing=0.0,
+                                 retry_base=self.retry_base, retry_max=self.retry_max)
 
-        from .listen import ingest_and_record
+    def due(self, limit: int) -> list[FileRecord]:
+        """Queued watched files whose next attempt is due."""
+        return [r for r in self.state.due(time.time(), limit=limit) if r.source.startswith(SOURCE_PREFIX)]
 
-        wrdn = serialise_wrdn("sfi-watch", finished.run.job_id or "", False, finished.path, None, None)
-        return ingest_and_record(ingestor, self.state, finished.identity or finished.path, wrdn, finished.source,
-                                 wait_missing=0.0, retry_base=self.retry_base, retry_max=self.retry_max,
-                                 writer_path=finished.path)
-
-    def due(self, limit: int) -> list[tuple[str, str, bytes, str]]:
-        """Queued watched files whose next attempt is due: ``(key, path, wrdn, source)``."""
-        return [(r.file_key, r.writer_path, r.wrdn, r.source) for r in self.state.due(time.time(), limit=limit)
-                if r.source.startswith(SOURCE_PREFIX)]
-
-    def retry(self, ingestor: Ingests, key: str, path: str, wrdn: bytes, source: str) -> IngestResult:
+    def retry(self, ingestor: Ingests, record: FileRecord) -> IngestResult:
         """One more attempt at a queued file, recorded under the key it was queued with."""
-        from .listen import ingest_and_record
-
-        return ingest_and_record(ingestor, self.state, key, wrdn, source, wait_missing=0.0,
-                                 retry_base=self.retry_base, retry_max=self.retry_max, writer_path=path)
+        return ingest_and_record(ingestor, self.state, requeued_file(self.state, record), wrdn=record.wrdn or None,
+                                 wait_missing=0.0, retry_base=self.retry_base, retry_max=self.retry_max)
 
 
 class RunFeed(threading.Thread):
@@ -327,10 +320,11 @@ class Watcher:
 
     def _schedule_retries(self) -> None:
         # work is keyed by path: one ingestion per path at a time, whichever version it is for
-        for key, path, wrdn, source in self.ledger.due(limit=max(1, self.options.workers * 2)):
+        for record in self.ledger.due(limit=max(1, self.options.workers * 2)):
+            path = record.writer_path
             if path not in self._work:
                 log.info("retrying %s", path)
-                self._work[path] = self._pool.submit(self.ledger.retry, self.ingestor, key, path, wrdn, source)
+                self._work[path] = self._pool.submit(self.ledger.retry, self.ingestor, record)
 
     def health(self) -> dict[str, tuple[bool, str]]:
         """/health: the watched folders, SciCat (or the catalogue), the state store, and the run messages."""
