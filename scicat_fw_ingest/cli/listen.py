@@ -81,9 +81,9 @@ def listen_command(
 
     if lc.supervise and not is_child():  # the parent imports nothing heavy: h5py, librdkafka are the child's
         raise typer.Exit(supervise())  # the listener runs in a child, restarted if it crashes
-    from ..ingest import Ingestor
-    from ..daemon.listen import Listener, ListenOptions
+    from ..daemon.listen import ListenOptions, Listener
     from ..daemon.runtime import build_runtime
+    from ..ingest import Ingestor
     roots = Ingestor.configured_roots(cfg, None)
     if not roots:
         raise ConfigError("sfi listen: no data root: set [ingest] data_roots (folders the writer's files may be "

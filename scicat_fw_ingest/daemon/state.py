@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import ListenConfig
 from ..errors import SfiError
@@ -134,7 +135,7 @@ class BadMessage:
     payload_sha256: str | None = None
 
 
-def _record(row: tuple) -> FileRecord:
+def _record(row: tuple[Any, ...]) -> FileRecord:
     (key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source, wrdn, first_seen,
      verify_at) = row
     return FileRecord(key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source,
@@ -216,7 +217,7 @@ class StateStore:
                     pass  # the original error is the one worth reporting
                 raise StateError(f"state store {self.path}: {exc}", str(exc)) from None
 
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()

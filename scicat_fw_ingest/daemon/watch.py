@@ -36,7 +36,7 @@ from .metrics import COUNTER, GAUGE, Metrics
 from .record import finish_in_flight, ingest_and_record, requeued_file, watched_file
 from .state import DONE, FileRecord, StateStore, file_identity
 
-__all__ = ["RunFeed", "WATCH_METRICS", "WatchOptions", "Watcher", "watched_identity"]
+__all__ = ["WATCH_METRICS", "RunFeed", "WatchOptions", "Watcher", "watched_identity"]
 
 log = logging.getLogger("sfi.watch")
 
@@ -150,7 +150,8 @@ class RunFeed(threading.Thread):
         from ..errors import KafkaError
         from ..kafka import make_consumer, topic_partitions
 
-        consumer = make_consumer(self.cfg, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 100})
+        extra: dict[str, Any] = {"enable.partition.eof": True, "fetch.wait.max.ms": 100}
+        consumer = make_consumer(self.cfg, None, **extra)
         since_ms = int((time.time() - self.since_days * 86400) * 1000)
         wanted = [TopicPartition(t, p, since_ms) for t in self.topics
                   for p in topic_partitions(consumer, t, self.cfg.bootstrap or "")]
@@ -233,7 +234,7 @@ class Watcher:
                                     poll_interval=options.poll_interval)
         self.feed = RunFeed(cfg, options.topics, self.index, options.runs_since_days) if options.topics else None
         self._pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="sfi-ingest")
-        self._work: dict[str, Future] = {}
+        self._work: dict[str, Future[IngestResult]] = {}
         #: settled files waiting for their run messages, with the reason (logged when it changes)
         self.held: dict[str, str] = {}
         self._stop = threading.Event()
