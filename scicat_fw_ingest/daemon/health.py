@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError as _LibKafkaError
 
@@ -25,9 +25,6 @@ from ..config import Config
 from ..ingest.sink import Ingests
 from ..kafka import make_admin
 from .state import StateStore
-
-if TYPE_CHECKING:
-    from .listen import ListenOptions
 
 log = logging.getLogger("sfi.listen")
 
@@ -130,6 +127,12 @@ class BrokerProblems:
             self._last_logged = -1e18
 
 
+class _HealthOptions(Protocol):
+    """What the checks read of ``listen.ListenOptions`` (named here: health is below listen)."""
+
+    health_interval: float
+
+
 class ListenerChecks:
     """The listener's three health checks (run by ``HealthMonitor``) and the cached answer for /health."""
 
@@ -137,7 +140,7 @@ class ListenerChecks:
     _admin: Any
     _admin_lock: threading.Lock
     cfg: Config
-    options: ListenOptions
+    options: _HealthOptions
     ingestor: Ingests
     state: StateStore
 

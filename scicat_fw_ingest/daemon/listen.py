@@ -106,6 +106,8 @@ class ListenOptions:
 class Listener(ListenerChecks):
     """Consumes control topics and drives each finished file to a recorded outcome (see the module docstring)."""
 
+    options: ListenOptions
+
     def __init__(self, cfg: Config, options: ListenOptions, *, ingestor: Ingests, state: StateStore,
                  metrics: Metrics | None = None) -> None:
         self.cfg, self.options, self.ingestor, self.state = cfg, options, ingestor, state
