@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +40,10 @@ from confluent_kafka import Message as KafkaMessage
 from ..completion import wrdn
 from ..completion.wrdn import run_info_for
 from ..config import Config, IngestConfig, ListenConfig, ScicatConfig
-from ..errors import SfiError
-from ..ingest import IngestResult
 from ..ingest.sink import Ingests
 from ..kafka import make_consumer
 from ..messages import DecodeError, Message, decode
+from ._filework import FileWork
 from ._partitions import PartitionBook, position
 from ._pause import StatePause, _Work
 from .health import BrokerProblems, HealthMonitor, ListenerChecks
@@ -56,9 +54,8 @@ from .record import (
     ingest_and_record,
     record_outcome,
     retry_now,
-    wrdn_file,
 )
-from .state import DONE, QUEUED, REJECTED, StateError, StateStore
+from .state import QUEUED, StateError, StateStore
 
 log = logging.getLogger("sfi.listen")
 
@@ -114,8 +111,6 @@ class Listener(ListenerChecks):
         self.metrics = metrics or Metrics(LISTEN_METRICS)
         self._stop = threading.Event()
         self._book = PartitionBook(takeover_wait=options.takeover_wait, held_max=options.held_max)
-        self._work: dict[str, _Work] = {}
-        self._pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="sfi-ingest")
         self._consumer: Consumer | None = None
         self._last_message = time.monotonic()
         self._last_retry_scan = 0.0
@@ -131,9 +126,15 @@ class Listener(ListenerChecks):
         #: consumption paused because the state store cannot record (``_pause.StatePause``)
         self._state_pause = StatePause(state, self.metrics, pause_consumption=self._pause_consumption,
                                        resume_consumption=self._resume_consumption, handle=self._handle,
-                                       resubmit=lambda work: self._submit(work, wait_missing=0.0),
+                                       resubmit=lambda work: self._files.submit(work, wait_missing=0.0),
                                        settle=self._settle_recorded, retry_base=options.retry_base,
                                        retry_max=options.retry_max, missing_deadline=options.missing_deadline)
+        #: files in flight on the worker pool (``_filework.FileWork``)
+        self._files = FileWork(ingestor, state, self.metrics, self._book,
+                               on_unrecorded=self._state_pause.hold_unrecorded, workers=options.workers,
+                               retry_base=options.retry_base, retry_max=options.retry_max,
+                               missing_deadline=options.missing_deadline, verify_after=options.verify_after)
+        self._work = self._files.work  # the same dict: what is in flight, by file key
         #: Outcomes still unrecorded when the listener stopped (their messages will be read again).
         self.unrecorded_at_stop = 0
 
@@ -184,9 +185,9 @@ class Listener(ListenerChecks):
                     renew()  # worker processes write to SciCat only while this loop runs (see _procpool)
                 if msg is not None:
                     self._receive(msg)
-                self._reap()
+                self._files.reap()
                 now = time.monotonic()
-                self._submit_deferred(now)
+                self._files.submit_deferred(now)
                 if self.paused:
                     if self._state_pause.probe_due(now):
                         self._state_pause.try_resume()
@@ -211,7 +212,7 @@ class Listener(ListenerChecks):
         try:
             if now - self._last_retry_scan >= 1.0:
                 self._last_retry_scan = now
-                self._schedule_retries()
+                self._files.schedule_retries()
             if now - self._last_prune >= 3600.0:
                 self._last_prune = now
                 pruned = self.state.prune_run_starts(opts.run_start_max_age)
@@ -239,7 +240,7 @@ class Listener(ListenerChecks):
     def _drain(self) -> None:
         for key in [k for k, w in self._work.items() if w.future is None]:
             del self._work[key]  # not sent yet (takeover fence): uncommitted, read again at the next start
-        finish_in_flight(self._work, self._reap, self.options.drain_timeout, log)
+        finish_in_flight(self._work, self._files.reap, self.options.drain_timeout, log)
         if self.paused:
             self._state_pause.try_resume(resume_consumer=False)
         self._commit()
@@ -247,7 +248,7 @@ class Listener(ListenerChecks):
         if self.unrecorded_at_stop:
             log.error("stopping with %d outcome(s)/message(s) not recorded in %s: their offsets stay uncommitted "
                       "and they are processed again at the next start", self.unrecorded_at_stop, self.state.path)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._files.pool.shutdown(wait=False, cancel_futures=True)
         if self._consumer is not None:
             self._consumer.close()
         log.info("stopped")
@@ -318,7 +319,7 @@ class Listener(ListenerChecks):
             self._work[d.key].offsets.append((tp, offset))
             return True
         if d.action == wrdn.ALREADY:
-            if d.detail == QUEUED or self._verify_owed(d.key):
+            if d.detail == QUEUED or self._files.verify_owed(d.key):
                 # owed work of this host's queue (a restart, or the partition came back): the offset waits for it
                 self._book.queued.setdefault(d.key, []).append((tp, offset))
                 log.info("already %s %s: %s (offset held until it is done)", d.detail, source, d.path)
@@ -338,125 +339,8 @@ class Listener(ListenerChecks):
             work.not_before, work.takeover = fence, True
             log.debug("taken over %s: %s waits %.1f s before it may reach SciCat (takeover_wait)", source, d.path,
                      fence - time.monotonic())
-        self._submit(work, wait_missing=self.options.wait_missing)
+        self._files.submit(work, wait_missing=self.options.wait_missing)
         return True
-
-    def _verify_owed(self, key: str) -> bool:
-        record = self.state.get_file(key)
-        return record is not None and record.verify_at is not None
-
-    # -- ingestion ----------------------------------------------------------------------------
-    def _submit(self, work: _Work, *, wait_missing: float) -> None:
-        self._work[work.key] = work
-        self.metrics.set("sfi_inflight_files", len(self._work))
-        work.wait_missing = wait_missing
-        if work.not_before > time.monotonic():
-            return  # sent by _submit_deferred once the takeover fence is over
-        work.future = self._pool.submit(self._ingest, work, wait_missing)
-
-    def _submit_deferred(self, now: float) -> None:
-        for work in [w for w in self._work.values() if w.future is None and w.not_before <= now]:
-            work.future = self._pool.submit(self._ingest, work, work.wait_missing)
-
-    def _ingest(self, work: _Work, wait_missing: float) -> IngestResult:
-        """Worker thread: ingest one file and durably record what happened (``OutcomeNotRecorded`` if not)."""
-        if work.verify:
-            looked = self._converge(work)
-            if looked is not None:
-                return looked
-        finished = wrdn_file(self.state, work.key, work.writer_path, work.wrdn, work.source)
-        result = ingest_and_record(self.ingestor, self.state, finished, wrdn=work.wrdn, wait_missing=wait_missing,
-                                   retry_base=self.options.retry_base, retry_max=self.options.retry_max,
-                                   missing_deadline=self.options.missing_deadline)
-        work.hold = result.status not in (*DONE, REJECTED) and result.retryable
-        if result.status in DONE:
-            self.metrics.set("sfi_last_success_timestamp_seconds", time.time())
-            # An unknown datablock outcome or a takeover: a POST may still be stored later than any wait.
-            verify = result.verify or work.takeover
-            try:
-                if verify or self._verify_owed(work.key):
-                    at = time.time() + self.options.verify_after if verify else None
-                    self.state.schedule_verify(work.key, at)
-                    if verify:
-                        log.info("will verify %s (pid %s) in %.0f s: %s", work.writer_path, result.pid,
-                                 self.options.verify_after,
-                                 "taken over" if work.takeover else "a datablock outcome was not known")
-            except StateError as exc:
-                raise OutcomeNotRecorded(result, exc) from None
-            work.hold = verify
-        outcome = result.status if result.status in (*DONE, REJECTED) else (
-            "queued" if result.retryable else "failed")
-        self.metrics.inc("sfi_datasets_total", outcome=outcome)
-        return result
-
-    def _converge(self, work: _Work) -> IngestResult | None:
-        """A verification by looking only (no file read); None when the full ingest is needed (the datablock is
-        missing, this host owes one, or the look failed: the ingest path queues or fails it with the reason)."""
-        converge = getattr(getattr(self.ingestor, "sink", None), "converge", None)
-        if converge is None or not work.pid:
-            return None
-        try:
-            status = converge(work.pid)
-        except SfiError:
-            return None
-        if status == "missing":
-            return None
-        try:
-            self.state.schedule_verify(work.key, None)
-        except StateError:
-            return None  # verified, but not recorded: the ingest path records (idempotent)
-        if status == "hidden":
-            log.warning("cannot verify %s: this account may not read dataset %s (see [scicat] access_group)",
-                        work.writer_path, work.pid)
-        else:
-            log.info("verified %s -> pid %s: %s", work.writer_path, work.pid, status)
-        return IngestResult(file=work.writer_path, pid=work.pid, status="repaired" if status == "repaired" else
-                            "exists")
-
-    def _reap(self) -> None:
-        """Mark the offsets of finished work as done — only when its outcome was recorded."""
-        for key in [k for k, w in self._work.items() if w.future is not None and w.future.done()]:
-            work = self._work.pop(key)
-            exc = work.future.exception() if work.future is not None and not work.future.cancelled() else None
-            if work.future is not None and work.future.cancelled():
-                continue  # shutting down: the offsets stay in flight, the message is read again
-            if exc is not None:
-                if not isinstance(exc, OutcomeNotRecorded):
-                    log.error("ingesting %s: %s: %s", work.writer_path, type(exc).__name__, exc)
-                work.unrecorded = exc.result if isinstance(exc, OutcomeNotRecorded) else None
-                self._state_pause.hold_unrecorded(work, exc)
-                continue
-            if work.hold:  # queued or to be verified: the offsets wait (the group owns the owed work)
-                held = [(tp, o) for tp, o in work.offsets if tp in self._book.assignment]
-                if held:
-                    self._book.queued.setdefault(key, []).extend(held)
-                continue
-            for tp, offset in [*work.offsets, *self._book.queued.pop(key, [])]:
-                self._book.offsets.done(tp, offset)
-        self.metrics.set("sfi_inflight_files", len(self._work))
-
-    def _schedule_retries(self) -> None:
-        now = time.time()
-        room = max(1, self.options.workers * 2)
-        due = [(r, False) for r in self.state.due(now, limit=200)]
-        due += [(r, True) for r in self.state.due_verify(now, limit=200)]
-        for record, verify in due:
-            if room <= 0:
-                break
-            if record.file_key in self._work:
-                continue
-            if record.file_key not in self._book.queued and not self._book.owns(record.source):
-                continue  # its partition is another listener's now: that one reads the wrdn again
-            room -= 1
-            if verify:
-                log.info("verifying %s (pid %s)", record.writer_path, record.pid)
-            else:
-                log.info("retrying %s (attempt %d)", record.writer_path, record.attempts + 1)
-            work = _Work(record.file_key, record.writer_path, record.wrdn, record.source,
-                         self._book.queued.pop(record.file_key, []))
-            work.verify, work.pid = verify and record.status in DONE, record.pid
-            self._submit(work, wait_missing=0.0)
-        self.metrics.set("sfi_retry_queue_depth", self.state.count(QUEUED))
 
     # -- offsets ------------------------------------------------------------------------------
     def _commit(self, tps: list[tuple[str, int]] | None = None) -> None:
@@ -489,8 +373,8 @@ class Listener(ListenerChecks):
         deadline = time.monotonic() + self.options.drain_timeout
         while running() and time.monotonic() < deadline:
             time.sleep(0.05)
-            self._reap()
-        self._reap()
+            self._files.reap()
+        self._files.reap()
         self._commit(tps)
         self._book.release(tps)  # owed work of these partitions is the new owner's to redo
         self._state_pause.forget(tps)  # what was held for these partitions is the new owner's to read again
