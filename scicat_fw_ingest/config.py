@@ -114,6 +114,10 @@ class IngestConfig:
     #: Also write each preview as ``<pid slug>--<hash>.png`` into this folder (``ingest-file --preview-dir``).
     preview_dir: str | None = None
 
+    def patterns(self) -> list[str]:
+        """``pattern`` as a list of file name globs (``watch``, ``ingest-file DIR``)."""
+        return [p.strip() for p in self.pattern.split(",") if p.strip()]
+
 
 @dataclass
 class ListenConfig:
@@ -294,7 +298,7 @@ def _apply_file(cfg: Config, path: Path) -> None:
         raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
     for table, values in data.items():
         if table not in ("kafka", "defaults", *_SECTIONS):
-            known = ", ".join(f"[{t}]" for t in ("kafka", "scicat", "defaults", *_SECTIONS) if t != "scicat" or True)
+            known = ", ".join(f"[{t}]" for t in ("kafka", "scicat", "defaults", *_SECTIONS))
             raise ConfigError(f"config file {path}: unknown table [{table}] (known: {known})")
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path}: '{table}' must be a table, e.g. [{table}]")
@@ -306,6 +310,7 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> None:
     for name, value in env.items():
         if not name.startswith("SFI_") or name in ("SFI_CONFIG", "SFI_TEST_KAFKA", "SFI_DEBUG"):
             continue
+        table: str | None
         if name in ENV_ALIASES:
             table, key = ENV_ALIASES[name]
         else:
@@ -342,7 +347,7 @@ def _set(cfg: Config, table: str, key: str, value: Any, where: str, *, from_text
     setattr(section, key, _coerce(fields[key], value, where, from_text))
 
 
-def _coerce(f: dataclasses.Field, value: Any, where: str, from_text: bool) -> Any:
+def _coerce(f: dataclasses.Field[Any], value: Any, where: str, from_text: bool) -> Any:
     kind = f.type if isinstance(f.type, str) else str(f.type)
     optional = "None" in kind
     base = kind.replace(" | None", "")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import signal
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ..daemon.state import FAILED, QUEUED, REJECTED, StateStore
+from ..daemon.state import FAILED, QUEUED, REJECTED
 from ._app import app
 from ._common import (
     BrokerOpt,
@@ -82,25 +81,13 @@ def listen_command(
 
     if lc.supervise and not is_child():  # the parent imports nothing heavy: h5py, librdkafka are the child's
         raise typer.Exit(supervise())  # the listener runs in a child, restarted if it crashes
-    from ..ingest import Ingestor, open_sink
-    from ..daemon.listen import Listener, ListenOptions
+    from ..daemon.listen import ListenOptions, Listener
+    from ..daemon.runtime import build_runtime
+    from ..ingest import Ingestor
     roots = Ingestor.configured_roots(cfg, None)
     if not roots:
         raise ConfigError("sfi listen: no data root: set [ingest] data_roots (folders the writer's files may be "
                           "in) or [ingest] path_map; files outside them are rejected, never read")
-    state = StateStore(lc.state_dir, busy_timeout=lc.state_busy_timeout, bad_max=lc.bad_messages_max,
-                       bad_days=lc.bad_messages_days)
-    sink, where = open_sink(cfg)
-    if lc.processes > 0:
-        from ..daemon.procpool import ProcessIngestor
-
-        # workers stop writing to SciCat well before the group can give this listener's partitions away
-        session_s = float(cfg.kafka.get("session.timeout.ms", 45000)) / 1000.0
-        ingestor: Any = ProcessIngestor(cfg, lc.processes, sink, fence_after=max(1.0, 0.8 * session_s))
-        release = ingestor.close
-    else:
-        ingestor = Ingestor(cfg, sink, require_roots=True)  # paths from wrdn messages
-        release = sink.close
     options = ListenOptions(topics=lc.topics, group=lc.group, auto_offset_reset=lc.auto_offset_reset,
                             on_writer_error=lc.on_writer_error, workers=lc.workers, wait_missing=cfg.ingest.file_wait,
                             retry_base=lc.retry_base, retry_max=lc.retry_max, exit_when_idle=exit_when_idle,
@@ -109,32 +96,24 @@ def listen_command(
                             held_max=lc.held_max, verify_after=lc.verify_after,
                             takeover_wait=(lc.takeover_wait if lc.takeover_wait is not None
                                            else cfg.scicat.timeout + cfg.scicat.grace))
-    listener = Listener(cfg, options, ingestor=ingestor, state=state)
-    from ..completion.settle import request_stop
-
-    def stop(*_: object) -> None:
-        request_stop()  # files still settling in this process stop waiting (queued, retried at the next start)
-        listener.stop()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-    ops = None
-    if lc.http_port is not None:
-        from ..daemon.ops_http import OpsServer
-
-        ops = OpsServer(lc.http_port, health=listener.health, metrics=listener.metrics.render, host=lc.http_host)
-        ops.start()
-    import logging
-
-    logging.getLogger("sfi.listen").info("datasets go to %s; state in %s; data roots %s",
-                                         mask_url_credentials(where), state.path, ", ".join(roots))
+    runtime = build_runtime(cfg, "listen")
     try:
+        listener = Listener(cfg, options, ingestor=runtime.ingestor, state=runtime.state)
+        from ..completion.settle import request_stop
+
+        def stop() -> None:
+            request_stop()  # files still settling in this process stop waiting (queued, retried at the next start)
+            listener.stop()
+
+        runtime.serve(stop=stop, health=listener.health, metrics=listener.metrics.render)
+        import logging
+
+        logging.getLogger("sfi.listen").info("datasets go to %s; state in %s; data roots %s",
+                                             mask_url_credentials(runtime.where), runtime.state.path,
+                                             ", ".join(roots))
         listener.run()
     finally:
-        if ops is not None:
-            ops.stop()
-        release()
-        state.close()
+        runtime.close()
     if listener.unrecorded_at_stop:
         raise typer.Exit(1)
 
@@ -145,7 +124,9 @@ def failures_command(state_dir: StateDirOpt = None, as_json: JsonOpt = False,
     """List what the listener could not process: failed, rejected and queued files, and bad messages."""
     cfg = load(config, listen={"state_dir": state_dir})
     _require_state(cfg.listen.state_dir)
-    state = StateStore(cfg.listen.state_dir)
+    from ..daemon.runtime import open_state
+
+    state = open_state(cfg)
     files = state.files((FAILED, REJECTED, QUEUED))
     bad = state.bad_messages()
     if as_json:
@@ -195,7 +176,9 @@ def retry_command(
     """Re-drive failed files: back into the retry queue (the listener takes them), or ingest them now."""
     cfg = load(config, listen={"state_dir": state_dir})
     _require_state(cfg.listen.state_dir)
-    state = StateStore(cfg.listen.state_dir)
+    from ..daemon.runtime import open_state
+
+    state = open_state(cfg)
     unknown = [f for f in files or [] if not state.files_at(f)]  # by path (what sfi failures shows) or state key
     if unknown:
         from ..errors import SfiError

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import signal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,6 +27,9 @@ from ._common import (
     load,
     start_logging,
 )
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @app.command("watch")
@@ -81,50 +83,31 @@ def watch_command(
                        "http_host": http_host})
     if topic and not cfg.bootstrap:
         raise typer.BadParameter("--topic needs a broker (--broker, $SFI_KAFKA_BOOTSTRAP or \\[kafka])")
-    from ..ingest import Ingestor, open_sink
-    from ..daemon.state import StateStore
-    from ..daemon.watch import Watcher, WatchOptions
+    from ..config import mask_url_credentials
+    from ..daemon.runtime import build_runtime
+    from ..daemon.watch import WatchOptions, Watcher
 
     lc = cfg.listen
     start_logging(cfg, lc.log_format, verbose, quiet_log, log_level)
     _data_roots_for(cfg, directories)
-    options = WatchOptions(directories=directories,
-                           patterns=[p.strip() for p in cfg.ingest.pattern.split(",") if p.strip()],
+    options = WatchOptions(directories=directories, patterns=cfg.ingest.patterns(),
                            quiet_period=quiet, poll_interval=poll_interval, rescan_interval=rescan,
                            use_inotify=not poll, topics=topic or [],
                            runs_since_days=lc.run_start_days if since_days is None else since_days,
                            workers=lc.workers, retry_base=lc.retry_base, retry_max=lc.retry_max)
-    state = StateStore(lc.state_dir)
     cfg.ingest.complete_when = "at-once"  # the folder's quiet period + HDF5 open is watch's completeness rule
-    sink, where = open_sink(cfg)
-    if lc.processes > 0:
-        from ..daemon.procpool import ProcessIngestor
-
-        ingestor: Any = ProcessIngestor(cfg, lc.processes, sink)
-        release = ingestor.close
-    else:
-        ingestor = Ingestor(cfg, sink, require_roots=True)  # paths come from a folder others write to
-        release = sink.close
-    ops = None
+    runtime = build_runtime(cfg, "watch")
     try:
-        watcher = Watcher(cfg, options, ingestor=ingestor, state=state)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: watcher.stop())
-        if lc.http_port is not None:
-            from ..daemon.ops_http import OpsServer
-
-            ops = OpsServer(lc.http_port, health=watcher.health, metrics=watcher.metrics.render, host=lc.http_host)
-            ops.start()
-        logging.getLogger("sfi.watch").info("datasets go to %s; state in %s", where, state.path)
+        watcher = Watcher(cfg, options, ingestor=runtime.ingestor, state=runtime.state)
+        runtime.serve(stop=watcher.stop, health=watcher.health, metrics=watcher.metrics.render)
+        logging.getLogger("sfi.watch").info("datasets go to %s; state in %s", mask_url_credentials(runtime.where),
+                                            runtime.state.path)
         watcher.run()
     finally:
-        if ops is not None:
-            ops.stop()
-        release()
-        state.close()
+        runtime.close()
 
 
-def _data_roots_for(cfg: Any, directories: list[str]) -> None:
+def _data_roots_for(cfg: Config, directories: list[str]) -> None:
     """The watched folders are the data roots unless ``[ingest] data_roots`` says otherwise; then each
     watched folder must lie inside one (else every file in it would be rejected: say so now)."""
     import os

@@ -4,26 +4,31 @@ Why: an offset may be committed only after the outcome of its message is durable
 refuses a write the listener must neither commit nor forget: it pauses consumption (one ERROR
 naming the state file and the cause), holds the messages it read and the outcomes it could not
 write, probes the store every few seconds, writes what it holds once it can, and resumes.
-A mixin of ``Listener`` (listen.py): it uses the listener's consumer, state, offsets and pool.
+A collaborator of ``Listener`` (listen.py), given callables for what it needs of the listener and consumer.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from confluent_kafka import KafkaException, Message as KafkaMessage
-
-from .record import OutcomeNotRecorded, record_outcome
 from ..ingest import IngestResult
 from ..messages import DecodeError, decode
-from .state import QUEUED, StateError
+from .metrics import Metrics
+from .record import OutcomeNotRecorded, record_outcome
+from .state import StateError, StateStore
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message as KafkaMessage
 
 log = logging.getLogger("sfi.listen")
+
+#: Seconds between attempts to write held outcomes while consumption is paused.
+PROBE_INTERVAL = 2.0
 
 
 @dataclass
@@ -35,7 +40,7 @@ class _Work:
     wrdn: bytes
     source: str
     offsets: list[tuple[tuple[str, int], int]] = field(default_factory=list)
-    future: Future | None = None
+    future: Future[IngestResult] | None = None
     #: Set when the outcome is known but could not be written (held until the store is writable).
     unrecorded: IngestResult | None = None
     #: Not sent to a worker before this ``time.monotonic()`` (a taken-over partition's earlier message).
@@ -51,89 +56,120 @@ class _Work:
     hold: bool = False
 
 
-class PauseOnStateErrors:
-    """``_pause`` on a refused write; ``_try_resume`` (called every few seconds while paused) undoes it."""
+class StatePause:
+    """The listener's pause while the state store refuses writes: what is held, and how it is written later.
 
-    _paused_since: float | None
-    _held: list[KafkaMessage]
-    _unrecorded: list[_Work]
-    _last_probe: float
-    _consumer: Any
-    state: Any
-    options: Any
-    metrics: Any
-    _offsets: Any
-    _queued: dict[str, list[tuple[tuple[str, int], int]]]  # Listener's: offsets held for owed work
-    _handle: Callable[[KafkaMessage], None]  # Listener's
-    _submit: Callable[..., None]  # Listener's
+    The listener calls ``pause`` on a refused write, ``hold`` / ``hold_unrecorded`` for what it could not
+    handle or record, ``try_resume`` when ``probe_due`` (every ``PROBE_INTERVAL`` seconds while paused), and
+    ``forget`` for revoked partitions. What it is given is all it touches: the store and metrics, the
+    consumer's pause and resume, the listener's message handler, a way to send a file to the workers again,
+    and ``settle`` (a recorded outcome: queued -> its offsets wait for the retry, else they are done).
+    """
 
-    def _pause(self, cause: BaseException) -> None:
-        if self._paused_since is not None:
+    def __init__(self, state: StateStore, metrics: Metrics, *, pause_consumption: Callable[[], None],
+                 resume_consumption: Callable[[], None], handle: Callable[[KafkaMessage], None],
+                 resubmit: Callable[[_Work], None], settle: Callable[[_Work, str], None], retry_base: float,
+                 retry_max: float, missing_deadline: float) -> None:
+        self.state, self.metrics = state, metrics
+        self._pause_consumption, self._resume_consumption = pause_consumption, resume_consumption
+        self._handle, self._resubmit, self._settle = handle, resubmit, settle
+        self.retry_base, self.retry_max, self.missing_deadline = retry_base, retry_max, missing_deadline
+        self.paused_since: float | None = None
+        #: messages read but not yet handled (store not writable)
+        self.held: list[KafkaMessage] = []
+        #: files whose outcome (or whose processing) could not be written
+        self.unrecorded: list[_Work] = []
+        self.last_probe = 0.0
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_since is not None
+
+    @property
+    def outstanding(self) -> int:
+        """Outcomes and messages held, not recorded (their offsets stay uncommitted)."""
+        return len(self.unrecorded) + len(self.held)
+
+    def probe_due(self, now: float) -> bool:
+        """While paused, every ``PROBE_INTERVAL`` seconds: time to ``try_resume``."""
+        if self.paused_since is None or now - self.last_probe < PROBE_INTERVAL:
+            return False
+        self.last_probe = now
+        return True
+
+    def pause(self, cause: BaseException) -> None:
+        if self.paused_since is not None:
             return
-        self._paused_since = time.monotonic()
-        self._last_probe = time.monotonic()
+        self.paused_since = time.monotonic()
+        self.last_probe = time.monotonic()
         self.metrics.set("sfi_consumption_paused", 1)
-        if self._consumer is not None:
-            try:
-                self._consumer.pause(self._consumer.assignment())
-            except KafkaException:
-                pass  # messages still delivered are held, not handled: see _receive
+        self._pause_consumption()
         reason = cause.cause if isinstance(cause, OutcomeNotRecorded) else cause
         reason = getattr(reason, "reason", None) or reason
         log.error("cannot record outcomes in the state store %s (%s): consumption paused, offsets not committed; "
                   "resuming when it is writable again", self.state.path, reason)
 
-    def _try_resume(self, *, resume_consumer: bool = True) -> None:
+    def hold(self, msg: KafkaMessage) -> None:
+        """A message read while paused: handled once the store is writable."""
+        self.held.append(msg)
+
+    def hold_unrecorded(self, work: _Work, cause: BaseException) -> None:
+        """A file whose outcome (``work.unrecorded``) or processing could not be recorded: pause, write it later."""
+        self.unrecorded.append(work)
+        self.pause(cause)
+
+    def forget(self, tps: Collection[tuple[str, int]]) -> None:
+        """Partitions revoked: what was held for them is the new owner's to read again."""
+        self.held = [m for m in self.held if (m.topic(), m.partition()) not in tps]
+        for work in self.unrecorded:
+            work.offsets = [(tp, o) for tp, o in work.offsets if tp not in tps]
+        self.unrecorded = [w for w in self.unrecorded if w.offsets]
+
+    def try_resume(self, *, resume_consumer: bool = True) -> None:
         """Write the held outcomes, handle the held messages; resume consumption when all went in."""
         try:
-            while self._unrecorded:
-                work = self._unrecorded[0]
+            while self.unrecorded:
+                work = self.unrecorded[0]
                 if work.unrecorded is not None:
-                    status = record_outcome(self.state, work.key, work.unrecorded, job_id=self._job_of(work),
+                    status = record_outcome(self.state, work.key, work.unrecorded, job_id=_job_of(work),
                                             writer_path=work.writer_path, source=work.source, wrdn=work.wrdn,
-                                            retry_base=self.options.retry_base, retry_max=self.options.retry_max,
-                                            missing_deadline=self.options.missing_deadline)
-                    self._unrecorded.pop(0)
-                    if status == QUEUED:  # still owed: the offsets wait for the retry (the group owns it)
-                        self._queued.setdefault(work.key, []).extend(work.offsets)
-                        continue
-                    for tp, offset in work.offsets:
-                        self._offsets.done(tp, offset)
+                                            retry_base=self.retry_base, retry_max=self.retry_max,
+                                            missing_deadline=self.missing_deadline)
+                    self.unrecorded.pop(0)
+                    self._settle(work, status)  # queued: still owed, the offsets wait for the retry
                 else:  # not even processed: ingest again (idempotent) once writable
                     self.state.put_meta_probe()
-                    self._unrecorded.pop(0)
+                    self.unrecorded.pop(0)
                     work.future = None
-                    self._submit(work, wait_missing=0.0)
+                    self._resubmit(work)
             self.state.put_meta_probe()
-            while self._held:
-                msg = self._held.pop(0)
-                if not self._handle_or_hold(msg, front=True):
+            while self.held:
+                msg = self.held.pop(0)
+                if not self.handle_or_hold(msg, front=True):
                     return
         except (StateError, OutcomeNotRecorded):
             return  # still not writable: stay paused, no new log line
         if not resume_consumer:
             return
-        waited = time.monotonic() - (self._paused_since or time.monotonic())
-        self._paused_since = None
+        waited = time.monotonic() - (self.paused_since or time.monotonic())
+        self.paused_since = None
         self.metrics.set("sfi_consumption_paused", 0)
-        if self._consumer is not None:
-            try:
-                self._consumer.resume(self._consumer.assignment())
-            except KafkaException as exc:
-                log.warning("resuming consumption: %s", exc)
+        self._resume_consumption()
         log.info("state store %s writable again after %.0f s: consumption resumed", self.state.path, waited)
 
-    def _job_of(self, work: _Work) -> str | None:
-        try:
-            return decode(work.wrdn, expect="wrdn").value.job_id or None
-        except DecodeError:
-            return None
-
-    def _handle_or_hold(self, msg: KafkaMessage, *, front: bool = False) -> bool:
+    def handle_or_hold(self, msg: KafkaMessage, *, front: bool = False) -> bool:
+        """Handle ``msg``; when the store refuses, hold it (in front: it was first) and pause."""
         try:
             self._handle(msg)
             return True
         except StateError as exc:
-            self._held.insert(0, msg) if front else self._held.append(msg)
-            self._pause(exc)
+            self.held.insert(0, msg) if front else self.held.append(msg)
+            self.pause(exc)
             return False
+
+
+def _job_of(work: _Work) -> str | None:
+    try:
+        return decode(work.wrdn, expect="wrdn").value.job_id or None
+    except DecodeError:
+        return None

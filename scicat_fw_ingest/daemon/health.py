@@ -16,12 +16,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError as _LibKafkaError
 
 from .._logging import scrub
+from ..config import Config
+from ..ingest.sink import Ingests
 from ..kafka import make_admin
+from .state import StateStore
 
 log = logging.getLogger("sfi.listen")
 
@@ -124,17 +127,27 @@ class BrokerProblems:
             self._last_logged = -1e18
 
 
+class _HealthOptions(Protocol):
+    """What the checks read of ``listen.ListenOptions`` (named here: health is below listen)."""
+
+    health_interval: float
+
+
 class ListenerChecks:
     """The listener's three health checks (run by ``HealthMonitor``) and the cached answer for /health."""
 
     _health: HealthMonitor
     _admin: Any
     _admin_lock: threading.Lock
-    cfg: Any
-    options: Any
-    ingestor: Any
-    state: Any
-    paused: bool
+    cfg: Config
+    options: _HealthOptions
+    ingestor: Ingests
+    state: StateStore
+
+    @property
+    def paused(self) -> bool:
+        """Whether consumption is paused because the state store refuses writes (the listener says)."""
+        return False
 
     def health(self) -> dict[str, tuple[bool, str]]:
         checks = self._health.report()

@@ -34,6 +34,7 @@ from typing import Any
 from .._logging import ParentLogListener, sfi_level, worker_logging
 from ..config import Config
 from ..ingest import IngestResult, Ingestor, RunInfo, open_sink
+from ..ingest.sink import Sink
 
 _worker_ingestor: Ingestor | None = None
 
@@ -95,7 +96,7 @@ def _ingest_in_worker(path: str, run: RunInfo | None, wait_missing: float, skip_
 class ProcessIngestor:
     """``Ingestor.ingest`` run in ``processes`` worker processes; thread-safe to call."""
 
-    def __init__(self, cfg: Config, processes: int, sink: Any, *, fence_after: float = 0.0) -> None:
+    def __init__(self, cfg: Config, processes: int, sink: Sink, *, fence_after: float = 0.0) -> None:
         self.cfg = cfg
         self.processes = processes
         self.sink = sink  # this process's own (health checks); each worker opens its own from cfg

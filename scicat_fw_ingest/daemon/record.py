@@ -13,13 +13,16 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sized
-from typing import Any
 
 from .._logging import scrub
+from ..completion import FinishedFile
 from ..completion.wrdn import run_info_for  # re-exported: it moved there with the rest of wrdn completion
+from ..config import Config, IngestConfig, ListenConfig
 from ..errors import SfiError
-from ..ingest import IngestResult
-from .state import DONE, FAILED, QUEUED, REJECTED, StateError, StateStore
+from ..ingest import IngestResult, RunInfo
+from ..ingest.sink import Ingests
+from ..messages import DecodeError, decode
+from .state import DONE, FAILED, QUEUED, REJECTED, FileRecord, StateError, StateStore
 
 log = logging.getLogger("sfi.listen")
 
@@ -33,26 +36,71 @@ class OutcomeNotRecorded(SfiError):
         self.cause = cause
 
 
-def ingest_and_record(ingestor: Any, state: StateStore, key: str, wrdn_payload: bytes | None, source: str, *,
-                      wait_missing: float, retry_base: float = 2.0, retry_max: float = 300.0,
-                      writer_path: str | None = None, missing_deadline: float = 6 * 3600.0) -> IngestResult:
-    """Ingest one finished file and durably record its outcome under ``key`` (see ``state.file_identity``).
+#: Who declared a watched file finished, as its run's ``service_id`` when no run start names one (for a file
+#: announced by a wrdn, the writer's service id is there).
+WATCH_SERVICE_ID = "sfi-watch"
 
-    ``writer_path`` defaults to ``key``. Raises ``OutcomeNotRecorded`` when the state store fails.
+
+def wrdn_file(state: StateStore, key: str, writer_path: str, wrdn: bytes | None, source: str) -> FinishedFile:
+    """A file a wrdn announced (``sfi listen``), with what Kafka said about it (the wrdn, its cached run start).
+
+    Raises ``OutcomeNotRecorded`` (without a result) when the store cannot be read.
     """
-    path = writer_path or key
     try:
-        run = run_info_for(state, wrdn_payload)
+        run = run_info_for(state, wrdn)
     except StateError as exc:
         raise OutcomeNotRecorded(None, exc) from None
+    return FinishedFile(writer_path, run, source, key)
+
+
+def watched_file(state: StateStore, key: str, path: str, job_id: str | None, source: str) -> FinishedFile:
+    """A file found settled in a watched folder (``sfi watch``), with its run start when one was matched.
+
+    What is recorded of it (path, job id) is all a retry needs: the run start is cached by job id. Raises
+    ``OutcomeNotRecorded`` (without a result) when the store cannot be read.
+    """
+    try:
+        cached = state.get_run_start(job_id) if job_id else None
+    except StateError as exc:
+        raise OutcomeNotRecorded(None, exc) from None
+    run_start = None
+    if cached is not None:
+        try:
+            run_start = decode(cached, expect="pl72").value
+        except DecodeError:
+            run_start = None
+    run = RunInfo.from_messages(run_start, None)
+    run.job_id = run.job_id or job_id or None
+    run.service_id = run.service_id or WATCH_SERVICE_ID
+    run.filename = path  # the file itself, as a wrdn would name it
+    return FinishedFile(path, run, source, key)
+
+
+def requeued_file(state: StateStore, record: FileRecord) -> FinishedFile:
+    """A file of the retry queue, as it was first seen: by its wrdn, or (watched) by its path and job id."""
+    if record.wrdn:
+        return wrdn_file(state, record.file_key, record.writer_path, record.wrdn, record.source)
+    return watched_file(state, record.file_key, record.writer_path, record.job_id, record.source)
+
+
+def ingest_and_record(ingestor: Ingests, state: StateStore, finished: FinishedFile, *, wrdn: bytes | None,
+                      wait_missing: float, retry_base: float = ListenConfig.retry_base,
+                      retry_max: float = ListenConfig.retry_max,
+                      missing_deadline: float = IngestConfig.missing_hours * 3600) -> IngestResult:
+    """Ingest one finished file and durably record its outcome under its identity (``state.file_identity``).
+
+    ``wrdn``: the writer's message that announced it, kept for the retry queue (``None`` for a watched file,
+    re-driven by path and job id). Raises ``OutcomeNotRecorded`` when the state store fails.
+    """
+    key, path = finished.identity or finished.path, finished.path
     try:
         # skip_existing=False: the state store already knows what is done, and upsert looks the pid up
-        result = ingestor.ingest(path, run, wait_missing=wait_missing, skip_existing=False)
+        result = ingestor.ingest(path, finished.run, wait_missing=wait_missing, skip_existing=False)
     except Exception as exc:  # a bug must not lose the file: queue it like a retryable failure
         log.exception("unexpected error ingesting %s", path)
         result = IngestResult(file=path, pid=None, status="failed", error=f"internal error: {exc}", retryable=True)
-    record_outcome(state, key, result, job_id=run.job_id, writer_path=path, source=source, wrdn=wrdn_payload,
-                   retry_base=retry_base, retry_max=retry_max, missing_deadline=missing_deadline)
+    record_outcome(state, key, result, job_id=finished.run.job_id, writer_path=path, source=finished.source,
+                   wrdn=wrdn, retry_base=retry_base, retry_max=retry_max, missing_deadline=missing_deadline)
     return result
 
 
@@ -84,11 +132,16 @@ AUTH_LATCH = _AuthLatch()
 
 
 def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id: str | None, writer_path: str,
-                   source: str, wrdn: bytes | None, retry_base: float = 2.0, retry_max: float = 300.0,
-                   missing_deadline: float = 6 * 3600.0) -> str:
+                   source: str, wrdn: bytes | None, retry_base: float = ListenConfig.retry_base,
+                   retry_max: float = ListenConfig.retry_max,
+                   missing_deadline: float = IngestConfig.missing_hours * 3600) -> str:
     """Write ``result`` to the state (status returned); ``OutcomeNotRecorded`` when the store refuses."""
     error = scrub(result.error) if result.error else None
-    common = dict(job_id=job_id, writer_path=writer_path, pid=result.pid, source=source, wrdn=wrdn)
+
+    def write(status: str, *, error: str | None = None, next_attempt: float | None = None) -> None:
+        state.record_file(key, job_id=job_id, writer_path=writer_path, status=status, source=source, wrdn=wrdn,
+                          pid=result.pid, error=error, next_attempt=next_attempt)
+
     try:
         previous = state.get_file(key)
         attempts = (previous.attempts if previous else 0) + 1
@@ -96,11 +149,11 @@ def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id:
         waited = time.time() - first_seen if first_seen else 0.0
         if result.status in DONE:
             AUTH_LATCH.accepted()
-            state.record_file(key, status=result.status, **common)
+            write(result.status)
             log.info("%s %s -> pid %s", result.status, writer_path, result.pid)
             return result.status
         if result.status == REJECTED:
-            state.record_file(key, status=REJECTED, error=error, **common)
+            write(REJECTED, error=error)
             log.warning("%s", error)
             return REJECTED
         if result.retryable and result.file_problem and waited >= missing_deadline:
@@ -108,14 +161,14 @@ def record_outcome(state: StateStore, key: str, result: IngestResult, *, job_id:
             result.retryable = False
         if result.retryable:
             delay = min(retry_max, retry_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
-            state.record_file(key, status=QUEUED, error=error, next_attempt=time.time() + delay, **common)
+            write(QUEUED, error=error, next_attempt=time.time() + delay)
             if result.auth:  # one line while the credentials are refused, not one per file
                 AUTH_LATCH.refused(error or "SciCat refused the credentials")
                 log.debug("will retry %s in %.0f s (attempt %d): %s", writer_path, delay, attempts, error)
             else:
                 log.warning("will retry %s in %.0f s (attempt %d): %s", writer_path, delay, attempts, error)
             return QUEUED
-        state.record_file(key, status=FAILED, error=error, **common)
+        write(FAILED, error=error)
         log.error("failed %s: %s", writer_path, error)
         return FAILED
     except StateError as exc:
@@ -128,15 +181,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def retry_now(cfg: Any, state: StateStore) -> list[IngestResult]:
+def retry_now(cfg: Config, state: StateStore) -> list[IngestResult]:
     """``sfi retry --now``: ingest every due file of the queue in this process."""
     from ..ingest import Ingestor, open_sink
 
     sink, _ = open_sink(cfg)
     ingestor = Ingestor(cfg, sink, require_roots=True)  # the paths came from wrdn messages
     try:
-        return [ingest_and_record(ingestor, state, r.file_key, r.wrdn, r.source, wait_missing=0.0,
-                                  writer_path=r.writer_path, missing_deadline=cfg.ingest.missing_hours * 3600)
+        return [ingest_and_record(ingestor, state, requeued_file(state, r), wrdn=r.wrdn or None, wait_missing=0.0,
+                                  missing_deadline=cfg.ingest.missing_hours * 3600)
                 for r in state.due(time.time(), limit=1_000_000)]
     finally:
         sink.close()

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ..config import ListenConfig
 from ..errors import SfiError
 
 _SCHEMA = """
@@ -64,8 +66,10 @@ CREATE TABLE IF NOT EXISTS meta (
 
 #: Schema versions (PRAGMA user_version): 0 = files keyed by path only, big bad-message payloads;
 #: 2 = files keyed by path and job (``file_identity``), ``first_seen``, truncated bad payloads;
-#: 3 = ``verify_at``: a done file whose datablock is looked at again then (an unknown POST outcome, a takeover).
-SCHEMA_VERSION = 3
+#: 3 = ``verify_at``: a done file whose datablock is looked at again then (an unknown POST outcome, a takeover);
+#: 4 = a watched file keeps no wrdn (empty): it is re-driven by its path and job id (before, ``sfi watch``
+#: stored a wrdn it made up itself).
+SCHEMA_VERSION = 4
 
 #: Final outcomes (nothing more to do) and the ones that still owe work.
 DONE = ("created", "exists", "repaired", "skipped")
@@ -131,7 +135,7 @@ class BadMessage:
     payload_sha256: str | None = None
 
 
-def _record(row: tuple) -> FileRecord:
+def _record(row: tuple[Any, ...]) -> FileRecord:
     (key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source, wrdn, first_seen,
      verify_at) = row
     return FileRecord(key, job_id, writer_path, status, pid, error, attempts, next_attempt, updated_at, source,
@@ -146,10 +150,13 @@ class StateStore:
     bad-message table by count and age.
     """
 
-    def __init__(self, state_dir: str | Path, *, busy_timeout: float = 30.0, bad_max: int = 2000,
-                 bad_days: float = 30.0) -> None:
+    def __init__(self, state_dir: str | Path, *, busy_timeout: float = ListenConfig.state_busy_timeout,
+                 bad_max: int = ListenConfig.bad_messages_max,
+                 bad_days: float = ListenConfig.bad_messages_days) -> None:
         self.directory = Path(state_dir)
         self.bad_max, self.bad_days = bad_max, bad_days
+        #: seconds a write waits for another process's lock (``[listen] state_busy_timeout``)
+        self.busy_timeout = busy_timeout
         self._bad_since_prune = 0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -185,6 +192,8 @@ class StateStore:
             db.execute("UPDATE bad_messages SET payload_length = length(payload) WHERE payload_length IS NULL")
             db.execute("UPDATE bad_messages SET payload = substr(payload, 1, ?) WHERE length(payload) > ?",
                        (BAD_PAYLOAD_KEPT, BAD_PAYLOAD_KEPT))
+            # the wrdn `sfi watch` made up for a watched file (service "sfi-watch"): its job id is in its row
+            db.execute("UPDATE files SET wrdn = x'' WHERE source LIKE 'watch:%' AND length(wrdn) > 0")
             db.execute("COMMIT")
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -208,7 +217,7 @@ class StateStore:
                     pass  # the original error is the one worth reporting
                 raise StateError(f"state store {self.path}: {exc}", str(exc)) from None
 
-    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()

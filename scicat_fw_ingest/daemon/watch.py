@@ -29,13 +29,14 @@ from typing import Any
 from ..completion import FinishedFile
 from ..completion.folder import FolderWatcher
 from ..completion.runs import RunIndex, RunRecord
-from ..config import Config
+from ..config import Config, IngestConfig, ListenConfig
 from ..ingest import IngestResult, RunInfo
+from ..ingest.sink import Ingests
 from .metrics import COUNTER, GAUGE, Metrics
-from .record import finish_in_flight
-from .state import DONE, StateStore, file_identity
+from .record import finish_in_flight, ingest_and_record, requeued_file, watched_file
+from .state import DONE, FileRecord, StateStore, file_identity
 
-__all__ = ["RunFeed", "WATCH_METRICS", "WatchOptions", "Watcher", "watched_identity"]
+__all__ = ["WATCH_METRICS", "RunFeed", "WatchOptions", "Watcher", "watched_identity"]
 
 log = logging.getLogger("sfi.watch")
 
@@ -68,7 +69,7 @@ class WatchOptions:
     """What ``sfi watch`` was asked to do (directories, settling, run topics, workers, retry backoff)."""
 
     directories: list[str]
-    patterns: list[str] = field(default_factory=lambda: ["*.nxs", "*.nx5", "*.hdf", "*.hdf5", "*.h5"])
+    patterns: list[str] = field(default_factory=lambda: IngestConfig().patterns())
     #: Seconds a file's size and mtime must stay unchanged before HDF5 is asked to open it.
     quiet_period: float = 5.0
     poll_interval: float = 1.0
@@ -79,10 +80,10 @@ class WatchOptions:
     #: Topics with the writer's pl72/6s4t; none: the file alone fills the dataset.
     topics: list[str] = field(default_factory=list)
     #: Run messages are read from this many days back at every start.
-    runs_since_days: float = 30.0
-    workers: int = 4
-    retry_base: float = 2.0
-    retry_max: float = 300.0
+    runs_since_days: float = ListenConfig.run_start_days
+    workers: int = ListenConfig.workers
+    retry_base: float = ListenConfig.retry_base
+    retry_max: float = ListenConfig.retry_max
     drain_timeout: float = 30.0
 
 
@@ -115,28 +116,21 @@ class _Ledger:
         """Cache the run start by job id, where ``ingest_and_record`` (and ``sfi retry``) look it up."""
         self.state.put_run_start(record.job_id, record.payload, record.source)
 
-    def ingest(self, ingestor: Any, finished: FinishedFile) -> IngestResult:
-        """Ingest and durably record; a wrdn is synthesised so the listener's queue and retry tools apply."""
-        from streaming_data_types import serialise_wrdn
+    def ingest(self, ingestor: Ingests, finished: FinishedFile) -> IngestResult:
+        """Ingest and durably record, re-drivable from the queue by its path and job id (no wrdn)."""
+        full = watched_file(self.state, finished.identity or finished.path, finished.path, finished.run.job_id,
+                            finished.source)  # with the run start remember_run cached
+        return ingest_and_record(ingestor, self.state, full, wrdn=None, wait_missing=0.0,
+                                 retry_base=self.retry_base, retry_max=self.retry_max)
 
-        from .listen import ingest_and_record
+    def due(self, limit: int) -> list[FileRecord]:
+        """Queued watched files whose next attempt is due."""
+        return [r for r in self.state.due(time.time(), limit=limit) if r.source.startswith(SOURCE_PREFIX)]
 
-        wrdn = serialise_wrdn("sfi-watch", finished.run.job_id or "", False, finished.path, None, None)
-        return ingest_and_record(ingestor, self.state, finished.identity or finished.path, wrdn, finished.source,
-                                 wait_missing=0.0, retry_base=self.retry_base, retry_max=self.retry_max,
-                                 writer_path=finished.path)
-
-    def due(self, limit: int) -> list[tuple[str, str, bytes, str]]:
-        """Queued watched files whose next attempt is due: ``(key, path, wrdn, source)``."""
-        return [(r.file_key, r.writer_path, r.wrdn, r.source) for r in self.state.due(time.time(), limit=limit)
-                if r.source.startswith(SOURCE_PREFIX)]
-
-    def retry(self, ingestor: Any, key: str, path: str, wrdn: bytes, source: str) -> IngestResult:
+    def retry(self, ingestor: Ingests, record: FileRecord) -> IngestResult:
         """One more attempt at a queued file, recorded under the key it was queued with."""
-        from .listen import ingest_and_record
-
-        return ingest_and_record(ingestor, self.state, key, wrdn, source, wait_missing=0.0,
-                                 retry_base=self.retry_base, retry_max=self.retry_max, writer_path=path)
+        return ingest_and_record(ingestor, self.state, requeued_file(self.state, record), wrdn=record.wrdn or None,
+                                 wait_missing=0.0, retry_base=self.retry_base, retry_max=self.retry_max)
 
 
 class RunFeed(threading.Thread):
@@ -156,7 +150,8 @@ class RunFeed(threading.Thread):
         from ..errors import KafkaError
         from ..kafka import make_consumer, topic_partitions
 
-        consumer = make_consumer(self.cfg, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 100})
+        extra: dict[str, Any] = {"enable.partition.eof": True, "fetch.wait.max.ms": 100}
+        consumer = make_consumer(self.cfg, None, **extra)
         since_ms = int((time.time() - self.since_days * 86400) * 1000)
         wanted = [TopicPartition(t, p, since_ms) for t in self.topics
                   for p in topic_partitions(consumer, t, self.cfg.bootstrap or "")]
@@ -225,7 +220,7 @@ class RunFeed(threading.Thread):
 class Watcher:
     """Settled files of the watched folders → ``Ingestor`` (worker threads) → the state store."""
 
-    def __init__(self, cfg: Config, options: WatchOptions, *, ingestor: Any, state: StateStore) -> None:
+    def __init__(self, cfg: Config, options: WatchOptions, *, ingestor: Ingests, state: StateStore) -> None:
         self.cfg, self.options, self.ingestor = cfg, options, ingestor
         # The folder settled each file already (quiet period + HDF5 opens it): no second settle time in the
         # ingest core, whose re-stat after reading still holds (``completion.settle``).
@@ -239,7 +234,7 @@ class Watcher:
                                     poll_interval=options.poll_interval)
         self.feed = RunFeed(cfg, options.topics, self.index, options.runs_since_days) if options.topics else None
         self._pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="sfi-ingest")
-        self._work: dict[str, Future] = {}
+        self._work: dict[str, Future[IngestResult]] = {}
         #: settled files waiting for their run messages, with the reason (logged when it changes)
         self.held: dict[str, str] = {}
         self._stop = threading.Event()
@@ -326,10 +321,11 @@ class Watcher:
 
     def _schedule_retries(self) -> None:
         # work is keyed by path: one ingestion per path at a time, whichever version it is for
-        for key, path, wrdn, source in self.ledger.due(limit=max(1, self.options.workers * 2)):
+        for record in self.ledger.due(limit=max(1, self.options.workers * 2)):
+            path = record.writer_path
             if path not in self._work:
                 log.info("retrying %s", path)
-                self._work[path] = self._pool.submit(self.ledger.retry, self.ingestor, key, path, wrdn, source)
+                self._work[path] = self._pool.submit(self.ledger.retry, self.ingestor, record)
 
     def health(self) -> dict[str, tuple[bool, str]]:
         """/health: the watched folders, SciCat (or the catalogue), the state store, and the run messages."""

@@ -169,11 +169,14 @@ def test_ctrl_c_in_a_waiting_command_exits_130_without_traceback() -> None:
 
 
 def test_exit_when_idle_counts_time_without_any_assignment(tmp_path: Path) -> None:
+    from scicat_fw_ingest.catalogue import CatalogueDir
     from scicat_fw_ingest.config import Config
     from scicat_fw_ingest.daemon.listen import ListenOptions, Listener
+    from scicat_fw_ingest.ingest import Ingestor
 
     state = StateStore(str(tmp_path))
-    listener = Listener(Config(), ListenOptions(topics=["no_such_topic"], exit_when_idle=2.0), ingestor=None,
+    ingestor = Ingestor(Config(), CatalogueDir(str(tmp_path / "catalogue")))
+    listener = Listener(Config(), ListenOptions(topics=["no_such_topic"], exit_when_idle=2.0), ingestor=ingestor,
                         state=state)
     try:
         start = listener._last_message

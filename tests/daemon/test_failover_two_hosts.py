@@ -140,7 +140,9 @@ def test_worker_processes_die_with_a_killed_listener(tmp_path: Path, kafka_confi
     with ScicatTestServer() as server:
         env = {"SFI_KAFKA_BOOTSTRAP": kafka_bootstrap, "SFI_SCICAT_URL": server.url,
                "SFI_SCICAT_TOKEN": server.token, "SFI_CONFIG": str(config_file(tmp_path, data_dir)),
-               "SFI_STATE_DIR": str(tmp_path / "state"), "SFI_LISTEN_PROCESSES": "1"}
+               "SFI_STATE_DIR": str(tmp_path / "state"), "SFI_LISTEN_PROCESSES": "1",
+               # the process killed is the listener itself (not a supervising parent): its workers are its children
+               "SFI_LISTEN_SUPERVISE": "false"}
         proc = ListenerProcess(["--topic", topic, "--group", f"g-{topic}"], env, tmp_path / "l.log").start()
         assert proc.proc is not None
         try:

@@ -72,7 +72,8 @@ def test_kill_9_at_random_moments_then_restart_each_file_once(tmp_path, data_dir
         proc = listener(tmp_path, "k", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
                         group=group).start()
         # let it join the group and get some way into the stream, then pull the plug mid-work
-        wait_for(lambda: len(scicat.datasets) > 0 or proc.proc.poll() is not None, 60, "a first dataset")
+        wait_for(lambda p=proc: len(scicat.datasets) > 0 or p.proc.poll() is not None, 60,  # type: ignore[misc]
+                 "a first dataset")
         time.sleep(rng.uniform(0.0, 1.5))
         proc.kill()
         kills += 1
@@ -242,8 +243,6 @@ def test_failures_listed_and_retry_now_redrives_them(tmp_path, data_dir, kafka_c
 
 
 def test_health_and_metrics_endpoints(tmp_path, data_dir, kafka_config, kafka_bootstrap, scicat, topic) -> None:
-    import urllib.error
-    import urllib.request
 
     from scicat_fw_ingest.testing.broker import free_port
 

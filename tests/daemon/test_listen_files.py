@@ -1,4 +1,5 @@
-"""`sfi listen` and the files a wrdn names: rejected outside the roots, failed when gone for good, new at a reused path."""
+"""`sfi listen` and the files a wrdn names: rejected outside the roots, failed when gone for good, new at a reused
+path."""
 
 from __future__ import annotations
 

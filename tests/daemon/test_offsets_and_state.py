@@ -187,7 +187,7 @@ def test_a_schema_2_database_gets_verify_at_and_verifications_come_due(tmp_path:
                 "x'00', 5.0)")
     old.close()
     store = StateStore(tmp_path / "state")
-    assert store._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3
+    assert store._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 4
     assert store.get_file("k").verify_at is None and store.due_verify(time.time()) == []
     store.schedule_verify("k", time.time() + 60)
     store.record_file("k", job_id="job", writer_path="/w/a.nxs", status="exists", source="t/1@7", wrdn=b"\0")
@@ -198,3 +198,42 @@ def test_a_schema_2_database_gets_verify_at_and_verifications_come_due(tmp_path:
     assert due.file_key == "k" and due.status == "exists" and due.source == "t/1@7"
     store.schedule_verify("k", None)
     assert store.due_verify(time.time() + 61) == []
+
+
+def test_a_schema_3_database_forgets_the_wrdn_watch_made_up_and_retries_the_file_the_same(tmp_path: Path) -> None:
+    """Schema 3 → 4: a watched file's made-up wrdn is dropped in place; its retry gets the same run as before."""
+    import sqlite3
+
+    from streaming_data_types import serialise_pl72, serialise_wrdn
+
+    from scicat_fw_ingest.completion.wrdn import run_info_for
+    from scicat_fw_ingest.daemon.record import requeued_file
+    from scicat_fw_ingest.daemon.state import SCHEMA_VERSION, _SCHEMA
+
+    (tmp_path / "state").mkdir()
+    old = sqlite3.connect(tmp_path / "state" / "sfi-state.sqlite3", isolation_level=None)
+    old.executescript(_SCHEMA + "PRAGMA user_version = 3;")
+    made_up = serialise_wrdn("sfi-watch", "job-7", False, "/archive/run7.nxs", None, None)  # what watch stored
+    real = serialise_wrdn("kafka-to-nexus:host--pid:1", "job-8", False, "/w/run8.nxs", '{"proposal": "p1"}', None)
+    pl72 = serialise_pl72("job-7", "run7.nxs", run_name="run7", instrument_name="MUSR", metadata='{"a": 1}')
+    old.execute("INSERT INTO run_starts VALUES ('job-7', 1.0, 'runinfo/0@3', ?)", (pl72,))
+    row = ("INSERT INTO files (file_key, job_id, writer_path, status, attempts, next_attempt, updated_at, source, "
+           "wrdn) VALUES (?, ?, ?, 'queued', 1, 0.0, 5.0, ?, ?)")
+    old.execute(row, ("/archive/run7.nxs#size=1,mtime=2.000000", "job-7", "/archive/run7.nxs",
+                      "watch:/archive + runinfo/0@3", made_up))
+    old.execute(row, ("/w/run8.nxs#job=job-8", "job-8", "/w/run8.nxs", "t/0@9", real))
+    old.close()
+    store = StateStore(tmp_path / "state")
+    try:
+        assert store._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 4
+        before = run_info_for(store, made_up)  # the run the made-up wrdn gave a retry under schema 3
+        watched, announced = sorted(store.due(time.time()), key=lambda r: r.writer_path)
+        assert watched.wrdn == b"" and watched.job_id == "job-7"
+        assert announced.wrdn == real  # the writer's own message stays: it is what the file's run comes from
+        again = requeued_file(store, watched)
+        assert again.run == before and again.run.run_name == "run7" and again.run.service_id == "sfi-watch"
+        assert (again.path, again.identity, again.source) == (watched.writer_path, watched.file_key, watched.source)
+        assert requeued_file(store, announced).run == run_info_for(store, real)
+        assert requeued_file(store, announced).run.wrdn_metadata == {"proposal": "p1"}
+    finally:
+        store.close()

@@ -15,10 +15,9 @@ from scicat_fw_ingest.catalogue import CatalogueDir
 from scicat_fw_ingest.completion.folder import BAD, OK, WAIT, hdf5_verdict
 from scicat_fw_ingest.completion.runs import RunIndex
 from scicat_fw_ingest.config import load_config
-from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.daemon.state import StateStore
-from scicat_fw_ingest.daemon.watch import Watcher, WatchOptions, watched_identity
-
+from scicat_fw_ingest.daemon.watch import WatchOptions, Watcher, watched_identity
+from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.testing.listener import DEFAULTS_TOML, wait_for
 from scicat_fw_ingest.testing.watcher import Clock, muon_file, record_at, run_watcher, watch_config, watcher
 
@@ -211,7 +210,8 @@ def test_a_file_waits_for_its_runs_stop_and_takes_the_run_start(tmp_path: Path, 
         thread.join(30)
     record = record_at(state, running)
     assert record.status == "created" and record.pid == job and record.job_id == job
-    docs = {json.loads(p.read_text())["pid"]: json.loads(p.read_text()) for p in (tmp_path / "cat").glob("*/dataset.json")}
+    docs = {json.loads(p.read_text())["pid"]: json.loads(p.read_text())
+            for p in (tmp_path / "cat").glob("*/dataset.json")}
     assert docs[job]["proposalId"] == "RB2413013"  # the run start's metadata filled the dataset
     assert docs[job]["datasetName"] == "MUSR00000300"
     assert record_at(state, alone).pid != job and record_at(state, alone).status == "created"

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from scicat_fw_ingest.catalogue import CatalogueDir
+from scicat_fw_ingest.daemon.state import StateStore
+from scicat_fw_ingest.daemon.watch import WatchOptions, Watcher, watched_identity
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.simulate import SimulatedJob
-from scicat_fw_ingest.daemon.state import StateStore
-from scicat_fw_ingest.daemon.watch import Watcher, WatchOptions, watched_identity
-
 from scicat_fw_ingest.testing.listener import wait_for, write_ess_file
 from scicat_fw_ingest.testing.watcher import Clock, muon_file, record_at, run_watcher, watch_config, watcher
 
