@@ -39,7 +39,6 @@ LONG_MODULES: dict[str, str] = {
     "scicat_fw_ingest.config": "arrived with the preview merge (bf9d638); being edited on another branch (issue 21)",
     "scicat_fw_ingest.mapping.dataset": "arrived with the preview merge (bf9d638); split with the mapping's circle",
     "scicat_fw_ingest.daemon.listen": "grew with the failover work (issue 18); split with the daemon runtime",
-    "scicat_fw_ingest.scicat._client": "grew with the failover work (issue 18): convergence to split out (issue 21)",
 }
 
 #: test modules that still import another test module (``tests.*`` other than conftest) -> why. Builders that tests

@@ -64,8 +64,9 @@ def check_defaults(defaults: dict[str, Any]) -> None:
     """A ``[defaults]`` key that is no dataset field is a typo: fail before any file is touched."""
     for key in defaults:
         if key not in DATASET_FIELDS or key in ("pid", "sourceFolder"):
+            known = ", ".join(sorted(k for k in DATASET_FIELDS if k not in ("pid", "sourceFolder")))
             raise ProfileError(f"config [defaults] {key}: not a SciCat dataset field a default can fill "
-                               f"(known: {', '.join(sorted(k for k in DATASET_FIELDS if k not in ('pid', 'sourceFolder')))})")
+                               f"(known: {known})")
 
 
 def check_timezone(zone: str | None) -> None:

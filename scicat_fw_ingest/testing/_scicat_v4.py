@@ -5,7 +5,8 @@ Kept apart from ``scicat_server.py`` (HTTP, faults, v3 storage) so each rule rea
 - v4 dataset DTO: plural ``principalInvestigators``/``proposalIds``/``instrumentIds``/``sampleIds``,
   ``datasetName`` required, a singular v3 field is a 400, a missing ``owner`` a 500 (storage needs it);
 - ``POST /api/v4/origdatablocks`` with ``datasetId``: 4.5.0 *recomputes* the dataset's size and file
-  count from all its datablocks, 5.1.0 adds (as v3 always does); a non-admin account not in the dataset's groups gets 403 there (v3's nested route accepts);
+  count from all its datablocks, 5.1.0 adds (as v3 always does); a non-admin account not in the dataset's groups
+  gets 403 there (v3's nested route accepts);
 - reads by a non-admin account: only datasets whose ownerGroup/accessGroups meet its groups
   (``{username, "globalaccess"}``), else 403 ``Unauthorized access``; list reads are filtered silently.
 """
@@ -16,7 +17,7 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ._scicat_rules import _BOOL, _EMAILS, _ISO, _LIST_OBJ, _LIST_STR, _OBJ, _STR, DATASET_FIELDS, validate
+from ._scicat_rules import DATASET_FIELDS, _BOOL, _EMAILS, _ISO, _LIST_OBJ, _LIST_STR, _OBJ, _STR, validate
 
 if TYPE_CHECKING:
     from .scicat_server import ScicatTestServer

@@ -28,9 +28,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from .._http import ThreadedHttp
-from ._scicat_http import API, _bad, _Handler, _matches, _not_found, _now
+from ._scicat_http import API, _Handler, _bad, _matches, _not_found, _now
 from ._scicat_rules import validate_datablock, validate_dataset
 from ._scicat_v4 import FORBIDDEN, UNAUTHORIZED_READ, can_read, groups_of
+
 #: backend versions the server can act as (they differ on an expired token: see ``expire_tokens``)
 VERSIONS = ("5.1.0", "4.5.0")
 
@@ -253,7 +254,7 @@ class ScicatTestServer:
         return 201, {"access_token": token, "id": token, "expires_in": life, "ttl": life, "userId": name,
                      "user": {"username": name}}
 
-    def _create_dataset(self, body: Any, user: str) -> tuple[int, Any]:
+    def _create_dataset(self, body: Any, user: str | None) -> tuple[int, Any]:
         errors = validate_dataset(body)
         if errors:
             return _bad(errors)
