@@ -10,14 +10,12 @@ import socket
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .._http import ThreadedHttp
+from ._scicat_state import RecordedRequest, ServerState
 from ._scicat_v4 import handle_v4
-
-if TYPE_CHECKING:
-    from .scicat_server import RecordedRequest, ScicatTestServer
 
 API = "/api/v3"
 API_V4 = "/api/v4"
@@ -25,8 +23,8 @@ API_V4 = "/api/v4"
 
 def _matches(value: Any, cond: Any) -> bool:
     if isinstance(cond, dict) and "inq" in cond:
-        return value in cond["inq"]
-    return value == cond
+        return bool(value in cond["inq"])
+    return bool(value == cond)
 
 
 def _now() -> str:
@@ -75,7 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
-        owner = self.server.owner
+        owner: ServerState = self.server.owner
         split = urlsplit(self.path)
         query = parse_qs(split.query)
         try:
@@ -83,8 +81,6 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = 0
         raw = self.rfile.read(length) if length > 0 else b""
-        from .scicat_server import RecordedRequest
-
         rec = RecordedRequest(method, split.path, query, dict(self.headers.items()))
         if owner.record:
             with owner.lock:
@@ -117,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _answer(self, owner: ScicatTestServer, method: str, path: str, query: dict[str, list[str]],
+    def _answer(self, owner: ServerState, method: str, path: str, query: dict[str, list[str]],
                 raw: bytes, rec: RecordedRequest) -> tuple[int, Any]:
         root = API if (path == API or path.startswith(API + "/")) else (
             API_V4 if path == API_V4 or path.startswith(API_V4 + "/") else None)
