@@ -26,7 +26,6 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {}
 #: Modules over MAX_LINES still to split -> why.
 LONG_MODULES: dict[str, str] = {
     "scicat_fw_ingest.config": "arrived with the preview merge (bf9d638); being edited on another branch (issue 21)",
-    "scicat_fw_ingest.mapping.dataset": "arrived with the preview merge (bf9d638); split with the mapping's circle",
     "scicat_fw_ingest.daemon.listen": "grew with the failover work (issue 18); split with the daemon runtime",
 }
 
