@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.sfi-installed
 
-.PHONY: install demo demo-scicat lint test test-numpy1 bench soak clean
+.PHONY: install demo demo-scicat lint test test-numpy1 test-min bench soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("sfi needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -45,6 +45,22 @@ test-numpy1:
 	$(NUMPY1_VENV)/bin/python -m pip install --quiet -e '.[test]' 'numpy>=1.24,<2'
 	$(NUMPY1_VENV)/bin/python -m pytest -q -m 'not kafka' tests/messages/test_fbschemas.py tests/messages/test_messages.py \
 	    tests/simulate/test_writer_answers.py
+
+# The lower ends of every declared runtime range (pyproject [project] dependencies): sfi installed into a second venv
+# with each dependency at the lowest version pyproject allows, and a fast subset run there: the CLI (typer's
+# converter seam, rich), the SciCat client and test server (pyscicat, requests), NeXus reading and writing (h5py,
+# numpy 1.x), the mapping and config (PyYAML), previews (matplotlib), decoding (ess-streaming-data-types) and
+# reading a real broker (confluent-kafka). Raise a bound here together with pyproject.
+MIN_VENV ?= .venv-min
+MIN_VERSIONS = typer==0.29.0 rich==13.8.0 confluent-kafka==2.3.0 ess-streaming-data-types==0.27.0 \
+    pyscicat==0.4.8 h5py==3.9.0 PyYAML==6.0 numpy==1.24.0 matplotlib==3.8.4
+test-min:
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet -e '.[test]' $(MIN_VERSIONS)
+	$(MIN_VENV)/bin/python -m pip list --format=freeze | grep -iE '^(typer|rich|confluent.kafka|ess.streaming.data.types|pyscicat|h5py|pyyaml|numpy|matplotlib)=='
+	$(MIN_VENV)/bin/python -m pytest -q -n 2 -p no:cacheprovider tests/cli/test_cli.py tests/scicat/test_scicat_client.py \
+	    tests/nexus tests/mapping/test_mapping.py tests/mapping/test_profile_import.py tests/test_config.py \
+	    tests/preview/test_preview.py tests/messages/test_messages.py tests/simulate/test_writer_answers.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -73,7 +73,7 @@ def topic_partitions(client: Consumer | AdminClient, topic: str, bootstrap: str,
     except KafkaException as exc:
         raise KafkaError(f"cannot reach Kafka at {bootstrap}: {_reason(exc)}") from None
     info = md.topics.get(topic)
-    if info is None or info.error is not None and info.error.code() == _LibKafkaError.UNKNOWN_TOPIC_OR_PART:
+    if info is None or (info.error is not None and info.error.code() == _LibKafkaError.UNKNOWN_TOPIC_OR_PART):
         raise KafkaError(f"topic '{topic}' does not exist on {bootstrap}")
     if info.error is not None:
         raise KafkaError(f"topic '{topic}' on {bootstrap}: {info.error.str()}")
@@ -99,9 +99,17 @@ def ensure_topics(cfg: Config, topics: list[str], partitions: int = 1, timeout: 
             raise KafkaError(f"cannot create topic '{topic}' on {cfg.bootstrap}: {_reason(exc)}") from None
 
 
+def _headers(raw: dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None,
+             ) -> list[tuple[str, bytes | None]]:
+    """A consumed message's headers as (name, bytes) pairs (confluent-kafka types them as it accepts them when
+    producing: a dict or pairs, values text or bytes; a consumed message has pairs of bytes)."""
+    pairs = list(raw.items()) if isinstance(raw, dict) else raw or []
+    return [(k, v.encode() if isinstance(v, str) else bytes(v) if v is not None else None) for k, v in pairs]
+
+
 def _reason(exc: KafkaException) -> str:
     err = exc.args[0] if exc.args else None
-    return err.str() if hasattr(err, "str") else str(exc)
+    return str(err.str()) if err is not None and hasattr(err, "str") else str(exc)
 
 
 @dataclass(frozen=True)
@@ -192,10 +200,13 @@ def _last_start(consumer: Consumer, tp: TopicPartition, n: int, bootstrap: str) 
             if err is not None:
                 if err.code() == _LibKafkaError._PARTITION_EOF:
                     break
-                if err.fatal() or err.code() in (_LibKafkaError.UNKNOWN_TOPIC_OR_PART, _LibKafkaError._ALL_BROKERS_DOWN):
+                if err.fatal() or err.code() in (_LibKafkaError.UNKNOWN_TOPIC_OR_PART,
+                                                 _LibKafkaError._ALL_BROKERS_DOWN):
                     raise KafkaError(f"reading {tp.topic} on {bootstrap}: {err.str()}")
                 continue
-            seen.append(msg.offset())
+            offset = msg.offset()
+            if offset is not None:  # always set on a message (an event has none)
+                seen.append(offset)
             deadline = time.monotonic() + 10.0
         consumer.unassign()
         if len(seen) >= n or start <= low:
@@ -217,14 +228,15 @@ def read_topic(cfg: Config, topic: str | list[str], *, partition: int | None = N
     with the earliest offset.
     """
     topics = [topic] if isinstance(topic, str) else list(topic)
-    consumer = make_consumer(cfg, None, **{"enable.partition.eof": True})
+    eof: dict[str, Any] = {"enable.partition.eof": True}
+    consumer = make_consumer(cfg, None, **eof)
     try:
         bootstrap = cfg.bootstrap or ""
         wanted = _wanted_partitions(consumer, topics, partition, bootstrap)
         assignment = _start_offsets(consumer, wanted, position, bootstrap)
         consumer.assign(assignment)
         parts = {(tp.topic, tp.partition) for tp in assignment}
-        at_end: set[tuple[str, int]] = set()
+        at_end: set[tuple[str | None, int | None]] = set()
         seen = 0
         last_activity = time.monotonic()
         from_time = position.from_time_ms
@@ -249,16 +261,17 @@ def read_topic(cfg: Config, topic: str | list[str], *, partition: int | None = N
                                                      _LibKafkaError._ALL_BROKERS_DOWN):
                         raise KafkaError(f"reading {msg.topic() or topics[0]} on {bootstrap}: {err.str()}")
                     continue
-                name, part = msg.topic(), msg.partition()
+                name, part, offset = msg.topic(), msg.partition(), msg.offset()
+                if name is None or part is None or offset is None:  # librdkafka sets all three on a message
+                    continue
                 if at_end:
                     at_end.discard((name, part))
                 ts_type, ts = msg.timestamp()
                 if from_time is not None and ts_type and ts < from_time:
                     continue
                 seen += 1
-                raw_headers = msg.headers()
-                headers = [(k, bytes(v) if v is not None else None) for k, v in raw_headers] if raw_headers else []
-                yield Record(name, part, msg.offset(), ts if ts_type else None, msg.value() or b"", msg.key(), headers)
+                yield Record(name, part, offset, ts if ts_type else None, msg.value() or b"", msg.key(),
+                             _headers(msg.headers()))
     finally:
         consumer.close()
 

@@ -21,24 +21,11 @@ PACKAGE = "scicat_fw_ingest"
 MAX_LINES = 400
 
 #: Import circles still to break, as the set of modules in the circle -> why it is still here.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({
-        "scicat_fw_ingest.testing.scicat_server",
-        "scicat_fw_ingest.testing._scicat_http",
-        "scicat_fw_ingest.testing._scicat_v4",
-        "scicat_fw_ingest.testing._scicat_attachments",
-    }): ("the SciCat test server's modules are being reworked on another branch (issue 21); broken after that merge "
-         "(_scicat_attachments joined the circle with the preview merge, bf9d638)"),
-    frozenset({"scicat_fw_ingest.cli", "scicat_fw_ingest.cli._common"}): (
-        "cli/_common takes `warn` from the package whose lazy `app` imports _common; _common is being edited on "
-        "another branch (issue 21): it imports `warn` from cli/_warn after that merge"),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 #: Modules over MAX_LINES still to split -> why.
 LONG_MODULES: dict[str, str] = {
     "scicat_fw_ingest.config": "arrived with the preview merge (bf9d638); being edited on another branch (issue 21)",
-    "scicat_fw_ingest.mapping.dataset": "arrived with the preview merge (bf9d638); split with the mapping's circle",
-    "scicat_fw_ingest.scicat._client": "grew with the failover work (issue 18): convergence to split out (issue 21)",
 }
 
 #: test modules that still import another test module (``tests.*`` other than conftest) -> why. Builders that tests

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, Protocol, TypeAlias, cast, get_args, get_origin
 
 import typer
 from typer import BadParameter, Context
@@ -33,9 +34,24 @@ def _base_named(cls: type, name: str) -> type:
     return next(base for base in cls.__mro__ if base.__name__ == name)
 
 
+#: click's Context and Command as typer vendors them: typer's public classes take and return these, but typer
+#: names them only under its private ``typer._click``, which sfi does not import; Any stands for them in annotations
+#: (``typer.Context`` is a subclass, too narrow for the parameters of an override).
+ClickContext: TypeAlias = Any
+ClickCommand: TypeAlias = Any
+
+
+class _ClickError(Protocol):
+    """What sfi reads of click's ``ClickException`` (typer vendors the class privately)."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
 #: click's exception bases as typer vendors them (reached through the public ``typer.BadParameter``)
-_ClickException = _base_named(BadParameter, "ClickException")
-_UsageError = _base_named(BadParameter, "UsageError")
+_ClickException: type[Exception] = _base_named(BadParameter, "ClickException")
+_UsageError: type[Exception] = _base_named(BadParameter, "UsageError")
 #: typer's per-parameter converter base (typer >= 0.29 converts through it; see "parameter conversion" below)
 _RuntimeParam: Any = getattr(typer_core, "RuntimeParam", object)
 
@@ -108,24 +124,26 @@ _DEFAULT_IN_TEXT = re.compile(r"\(default (?!:)")
 class LazyGroup(TyperGroup):
     """A typer group that imports a command's module only when that command is used."""
 
-    def list_commands(self, ctx: Context) -> list[str]:
+    def list_commands(self, ctx: ClickContext) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: Context, cmd_name: str) -> TyperCommand | None:
+    def get_command(self, ctx: ClickContext, cmd_name: str) -> ClickCommand | None:
         if cmd_name not in COMMANDS:
             return self.commands.get(cmd_name)
         if cmd_name not in self.commands:
             self.commands[cmd_name] = _build(cmd_name)
         return self.commands[cmd_name]
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
         """As typer's, but a usage error is one line (typer draws a box) in every command."""
         import sys
 
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except _ClickException as exc:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False,
+                              windows_expand_args=windows_expand_args, **extra)
+        except _ClickException as raised:
+            exc = cast(_ClickError, raised)
             ctx = getattr(exc, "ctx", None)
             where = ctx.command_path if ctx is not None else (prog_name or "sfi")
             hint = f" (see {where} --help)" if isinstance(exc, _UsageError) else ""
@@ -143,7 +161,7 @@ class LazyGroup(TyperGroup):
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
 
-    def invoke(self, ctx: Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except BrokenPipeError:  # `sfi ... | head`: the reader has all it wanted; typer would exit 1
@@ -156,7 +174,7 @@ class LazyGroup(TyperGroup):
                 pass
             raise Exit(0) from None
 
-    def format_help(self, ctx: Context, formatter: Any) -> None:
+    def format_help(self, ctx: ClickContext, formatter: Any) -> None:
         """``sfi --help`` drawn here: typer's renderer imports a Markdown parser (~50 ms) it does not need."""
         from rich import box
         from rich.console import Console
@@ -177,15 +195,15 @@ class LazyGroup(TyperGroup):
             shorts = ", ".join(o for o in param.opts if not o.startswith("--"))
             kind = _option_type(param, ctx) if isinstance(param, TyperOption) else None
             options.add_row(Text(longs, "bold cyan"), Text(shorts, "bold green"), Text(kind or "", "yellow"),
-                            Text(param.help or record[1] or ""))
+                            Text(getattr(param, "help", None) or record[1] or ""))
         console.print(Panel(options, title="Options", title_align="left", box=box.ROUNDED, border_style="dim"))
         commands = Table.grid(padding=(0, 2), expand=True)
         for name, (_, summary) in COMMANDS.items():
             commands.add_row(Text(name, "bold cyan"), Text(summary))
         console.print(Panel(commands, title="Commands", title_align="left", box=box.ROUNDED, border_style="dim"))
 
-    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, TyperCommand | None,
-                                                                                list[str]]:
+    def resolve_command(self, ctx: ClickContext, args: list[str]) -> tuple[str | None, ClickCommand | None,
+                                                                           list[str]]:
         for name in COMMANDS:  # so that typer's "Did you mean ...?" knows every name
             self.commands.setdefault(name, _Placeholder(name=name))
         for name, command in list(self.commands.items()):
@@ -198,7 +216,7 @@ class _Placeholder(TyperCommand):
     """Stands for a command not yet imported (only while a command name is being resolved)."""
 
 
-def _build(name: str) -> TyperCommand:
+def _build(name: str) -> ClickCommand:
     importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
     for info in app.registered_commands:
         if info.name == name:
@@ -218,7 +236,7 @@ def _build(name: str) -> TyperCommand:
     raise LookupError(f"command {name} is listed in COMMANDS but its module did not register it")
 
 
-def _polish(command: TyperCommand, name: str) -> None:
+def _polish(command: ClickCommand, name: str) -> None:
     """One default style, and the examples at the end of the help."""
     for param in command.params:
         if not isinstance(param, TyperOption) or not param.help:
@@ -235,7 +253,7 @@ def _polish(command: TyperCommand, name: str) -> None:
 
 
 # -- help without type markers ------------------------------------------------------------------------
-def _option_type(self: TyperOption, ctx: Context) -> str | None:
+def _option_type(self: TyperOption, ctx: ClickContext) -> str | None:
     if self.is_flag or self.count:
         return None
     desc = self.type_descriptor
@@ -248,7 +266,7 @@ def _option_type(self: TyperOption, ctx: Context) -> str | None:
     return "N" if kind in (int, float) else "TEXT"
 
 
-def _no_type(self: Any, ctx: Context) -> str | None:
+def _no_type(self: Any, ctx: ClickContext) -> str | None:
     return None
 
 
@@ -263,7 +281,7 @@ def _usage_name(self: TyperArgument) -> str:
 # the adapters costs ~100 ms at each start. sfi's parameters are plain (text, numbers, paths, flags,
 # lists of them): those are converted here; anything else (choices, enums) still goes through typer.
 # Only where typer has that seam (>= 0.29); elsewhere typer converts as it always did.
-_typer_build_runtime_param = getattr(typer_core, "build_runtime_param", None)
+_typer_build_runtime_param: Callable[[Any], Any] | None = getattr(typer_core, "build_runtime_param", None)
 
 
 def _to_bool(value: Any) -> bool:
@@ -282,7 +300,7 @@ _PLAIN: dict[Any, tuple[Any, str]] = {str: (str, "text"), int: (int, "integer"),
 
 
 @dataclass(frozen=True)
-class _PlainParam(_RuntimeParam):
+class _PlainParam(_RuntimeParam):  # type: ignore[misc]  # typer.core names RuntimeParam without exporting it
     convert: Any = str
     kind: str = "text"
     many: bool = False
@@ -312,6 +330,8 @@ def _build_runtime_param(descriptor: Any) -> Any:
     if get_origin(annotation) is list and len(get_args(annotation)) == 1:
         annotation, many = get_args(annotation)[0], True
     plain = _PLAIN.get(annotation)
+    if _typer_build_runtime_param is None:  # not installed then (see below); typer converts as it always did
+        raise LookupError("typer has no build_runtime_param")
     if (plain is None or descriptor.file_annotation is not None or descriptor.is_choice
             or getattr(info, "parser", None) is not None or getattr(info, "click_type", None) is not None):
         return _typer_build_runtime_param(descriptor)

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from ..config import Config, load_config
-from . import warn as warn  # re-exported: the commands import it from here
 from ._app import app
+from ._warn import warn as warn  # re-exported: the commands import it from here
 
 ConfigOpt = Annotated[
     Path | None,

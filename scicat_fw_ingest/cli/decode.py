@@ -31,7 +31,7 @@ def parse_from_time(text: str, now_s: float | None = None) -> int:
         raise ValueError(f"'{text}' is neither an ISO-8601 time (2026-11-21T10:00:00Z) nor a time ago "
                          "(30s, 15m, 2h, 1d)") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
 
 
@@ -55,7 +55,8 @@ def decode_command(
     from_time: Annotated[str | None, typer.Option("--from-time", help="Start at this time: ISO-8601 "
                                                   "(2026-11-21T10:00:00Z) or ago (15m, 2h, 1d).",
                                                   show_default=False)] = None,
-    count: Annotated[int | None, typer.Option("--count", "-n", help="Stop after N messages.", show_default=False)] = None,
+    count: Annotated[int | None, typer.Option("--count", "-n", help="Stop after N messages.",
+                                              show_default=False)] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new messages until Ctrl-C.")] = False,
     expect: Annotated[str | None, typer.Option("--expect", help="Accept only this schema id (e.g. wrdn).",
                                                show_default=False)] = None,

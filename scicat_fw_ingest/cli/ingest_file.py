@@ -74,7 +74,8 @@ def ingest_file_command(
                                                 "comma-separated (else \\[ingest] pattern, "
                                                 "default: *.nxs,*.nx5,*.hdf,*.hdf5,*.h5).",
                                                 show_default=False)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Build and print the payloads; do not contact SciCat.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run",
+                                          help="Build and print the payloads; do not contact SciCat.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show each field's value and where it came from; "
                                           "SciCat is only read (scicat: lookups in the profile).")] = False,
     profile: Annotated[str | None, typer.Option("--profile", help="Mapping profile name or .toml path "
@@ -85,7 +86,8 @@ def ingest_file_command(
                                                 "parallel (else \\[ingest] workers, default: 4).",
                                                 show_default=False)] = None,
     scicat_url: Annotated[str | None, typer.Option("--scicat-url", help="SciCat API base, e.g. "
-                                                   "https://scicat.example/api/v3 (else $SFI_SCICAT_URL or \\[scicat] url).",
+                                                   "https://scicat.example/api/v3 "
+                                                   "(else $SFI_SCICAT_URL or \\[scicat] url).",
                                                    show_default=False)] = None,
     complete_when: Annotated[str | None, typer.Option("--complete-when", help="When a file counts as finished: "
                                                       "read-only-or-settled|read-only|settled|at-once (else "
@@ -164,8 +166,8 @@ def ingest_file_command(
              f"{outcome.not_done} not done (run the same command again: datasets that exist are skipped)")
     if outcome.interrupted:
         raise typer.Exit(130)
-    failed = outcome.counts.get("failed") or outcome.counts.get("rejected")
-    raise typer.Exit(1 if failed or outcome.auth_error or outcome.stopped else 0)
+    refused = outcome.counts.get("failed") or outcome.counts.get("rejected")
+    raise typer.Exit(1 if refused or outcome.auth_error or outcome.stopped else 0)
 
 
 def _check_scicat(cfg: Any) -> None:
@@ -274,7 +276,8 @@ def _explain_one(ingestor: Ingestor, path: str, as_json: bool) -> int:
         table.add_column("value", overflow="fold")
         table.add_column("from", overflow="fold")
         for name, value, origin in rows:
-            shown = "-" if value is None else json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            shown = "-" if value is None else text
             table.add_row(Text(name), Text(shown if len(shown) < 300 else shown[:297] + "..."), Text(origin))
         stdout.print(table)
     if missing:

@@ -10,12 +10,12 @@ that would supply it.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SfiError
+from ._pid import pid_candidate
 from ._times import is_naive
 from .harvest import harvest
 from .profile import (
@@ -30,11 +30,6 @@ from .profile import (
     matches,
 )
 from .sources import Context, Found, _raw, conversion_problem, convert, resolve
-
-#: The longest pid sfi accepts from a source: SciCat puts pids in URLs, and a longer value is a blob,
-#: not an identifier.
-PID_MAX_LENGTH = 200
-_PID_SHAPE = re.compile(r"[^\s\x00-\x1f\x7f]+")
 
 #: scientificMetadata key noting the zone assumed for times written without one.
 ASSUMED_ZONE_KEY = "sfi_assumed_timezone"
@@ -64,8 +59,9 @@ def check_defaults(defaults: dict[str, Any]) -> None:
     """A ``[defaults]`` key that is no dataset field is a typo: fail before any file is touched."""
     for key in defaults:
         if key not in DATASET_FIELDS or key in ("pid", "sourceFolder"):
+            known = ", ".join(sorted(k for k in DATASET_FIELDS if k not in ("pid", "sourceFolder")))
             raise ProfileError(f"config [defaults] {key}: not a SciCat dataset field a default can fill "
-                               f"(known: {', '.join(sorted(k for k in DATASET_FIELDS if k not in ('pid', 'sourceFolder')))})")
+                               f"(known: {known})")
 
 
 def check_timezone(zone: str | None) -> None:
@@ -363,44 +359,6 @@ def _pid(profile: Profile, ctx: Context) -> tuple[str, str]:
         return f"{prefix}{spec.default}", "profile default" + with_prefix
     local = str(ctx.files["path"])
     return f"{prefix}{uuid.uuid5(uuid.NAMESPACE_URL, local)}", "rule: uuid5 of the local file path"
-
-
-def pid_candidate(value: Any, *, expect_uuid: bool) -> tuple[str | None, str]:
-    """``(identifier, "")`` when ``value`` is a well-formed identifier, else ``(None, why not)``.
-
-    Well-formed: text (or a whole integer), one token of printable characters, 1..PID_MAX_LENGTH long;
-    a UUID in any form ``uuid.UUID`` reads when ``expect_uuid``. A one-element array holding such a
-    value counts (writers store strings that way); any other array is refused whole.
-    """
-    if isinstance(value, list):
-        if len(value) != 1:
-            return None, f"an array of {len(value)} values ({_clip(value)})"
-        value = value[0]
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            return None, "bytes that are not UTF-8 text"
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return None, f"a {type(value).__name__} ({_clip(value)})"
-    text = str(value).strip()
-    if not text:
-        return None, "empty"
-    if len(text) > PID_MAX_LENGTH:
-        return None, f"{len(text)} characters long (at most {PID_MAX_LENGTH})"
-    if not _PID_SHAPE.fullmatch(text):
-        return None, f"{_clip(text)} holds spaces or control characters"
-    if expect_uuid:
-        try:
-            uuid.UUID(text)
-        except ValueError:
-            return None, f"{_clip(text)} is not a UUID"
-    return text, ""
-
-
-def _clip(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def require_complete(mapped: Mapped, path: str) -> None:

@@ -21,7 +21,7 @@ such an account look, which is what keeps the guarantee across hosts.
 
 The journal is one host's; across hosts the guarantee is convergence: a look that finds duplicate
 identical datablocks (a POST the server stored later than every wait) deletes the extras and corrects
-the dataset's size (``_repair_duplicates``), and ``upsert_uncertain`` tells the caller when a
+the dataset's size (``_converge.repair_duplicates``), and ``upsert_uncertain`` tells the caller when a
 datablock's fate was not known for sure, so that it looks again later (the listener's ``verify_after``).
 """
 
@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from pyscicat.client import ScicatClient as _PyScicatClient
 
 from ..errors import ConfigError
+from ._converge import repair_duplicates
 from ._journal import PidJournal, default_lock_dir
 from ._payload import sanitize_dataset
 from ._transport import ScicatError, Transport, safe_url
@@ -86,7 +87,7 @@ def split_url(url: str, api: str = "auto") -> tuple[str, str]:
     return base, (found or "v3") if api == "auto" else api
 
 
-class ScicatClient(Transport, _PyScicatClient):
+class ScicatClient(Transport, _PyScicatClient):  # type: ignore[misc]  # pyscicat ships no type information
     """Idempotent dataset creation with retries; the token never leaves the Authorization header."""
 
     def __init__(self, url: str, *, token: str | None = None, username: str | None = None,
@@ -101,7 +102,7 @@ class ScicatClient(Transport, _PyScicatClient):
                                  password=password, timeout_seconds=None, auto_login=False)
         self._token = None  # drop what pyscicat keeps in plain attributes; ours print as ***
         self._password = None
-        self._headers = {}
+        self._headers: dict[str, str] = {}
         Transport.__init__(self, base, token=token, username=username, password=password, timeout=timeout,
                            max_attempts=max_attempts, backoff=backoff)
         self.api: Api = APIS[api_name]()
@@ -142,7 +143,7 @@ class ScicatClient(Transport, _PyScicatClient):
         return f"ScicatClient(url='{safe_url(self.url)}', {who})"
 
     # -- the operations ingest and listen use ------------------------------------------------------
-    def upsert(self, dataset: dict, datablock: dict) -> str:
+    def upsert(self, dataset: dict[str, Any], datablock: dict[str, Any]) -> str:
         """Create ``dataset`` and its datablock once: "created", "exists" or "repaired" (datablock added)."""
         pid = dataset.get("pid")
         if not isinstance(pid, str) or not pid:
@@ -201,7 +202,7 @@ class ScicatClient(Transport, _PyScicatClient):
             if blocks:
                 journal.settled()
                 if len(blocks) > 1:
-                    return self._repair_duplicates(pid, blocks, seen)
+                    return repair_duplicates(self, self.api, self._read_dataset, pid, blocks, seen)
                 return "exists"
             self._post_datablock(pid, datablock, journal)
             return "created" if retried else "repaired"
@@ -222,54 +223,16 @@ class ScicatClient(Transport, _PyScicatClient):
             blocks = self._blocks(pid)
             if not blocks:
                 return "missing"
-            return self._repair_duplicates(pid, blocks, seen) if len(blocks) > 1 else "exists"
+            if len(blocks) > 1:
+                return repair_duplicates(self, self.api, self._read_dataset, pid, blocks, seen)
+            return "exists"
 
     def upsert_uncertain(self) -> bool:
         """Whether this thread's last ``upsert`` left a datablock's fate unknown (an unanswered POST that may
         still be stored, or a dataset this account cannot read): the caller should look again later."""
         return bool(getattr(self._tls, "uncertain", False))
 
-    def _repair_duplicates(self, pid: str, blocks: list[dict], before: dict) -> str:
-        """Delete datablocks identical to the oldest one (same files, sizes, checksums) and correct the
-        dataset's size and file count: "repaired", or "exists" when the blocks differ (left to an operator)."""
-        blocks = sorted(blocks, key=lambda b: str(b.get("createdAt") or ""))
-        keep, extras = blocks[0], [b for b in blocks[1:] if _same_files(b, blocks[0])]
-        if len(extras) < len(blocks) - 1:
-            log.warning("dataset %s has %d datablocks that list different files or checksums: left as they are "
-                        "(an operator decides which is right)", pid, len(blocks))
-            if not extras:
-                return "exists"
-        for block in extras:
-            block_id = str(block.get("_id") or block.get("id") or "")
-            path = self.api.datablock_path(block_id)
-            resp, _ = self.exchange("DELETE", path)
-            if resp is not None and resp.status_code == 404:
-                continue  # another listener repaired it first
-            if resp is not None and resp.status_code == 403:
-                raise ScicatError(f"dataset {pid} has {len(blocks)} identical datablocks and this account may not "
-                                  f"delete the {len(extras)} extra one(s) (403: not in the backend's DELETE_GROUPS); "
-                                  "an admin must delete them and correct the dataset's size", status=403)
-            if resp is None or resp.status_code >= 300:
-                raise self.error("DELETE", path, resp)
-        kept = [keep, *[b for b in blocks[1:] if b not in extras]]
-        size = sum(int(b.get("size") or 0) for b in kept)
-        count = sum(len(b.get("dataFileList") or []) for b in kept)
-        # Both versions take a deleted datablock's size off the dataset; correct it anyway if it is still off
-        # (a lost read-modify-write update of concurrent POSTs, see docs/scicat.md)
-        seen = self._read_dataset(pid)
-        patched = ""
-        if isinstance(seen, dict) and (seen.get("size"), seen.get("numberOfFiles")) != (size, count):
-            path = self.api.dataset_path(pid)
-            resp, _ = self.exchange("PATCH", path, body={"size": size, "numberOfFiles": count})
-            if resp is None or resp.status_code >= 300:
-                raise self.error("PATCH", path, resp)
-            patched = " (patched)"
-        log.warning("dataset %s had %d identical datablocks: deleted %d duplicate(s); dataset size %s -> %d, "
-                    "numberOfFiles %s -> %d%s", pid, len(blocks), len(extras), before.get("size"), size,
-                    before.get("numberOfFiles"), count, patched)
-        return "repaired"
-
-    def get_dataset(self, pid: str) -> dict | None:
+    def get_dataset(self, pid: str) -> dict[str, Any] | None:
         """The dataset, or None when it is absent *or this account may not read it* (403).
 
         ``upsert`` handles an unreadable dataset by POSTing first (409 = exists); a token that may be
@@ -277,7 +240,7 @@ class ScicatClient(Transport, _PyScicatClient):
         seen = self._read_dataset(pid)
         return seen if isinstance(seen, dict) else None
 
-    def get_origdatablocks(self, pid: str) -> list[dict]:
+    def get_origdatablocks(self, pid: str) -> list[dict[str, Any]]:
         """The dataset's datablocks ([] when none, or when this account may not read the dataset)."""
         if self.api.name != "v3" and not isinstance(self._read_dataset(pid), dict):
             return []
@@ -313,7 +276,7 @@ class ScicatClient(Transport, _PyScicatClient):
         return resp
 
     # -- internals ---------------------------------------------------------------------------------
-    def _read_dataset(self, pid: str) -> dict | str | None:
+    def _read_dataset(self, pid: str) -> dict[str, Any] | str | None:
         """The dataset, None when absent, ``_HIDDEN`` when this account may not read it (403)."""
         path = self.api.dataset_path(pid)
         resp, _ = self.exchange("GET", path)
@@ -324,7 +287,7 @@ class ScicatClient(Transport, _PyScicatClient):
         result = self.json(resp, "GET", path)
         return result if isinstance(result, dict) and result else None
 
-    def _blocks(self, pid: str) -> list[dict] | None:
+    def _blocks(self, pid: str) -> list[dict[str, Any]] | None:
         """The datablocks of a dataset this account can read; None when it may not (403)."""
         path, params = self.api.datablocks_query(pid)
         resp, _ = self.exchange("GET", path, params=params)
@@ -345,7 +308,7 @@ class ScicatClient(Transport, _PyScicatClient):
             return seen == _HIDDEN
         return bool(self._blocks(pid))
 
-    def _post_datablock(self, pid: str, datablock: dict, journal: PidJournal) -> None:
+    def _post_datablock(self, pid: str, datablock: dict[str, Any], journal: PidJournal) -> None:
         journal.mark_sending()
         routes = self.api.datablock_posts(pid, datablock)
         for i, (path, body) in enumerate(routes):
@@ -384,20 +347,12 @@ class ScicatClient(Transport, _PyScicatClient):
                     del self._pid_locks[pid]
 
     # -- the preview attachment (issue 22): kept apart from upsert, see _attachments --------------------
-    def attach_preview(self, dataset: dict, make: Any) -> str:
+    def attach_preview(self, dataset: dict[str, Any], make: Any) -> str:
         """Attach ``make()``'s preview to the dataset once (``_attachments.attach_preview``): "created",
         "exists", "none" (no picture) or "hidden" (this account cannot read the dataset: nothing sent)."""
         from ._attachments import attach_preview
 
         return attach_preview(self, self.api.name, dataset, make, self._pid_lock)
-
-
-def _same_files(a: dict, b: dict) -> bool:
-    """Two datablocks describe the same files: paths, sizes and checksums equal (times may differ)."""
-    def files(block: dict) -> list[tuple[str, object, object]]:
-        return sorted((str(f.get("path")), f.get("size"), f.get("chk")) for f in block.get("dataFileList") or []
-                      if isinstance(f, dict))
-    return files(a) == files(b) and a.get("size") == b.get("size")
 
 
 __all__ = ["APIS", "Api", "ScicatClient", "ScicatError", "split_url"]

@@ -321,7 +321,7 @@ class Transport:
             seconds = retry_after_seconds(retry_after)
             if seconds is not None:
                 return min(seconds, _MAX_RETRY_AFTER)
-        return min(self.backoff * 2 ** (attempt - 1), _MAX_DELAY) * random.uniform(0.5, 1.0)
+        return min(self.backoff * 2.0 ** (attempt - 1), _MAX_DELAY) * random.uniform(0.5, 1.0)
 
     # -- answers -----------------------------------------------------------------------------------
     def json(self, resp: requests.Response | None, method: str, path: str) -> Any:

@@ -16,13 +16,10 @@ Observed on 4.5.0 and 5.1.0 (``docs/scicat.md#attachments``):
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._scicat_rules import _BOOL, _LIST_OBJ, _LIST_STR, _STR, validate
-from ._scicat_v4 import FORBIDDEN, UNAUTHORIZED_READ, can_read
-
-if TYPE_CHECKING:
-    from .scicat_server import ScicatTestServer
+from ._scicat_state import FORBIDDEN, UNAUTHORIZED_READ, ServerState, can_read
 
 V3_FIELDS: dict[str, tuple[str, bool]] = {
     "thumbnail": (_STR, False), "caption": (_STR, True), "ownerGroup": (_STR, True), "accessGroups": (_LIST_STR, False),
@@ -49,7 +46,7 @@ def _targets(item: dict[str, Any]) -> set[str]:
     return found | ({item["datasetId"]} if item.get("datasetId") else set())
 
 
-def handle_v3(server: ScicatTestServer, method: str, pid: str, body: Any, user: str | None) -> tuple[int, Any]:
+def handle_v3(server: ServerState, method: str, pid: str, body: Any, user: str | None) -> tuple[int, Any]:
     """``/Datasets/{pid}/attachments`` (GET lists, POST creates)."""
     with server.lock:
         dataset = server.datasets.get(pid)
@@ -70,7 +67,7 @@ def handle_v3(server: ScicatTestServer, method: str, pid: str, body: Any, user: 
         return 201, dict(doc)
 
 
-def handle_v4(server: ScicatTestServer, method: str, parts: list[str], body: Any,
+def handle_v4(server: ServerState, method: str, parts: list[str], body: Any,
               user: str | None) -> tuple[int, Any]:
     """``/attachments`` (POST) and ``/attachments/{aid}`` (GET)."""
     if method == "GET" and len(parts) == 2:

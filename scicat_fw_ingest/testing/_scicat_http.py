@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .._http import ThreadedHttp
+from ._scicat_state import RecordedRequest, ServerState
 from ._scicat_v4 import handle_v4
-
-if TYPE_CHECKING:
-    from .scicat_server import RecordedRequest, ScicatTestServer
 
 API = "/api/v3"
 API_V4 = "/api/v4"
@@ -25,12 +23,12 @@ API_V4 = "/api/v4"
 
 def _matches(value: Any, cond: Any) -> bool:
     if isinstance(cond, dict) and "inq" in cond:
-        return value in cond["inq"]
-    return value == cond
+        return bool(value in cond["inq"])
+    return bool(value == cond)
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _bad(errors: list[str]) -> tuple[int, Any]:
@@ -75,7 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
-        owner = self.server.owner
+        owner: ServerState = self.server.owner
         split = urlsplit(self.path)
         query = parse_qs(split.query)
         try:
@@ -83,8 +81,6 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = 0
         raw = self.rfile.read(length) if length > 0 else b""
-        from .scicat_server import RecordedRequest
-
         rec = RecordedRequest(method, split.path, query, dict(self.headers.items()))
         if owner.record:
             with owner.lock:
@@ -117,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _answer(self, owner: ScicatTestServer, method: str, path: str, query: dict[str, list[str]],
+    def _answer(self, owner: ServerState, method: str, path: str, query: dict[str, list[str]],
                 raw: bytes, rec: RecordedRequest) -> tuple[int, Any]:
         root = API if (path == API or path.startswith(API + "/")) else (
             API_V4 if path == API_V4 or path.startswith(API_V4 + "/") else None)

@@ -5,7 +5,8 @@ Kept apart from ``scicat_server.py`` (HTTP, faults, v3 storage) so each rule rea
 - v4 dataset DTO: plural ``principalInvestigators``/``proposalIds``/``instrumentIds``/``sampleIds``,
   ``datasetName`` required, a singular v3 field is a 400, a missing ``owner`` a 500 (storage needs it);
 - ``POST /api/v4/origdatablocks`` with ``datasetId``: 4.5.0 *recomputes* the dataset's size and file
-  count from all its datablocks, 5.1.0 adds (as v3 always does); a non-admin account not in the dataset's groups gets 403 there (v3's nested route accepts);
+  count from all its datablocks, 5.1.0 adds (as v3 always does); a non-admin account not in the dataset's groups
+  gets 403 there (v3's nested route accepts);
 - reads by a non-admin account: only datasets whose ownerGroup/accessGroups meet its groups
   (``{username, "globalaccess"}``), else 403 ``Unauthorized access``; list reads are filtered silently.
 """
@@ -14,12 +15,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._scicat_rules import _BOOL, _EMAILS, _ISO, _LIST_OBJ, _LIST_STR, _OBJ, _STR, DATASET_FIELDS, validate
-
-if TYPE_CHECKING:
-    from .scicat_server import ScicatTestServer
+from ._scicat_rules import DATASET_FIELDS, _BOOL, _EMAILS, _ISO, _LIST_OBJ, _LIST_STR, _OBJ, _STR, validate
+from ._scicat_state import FORBIDDEN, UNAUTHORIZED_READ, ServerState, can_read
 
 _V3_ONLY = ("principalInvestigator", "proposalId", "instrumentId", "sampleId")
 V4_DATASET_FIELDS: dict[str, tuple[str, bool]] = {
@@ -31,26 +30,7 @@ V4_DATASET_FIELDS: dict[str, tuple[str, bool]] = {
     "scientificMetadata": (_OBJ, False), "techniques": (_LIST_OBJ, False), "isPublished": (_BOOL, False),
 }
 
-FORBIDDEN = (403, {"statusCode": 403, "message": "Forbidden resource", "error": "Forbidden"})
-UNAUTHORIZED_READ = (403, {"statusCode": 403, "message": "Unauthorized access", "error": "Forbidden"})
-
-
-def groups_of(user: str) -> set[str]:
-    """The groups a functional account is in on the real backend (``GET auth/whoami`` currentGroups)."""
-    return {user, "globalaccess"}
-
-
-def can_read(server: ScicatTestServer, user: str | None, doc: dict) -> bool:
-    if user is not None and server.is_admin(user):
-        return True
-    if doc.get("isPublished"):
-        return True
-    if user is None:
-        return False
-    return bool(({doc.get("ownerGroup")} | set(doc.get("accessGroups") or [])) & groups_of(user))
-
-
-def handle_v4(server: ScicatTestServer, method: str, parts: list[str], query: dict[str, list[str]], body: Any,
+def handle_v4(server: ServerState, method: str, parts: list[str], query: dict[str, list[str]], body: Any,
               user: str | None) -> tuple[int, Any]:
     """Route one request below /api/v4 (``parts``: decoded path segments)."""
     lower = [p.lower() for p in parts]
@@ -89,7 +69,7 @@ def handle_v4(server: ScicatTestServer, method: str, parts: list[str], query: di
     return 404, {"statusCode": 404, "message": f"Cannot {method} /api/v4/{'/'.join(parts)}", "error": "Not Found"}
 
 
-def _post_datablock(server: ScicatTestServer, body: Any, user: str | None) -> tuple[int, Any]:
+def _post_datablock(server: ServerState, body: Any, user: str | None) -> tuple[int, Any]:
     from ._scicat_rules import validate_datablock
 
     errors = validate_datablock(body, flat=True)

@@ -22,47 +22,17 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
 from .._http import ThreadedHttp
-from ._scicat_http import API, _bad, _Handler, _matches, _not_found, _now
+from ._scicat_http import API, _Handler, _bad, _matches, _not_found, _now
 from ._scicat_rules import validate_datablock, validate_dataset
-from ._scicat_v4 import FORBIDDEN, UNAUTHORIZED_READ, can_read, groups_of
+from ._scicat_state import FORBIDDEN, UNAUTHORIZED_READ, Fault, RecordedRequest, can_read, groups_of
+
 #: backend versions the server can act as (they differ on an expired token: see ``expire_tokens``)
 VERSIONS = ("5.1.0", "4.5.0")
-
-
-@dataclass
-class RecordedRequest:
-    """One request as the server saw it; ``path`` is raw (still percent-encoded), ``query`` parsed."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    status: int = 0
-    body: Any = None
-    user: str | None = None
-
-    def __repr__(self) -> str:  # the Authorization header holds a token: keep it out of reports
-        return f"RecordedRequest({self.method} {self.path} -> {self.status})"
-
-
-@dataclass
-class _Fault:
-    remaining: int
-    status: int  # 0: drop the connection instead of answering
-    path_contains: str | None
-    method: str | None
-    retry_after: float | None = None
-    after: bool = False  # drop after the request took effect (the answer is lost, the change is not)
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.remaining > 0 and (self.method is None or self.method == method)
-                and (self.path_contains is None or self.path_contains in path))
 
 
 class ScicatTestServer:
@@ -91,15 +61,15 @@ class ScicatTestServer:
             self.token: ("ingestor" if "ingestor" in self.users else "functional", float("inf"))}
         #: logins answered (tests count them: a client must never hammer the login)
         self.logins = 0
-        self.datasets: dict[str, dict] = {}
-        self.origdatablocks: dict[str, list[dict]] = {}
+        self.datasets: dict[str, dict[str, Any]] = {}
+        self.origdatablocks: dict[str, list[dict[str, Any]]] = {}
         #: attachment id -> document (v3 nested and v4 routes: ``_scicat_attachments``)
-        self.attachments: dict[str, dict] = {}
+        self.attachments: dict[str, dict[str, Any]] = {}
         self.requests: list[RecordedRequest] = []
         #: False for long runs (demo, benchmarks): ``requests`` then stays empty instead of growing.
         self.record = record
         self.lock = threading.RLock()
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
         self._delay = 0.0
         self._http: ThreadedHttp | None = None
         self._thread: threading.Thread | None = None
@@ -151,7 +121,7 @@ class ScicatTestServer:
         ``after=True``: the request takes effect first (a 5xx from a gateway after the backend stored it).
         """
         with self.lock:
-            self._faults.append(_Fault(n, status, path_contains, method and method.upper(), retry_after,
+            self._faults.append(Fault(n, status, path_contains, method and method.upper(), retry_after,
                                        after=after))
 
     def slow(self, seconds: float) -> None:
@@ -164,7 +134,7 @@ class ScicatTestServer:
         By default nothing is stored; ``after=True`` lets the request take effect first (a lost answer).
         """
         with self.lock:
-            self._faults.append(_Fault(n, 0, path_contains, method and method.upper(), after=after))
+            self._faults.append(Fault(n, 0, path_contains, method and method.upper(), after=after))
 
     def expire_tokens(self) -> None:
         """Expire every issued token; ``token`` becomes a new valid one (what an operator would set).
@@ -180,7 +150,7 @@ class ScicatTestServer:
     def is_admin(self, user: str) -> bool:
         return self.admins is None or user in self.admins
 
-    def _take_fault(self, method: str, path: str) -> _Fault | None:
+    def _take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
             for fault in self._faults:
                 if fault.matches(method, path):
@@ -253,7 +223,7 @@ class ScicatTestServer:
         return 201, {"access_token": token, "id": token, "expires_in": life, "ttl": life, "userId": name,
                      "user": {"username": name}}
 
-    def _create_dataset(self, body: Any, user: str) -> tuple[int, Any]:
+    def _create_dataset(self, body: Any, user: str | None) -> tuple[int, Any]:
         errors = validate_dataset(body)
         if errors:
             return _bad(errors)
@@ -261,7 +231,7 @@ class ScicatTestServer:
             return FORBIDDEN
         return self.store_dataset(body, user, version="v3")
 
-    def store_dataset(self, body: dict, user: str | None, *, version: str) -> tuple[int, Any]:
+    def store_dataset(self, body: dict[str, Any], user: str | None, *, version: str) -> tuple[int, Any]:
         """Store a validated dataset (409 on a duplicate pid); v3 fills datasetName from sourceFolder."""
         with self.lock:
             pid = body.get("pid") or f"{self.pid_prefix}/{uuid.uuid4()}"

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import requests
@@ -23,13 +24,14 @@ Server = ScicatTestServer
 PID = "20.500.12269/run 42/a+b"
 
 
-def by_password(server: Server, **kw: float) -> ScicatClient:
-    return ScicatClient(server.url, username=USER, password=PASSWORD, **{"backoff": 0.01, "timeout": 2, "grace": 0.2,
-                                                                         **kw})
+def by_password(server: Server, **kw: Any) -> ScicatClient:
+    options: dict[str, Any] = {"backoff": 0.01, "timeout": 2, "grace": 0.2, **kw}
+    return ScicatClient(server.url, username=USER, password=PASSWORD, **options)
 
 
-def by_token(server: Server, **kw: float) -> ScicatClient:
-    return ScicatClient(server.url, token=server.token, **{"backoff": 0.01, "timeout": 2, "grace": 0.2, **kw})
+def by_token(server: Server, **kw: Any) -> ScicatClient:
+    options: dict[str, Any] = {"backoff": 0.01, "timeout": 2, "grace": 0.2, **kw}
+    return ScicatClient(server.url, token=server.token, **options)
 
 
 def logins(server: Server) -> int:
@@ -212,7 +214,7 @@ def test_upsert_created_then_exists(scicat_server: Server) -> None:
     assert [r.method for r in scicat_server.requests] == ["POST", "POST"]  # a new dataset: no look of its own
     before = len(scicat_server.requests)
     assert client.upsert(raw_dataset(PID), datablock(10, 20)) == "exists"
-    assert [(r.method, r.status) for r in scicat_server.requests[before:]][0] == ("POST", 409)
+    assert next((r.method, r.status) for r in scicat_server.requests[before:]) == ("POST", 409)
     before = len(scicat_server.requests)  # having met an existing dataset, the client looks first
     assert client.upsert(raw_dataset(PID), datablock(10, 20)) == "exists"
     assert [r.method for r in scicat_server.requests[before:]] == ["GET", "GET"]
@@ -365,7 +367,7 @@ def test_several_default_emails_joined_by_semicolon_are_fine(tmp_path) -> None:
 
 
 def test_sanitize_drops_empty_keys_at_any_depth_and_stringifies_ids() -> None:
-    original = {"pid": "p", "runNumber": 7, "proposalId": 12.0, "sampleId": "s",
+    original: dict[str, Any] = {"pid": "p", "runNumber": 7, "proposalId": 12.0, "sampleId": "s",
                 "scientificMetadata": {"": 1, "a.b c$": 2, "n": {"": 3, "k": {"": 4, "v": 5}}}}
     clean, warnings = sanitize_dataset(original)
     assert clean["scientificMetadata"] == {"a.b c$": 2, "n": {"k": {"v": 5}}}
@@ -444,7 +446,8 @@ def test_an_empty_metadata_key_is_dropped_with_a_warning_naming_the_file(scicat_
     caplog.set_level(logging.WARNING, logger="sfi.scicat")
     block = datablock(10)
     block["dataFileList"][0]["path"] = "/data/run_0042.nxs"
-    assert by_token(scicat_server).upsert(raw_dataset("p/meta", scientificMetadata={"": "x", "ok": 1}), block) == "created"
+    dataset = raw_dataset("p/meta", scientificMetadata={"": "x", "ok": 1})
+    assert by_token(scicat_server).upsert(dataset, block) == "created"
     assert scicat_server.datasets["p/meta"]["scientificMetadata"] == {"ok": 1}
     [record] = [r for r in caplog.records if "dropped" in r.getMessage()]
     assert "run_0042.nxs" in record.getMessage() and "p/meta" in record.getMessage()

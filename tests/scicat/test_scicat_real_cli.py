@@ -71,7 +71,7 @@ def test_non_admin_rerun_of_ingest_file_reports_exists(sfi, real_scicat: RealBac
     again = sfi("ingest-file", *map(str, files), "--json", "-c", str(config_file), env=e, timeout=120)
     assert again.returncode == 0, again.stderr
     assert [json.loads(line)["status"] for line in again.stdout.splitlines() if line.strip()] == ["exists"] * 10
-    for record, path in zip(records, files):
+    for record, path in zip(records, files, strict=True):
         status, blocks = real_scicat.request("GET", f"/api/v3/Datasets/{pid_path(record['pid'])}/origdatablocks")
         assert status == 200 and len(blocks) == 1
         status, doc = real_scicat.request("GET", f"/api/v3/Datasets/{pid_path(record['pid'])}")

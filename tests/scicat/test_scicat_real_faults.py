@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,9 +34,9 @@ def fresh_pid() -> str:
     return f"sfi-test/{uuid.uuid4()}"
 
 
-def client(url: str, api: str, tmp_path: Path, user: str = "admin", **kw: float) -> ScicatClient:
+def client(url: str, api: str, tmp_path: Path, user: str = "admin", **kw: Any) -> ScicatClient:
     password = {"admin": "adminpass", "ingestor": "ingestorpass"}[user]
-    options = {"timeout": 5.0, "backoff": 0.05, "grace": 0.5, **kw}
+    options: dict[str, Any] = {"timeout": 5.0, "backoff": 0.05, "grace": 0.5, **kw}
     return ScicatClient(url, username=user, password=password, api=api, lock_dir=tmp_path / "locks", **options)
 
 

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from scicat_fw_ingest.testing.scicat_payloads import PASSWORD, USER, datablock, raw_dataset
 
 from scicat_fw_ingest.testing.broker import free_port
+from scicat_fw_ingest.testing.scicat_payloads import PASSWORD, USER, datablock, raw_dataset
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 Server = ScicatTestServer
