@@ -37,6 +37,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message as KafkaMessage, TopicPartition
 from confluent_kafka import KafkaError as _LibKafkaError
 
+from .backlog import MemoryBound, publish_in_memory, publish_unread
 from .health import BrokerProblems, HealthMonitor, ListenerChecks
 from ._pause import PauseOnStateErrors, _Work
 from .record import (OutcomeNotRecorded, finish_in_flight, ingest_and_record, record_outcome, retry_now,
@@ -90,6 +91,8 @@ class ListenOptions:
     health_interval: float = 15.0
     #: Queued files a partition holds uncommitted before consumption of that partition pauses.
     held_max: int = 200
+    #: Files held in memory (queued for a worker or being ingested) before consumption of every partition pauses.
+    inflight_max: int = 100
     #: Seconds a taken-over partition's earlier messages wait before they may reach SciCat.
     takeover_wait: float = 35.0
     #: Seconds until a dataset with an unknown datablock outcome (or taken over) is looked at again.
@@ -122,6 +125,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         self._queued: dict[str, list[tuple[tuple[str, int], int]]] = {}
         #: partitions paused because they hold ``held_max`` queued files
         self._held_paused: set[tuple[str, int]] = set()
+        self._memory = MemoryBound(options.inflight_max)  # files held in memory (see backlog.py)
         self._kafka_errors: dict[int, float] = {}
         self._admin: Any = None
         self._admin_lock = threading.Lock()
@@ -166,6 +170,8 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                     renew()  # worker processes write to SciCat only while this loop runs (see _procpool)
                 if msg is not None:
                     self._receive(msg)
+                    if len(self._work) >= self._memory.limit and not self._memory.full:
+                        self._bound_held()  # at once: a backlog arrives faster than commit_interval
                 self._reap()
                 now = time.monotonic()
                 self._submit_deferred(now)
@@ -418,7 +424,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                 continue
             for tp, offset in [*work.offsets, *self._queued.pop(key, [])]:
                 self._offsets.done(tp, offset)
-        self.metrics.set("sfi_inflight_files", len(self._work))
+        publish_in_memory(self.metrics, self._work.values())
 
     def _schedule_retries(self) -> None:
         now = time.time()
@@ -452,13 +458,14 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         for offsets in [*self._queued.values(), *(w.offsets for w in self._work.values())]:
             for tp in {tp for tp, _ in offsets}:
                 per[tp] = per.get(tp, 0) + 1
-        full = {tp for tp, n in per.items() if n >= self.options.held_max} & self._assignment
+        held_full = {tp for tp, n in per.items() if n >= self.options.held_max} & self._assignment
+        full = set(self._assignment) if self._memory.update(len(self._work)) else held_full
         try:
             if full:  # again each time: a resume after a state-store pause resumed every partition
                 self._consumer.pause([TopicPartition(t, p) for t, p in full])
-            if full - self._held_paused:
+            if held_full - self._held_paused:
                 log.warning("partition(s) %s hold %d queued file(s) each: consumption paused until they are done",
-                            ", ".join(f"{t}/{p}" for t, p in sorted(full - self._held_paused)),
+                            ", ".join(f"{t}/{p}" for t, p in sorted(held_full - self._held_paused)),
                             self.options.held_max)
             if self._held_paused - full:
                 self._consumer.resume([TopicPartition(t, p) for t, p in self._held_paused - full])
@@ -557,13 +564,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
         if self._consumer is None:
             return
         try:
-            assigned = self._consumer.assignment()
-            self.metrics.clear("sfi_consumer_lag")  # revoked partitions must not keep stale values
-            for tp in self._consumer.position(assigned):
-                _low, high = self._consumer.get_watermark_offsets(tp, timeout=1.0)
-                if tp.offset >= 0:
-                    self.metrics.set("sfi_consumer_lag", max(0, high - tp.offset), topic=tp.topic,
-                                     partition=str(tp.partition))
+            publish_unread(self.metrics, self._consumer)
         except KafkaException:
             return
 
