@@ -172,6 +172,7 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                     self._receive(msg)
                     if len(self._work) >= self._memory.limit and not self._memory.full:
                         self._bound_held()  # at once: a backlog arrives faster than commit_interval
+                        self._last_lag = 0.0  # and the backlog left in Kafka shows in /metrics at once
                 self._reap()
                 now = time.monotonic()
                 self._submit_deferred(now)
@@ -469,7 +470,9 @@ class Listener(PauseOnStateErrors, ListenerChecks):
                             self.options.held_max)
             if self._held_paused - full:
                 self._consumer.resume([TopicPartition(t, p) for t, p in self._held_paused - full])
-                log.info("partition(s) %s resumed", ", ".join(f"{t}/{p}" for t, p in sorted(self._held_paused - full)))
+                if not self._memory.backlogged:
+                    log.info("partition(s) %s resumed",
+                             ", ".join(f"{t}/{p}" for t, p in sorted(self._held_paused - full)))
         except KafkaException as exc:
             log.warning("pausing/resuming partitions: %s", exc)
             return
