@@ -84,7 +84,8 @@ def publish_unread(metrics: Metrics, consumer: Any, timeout: float = 1.0) -> Non
 
     Where the listener has read nothing yet from a partition (no position), the committed offset stands in,
     or the low watermark when the group never committed there: a paused or newly assigned partition's
-    backlog shows in full. The end is the larger of the broker's answer and the last fetch's high watermark. ``KafkaException`` propagates (the caller keeps the last figures).
+    backlog shows in full. The end is the larger of the broker's answer and the last fetch's high watermark.
+    ``KafkaException`` propagates (the caller keeps the last figures).
     """
     from confluent_kafka import TopicPartition
 
