@@ -190,5 +190,6 @@ def test_config_check_names_bad_failover_numbers(sfi, tmp_path: Path) -> None:
     run = sfi("-c", str(config), "config", "--check")
     assert run.returncode == 1
     for fragment in ("[scicat] grace: -1.0 must be >= 0", "[listen] held_max: 0 must be >= 1",
-                     "[listen] inflight_max: 0 must be >= 1", "[listen] takeover_wait: -5.0 must be >= 0", "[listen] verify_after: 0.0 must be > 0"):
+                     "[listen] inflight_max: 0 must be >= 1", "[listen] takeover_wait: -5.0 must be >= 0",
+                     "[listen] verify_after: 0.0 must be > 0"):
         assert fragment in run.stderr, (fragment, run.stderr)
