@@ -39,7 +39,7 @@ def _digest(payload: bytes) -> tuple[int, str]:
     return len(payload), hashlib.sha256(payload).hexdigest()
 
 
-def bound_metadata(text: str | None, what: str) -> str:
+def bound_metadata(text: str | None, what: str, *, say: bool = True) -> str:
     """``text`` if it is at most ``METADATA_KEPT`` bytes, else the top-level keys that fit (logged).
 
     Why keys, not a byte cut: a cut JSON is not JSON, and ingestion would lose every field of it; the
@@ -66,8 +66,9 @@ def bound_metadata(text: str | None, what: str) -> str:
             else:
                 dropped.append(str(key))
     shown = ", ".join(dropped[:10]) + (f" and {len(dropped) - 10} more" if len(dropped) > 10 else "")
-    log.warning("%s: metadata of %d bytes exceeds %d: kept %d top-level key(s)%s", what, size, METADATA_KEPT,
-                len(kept), f", cut {shown}" if dropped else " (not a JSON object: none kept)")
+    if say:
+            log.warning("%s: metadata of %d bytes exceeds %d: kept %d top-level key(s)%s", what, size, METADATA_KEPT,
+                    len(kept), f", cut {shown}" if dropped else " (not a JSON object: none kept)")
     return json.dumps(kept, ensure_ascii=False) if kept else ""
 
 
@@ -94,8 +95,11 @@ def compact_run_start(payload: bytes, what: str = "run start") -> Compacted:
     return Compacted(kept if len(kept) < length else payload, length, sha256)
 
 
-def compact_wrdn(payload: bytes, what: str = "finished-writing message") -> Compacted:
-    """A wrdn whose metadata is bounded; the payload unchanged when its metadata is within the bound."""
+def compact_wrdn(payload: bytes, what: str = "finished-writing message", *, say: bool = True) -> Compacted:
+    """A wrdn whose metadata is bounded; the payload unchanged when its metadata is within the bound.
+
+    ``say``: log the cut (False where the same message is compacted again: the state store said it once).
+    """
     length, sha256 = _digest(payload)
     if length <= METADATA_KEPT:
         return Compacted(payload, length, sha256)
@@ -111,5 +115,5 @@ def compact_wrdn(payload: bytes, what: str = "finished-writing message") -> Comp
     if len(message) > 4096:  # a writer's error text: its head says what went wrong
         message = message[:4096] + f" ... [{len(value.message)} characters, cut]"
     kept = serialise_wrdn(value.service_id or "", value.job_id or "", bool(value.error_encountered),
-                          value.file_name or "", bound_metadata(value.metadata, what), message)
+                          value.file_name or "", bound_metadata(value.metadata, what, say=say), message)
     return Compacted(kept if len(kept) < length else payload, length, sha256)

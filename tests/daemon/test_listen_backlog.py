@@ -77,6 +77,8 @@ def test_a_huge_run_start_is_stored_compacted_and_its_file_ingested(tmp_path, da
         kept = state.get_run_start(job.job_id)
         assert kept is not None and len(kept) < METADATA_KEPT + 4096
         assert state.run_start_original(job.job_id) == (len(pl72), hashlib.sha256(pl72).hexdigest())
+        (record,) = state.files()
+        assert len(record.wrdn) < METADATA_KEPT + 4096  # kafka-to-nexus copies the metadata into the wrdn
     finally:
         state.close()
     log = proc.log()
