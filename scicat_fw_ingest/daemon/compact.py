@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ log = logging.getLogger("sfi.listen")
 
 #: Metadata JSON above this many bytes (UTF-8) is cut to the top-level keys that fit.
 METADATA_KEPT = 64 * 1024
+#: The state's ``meta`` key saying a database's stored messages were bounded (not a schema version: another change
+#: may take the next one; this step is idempotent, keyed on its columns and this flag).
+_BOUNDED_PAYLOADS = "bounded_payloads"
 
 
 @dataclass(frozen=True)
@@ -117,3 +121,39 @@ def compact_wrdn(payload: bytes, what: str = "finished-writing message", *, say:
     kept = serialise_wrdn(value.service_id or "", value.job_id or "", bool(value.error_encountered),
                           value.file_name or "", bound_metadata(value.metadata, what, say=say), message)
     return Compacted(kept if len(kept) < length else payload, length, sha256)
+
+
+def bound_stored_payloads(db: sqlite3.Connection) -> None:
+    """Once per database: add the original-length/sha256 columns and compact what was stored whole.
+
+    Why keyed on ``meta``: checking every stored wrdn at each open would cost a scan of years of records.
+    Rows stored whole before keep NULL lengths (their stored bytes are the original), except the big ones,
+    which are compacted here; the file then shrinks (VACUUM) once.
+    """
+    if db.execute("SELECT 1 FROM meta WHERE key = ?", (_BOUNDED_PAYLOADS,)).fetchall():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    for table, names in (("run_starts", ("payload_length", "payload_sha256")),
+                         ("files", ("wrdn_length", "wrdn_sha256"))):
+        present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for name in names:
+            if name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {'INTEGER' if 'length' in name else 'TEXT'}")
+    shrunk = 0
+    for job_id, payload in db.execute("SELECT job_id, payload FROM run_starts WHERE payload_length IS NULL "
+                                      "AND length(payload) > 1024").fetchall():
+        kept = compact_run_start(bytes(payload), f"stored run start of job {job_id}")
+        db.execute("UPDATE run_starts SET payload = ?, payload_length = ?, payload_sha256 = ? WHERE job_id = ?",
+                   (kept.payload, kept.length, kept.sha256, job_id))
+        shrunk += kept.length - len(kept.payload)
+    for key, wrdn in db.execute("SELECT file_key, wrdn FROM files WHERE wrdn_length IS NULL AND length(wrdn) > ?",
+                                (METADATA_KEPT,)).fetchall():
+        kept = compact_wrdn(bytes(wrdn), f"stored finished-writing message of {key}")
+        db.execute("UPDATE files SET wrdn = ?, wrdn_length = ?, wrdn_sha256 = ? WHERE file_key = ?",
+                   (kept.payload, kept.length, kept.sha256, key))
+        shrunk += kept.length - len(kept.payload)
+    db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (_BOUNDED_PAYLOADS,))
+    db.execute("COMMIT")
+    if shrunk > 1 << 20:
+        db.execute("VACUUM")  # give the space back once: the table no longer grows into it
+

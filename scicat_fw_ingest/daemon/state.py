@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SfiError
+from .compact import METADATA_KEPT, bound_stored_payloads, compact_run_start, compact_wrdn
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_starts (
@@ -70,10 +71,8 @@ CREATE TABLE IF NOT EXISTS meta (
 #: 2 = files keyed by path and job (``file_identity``), ``first_seen``, truncated bad payloads;
 #: 3 = ``verify_at``: a done file whose datablock is looked at again then (an unknown POST outcome, a takeover).
 SCHEMA_VERSION = 3
-#: Not a schema version (another change may take 4): run starts compacted and wrdns bounded (``compact``), with the
-#: original's length and sha256 in ``payload_length``/``wrdn_length`` and ``*_sha256``. Added by ``_bound_payloads``,
-#: idempotent and keyed on the columns and this ``meta`` key, so it composes with any ``user_version`` step.
-BOUNDED_PAYLOADS = "bounded_payloads"
+#: Not a schema version (another change may take 4): run starts compacted and wrdns bounded, with the original's
+#: length and sha256 in ``payload_length``/``wrdn_length`` and ``*_sha256`` (``compact.bound_stored_payloads``).
 
 #: Final outcomes (nothing more to do) and the ones that still owe work.
 DONE = ("created", "exists", "repaired", "skipped")
@@ -196,44 +195,7 @@ class StateStore:
             db.execute("COMMIT")
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._bound_payloads()
-
-    def _bound_payloads(self) -> None:
-        """Once per database: add the original-length/sha256 columns and compact what was stored whole.
-
-        Why keyed on ``meta``: checking every stored wrdn at each open would cost a scan of years of records.
-        Rows stored whole before keep NULL lengths (their stored bytes are the original), except the big ones,
-        which are compacted here; the file then shrinks (VACUUM) once.
-        """
-        db = self._db
-        if db.execute("SELECT 1 FROM meta WHERE key = ?", (BOUNDED_PAYLOADS,)).fetchall():
-            return
-        from .compact import METADATA_KEPT, compact_run_start, compact_wrdn
-
-        db.execute("BEGIN IMMEDIATE")
-        for table, names in (("run_starts", ("payload_length", "payload_sha256")),
-                             ("files", ("wrdn_length", "wrdn_sha256"))):
-            present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-            for name in names:
-                if name not in present:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {'INTEGER' if 'length' in name else 'TEXT'}")
-        shrunk = 0
-        for job_id, payload in db.execute("SELECT job_id, payload FROM run_starts WHERE payload_length IS NULL "
-                                          "AND length(payload) > 1024").fetchall():
-            kept = compact_run_start(bytes(payload), f"stored run start of job {job_id}")
-            db.execute("UPDATE run_starts SET payload = ?, payload_length = ?, payload_sha256 = ? WHERE job_id = ?",
-                       (kept.payload, kept.length, kept.sha256, job_id))
-            shrunk += kept.length - len(kept.payload)
-        for key, wrdn in db.execute("SELECT file_key, wrdn FROM files WHERE wrdn_length IS NULL AND length(wrdn) > ?",
-                                    (METADATA_KEPT,)).fetchall():
-            kept = compact_wrdn(bytes(wrdn), f"stored finished-writing message of {key}")
-            db.execute("UPDATE files SET wrdn = ?, wrdn_length = ?, wrdn_sha256 = ? WHERE file_key = ?",
-                       (kept.payload, kept.length, kept.sha256, key))
-            shrunk += kept.length - len(kept.payload)
-        db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (BOUNDED_PAYLOADS,))
-        db.execute("COMMIT")
-        if shrunk > 1 << 20:
-            db.execute("VACUUM")  # give the space back once: the table no longer grows into it
+        bound_stored_payloads(self._db)  # once per database (compact.py)
 
     def close(self) -> None:
         with self._lock:
@@ -272,8 +234,6 @@ class StateStore:
     # -- run starts ---------------------------------------------------------------------------
     def put_run_start(self, job_id: str, payload: bytes, source: str) -> None:
         """Cache what ingestion needs of a run start (``compact``: no nexus_structure, metadata bounded)."""
-        from .compact import compact_run_start
-
         kept = compact_run_start(payload, f"run start {source} job {job_id}")
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO run_starts (job_id, received_at, source, payload, payload_length, "
@@ -315,8 +275,6 @@ class StateStore:
         ``wrdn`` may be empty for a file that no finished-writing message announced (a folder watcher).
         """
         now = time.time()
-        from .compact import METADATA_KEPT, compact_wrdn
-
         big = wrdn is not None and len(wrdn) > METADATA_KEPT
         kept = compact_wrdn(wrdn, f"finished-writing message {source}") if wrdn is not None and big else None
         if kept is not None:
