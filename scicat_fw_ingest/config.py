@@ -152,6 +152,8 @@ class ListenConfig:
     supervise: bool = True
     #: Files (queued for a retry, or in flight) whose offsets a partition holds uncommitted before it is paused.
     held_max: int = 200
+    #: Files held in memory (read, queued for a worker or being ingested) before all consumption pauses.
+    inflight_max: int = 100
     #: Seconds after taking over a partition before its earlier messages may reach SciCat (the longest an
     #: earlier owner's request can still be stored); default: [scicat] timeout + grace.
     takeover_wait: float | None = None

@@ -150,6 +150,7 @@ def _numbers(cfg: Config) -> list[str]:
         ("[listen] run_start_days", cfg.listen.run_start_days, 0, ">"),
         ("[scicat] grace", cfg.scicat.grace, 0, ">="),
         ("[listen] held_max", cfg.listen.held_max, 1, ">="),
+        ("[listen] inflight_max", cfg.listen.inflight_max, 1, ">="),
         ("[listen] takeover_wait", cfg.listen.takeover_wait, 0, ">="),
         ("[listen] verify_after", cfg.listen.verify_after, 0, ">"),
     ]

@@ -93,7 +93,7 @@ def listen_command(
                             retry_base=lc.retry_base, retry_max=lc.retry_max, exit_when_idle=exit_when_idle,
                             run_start_max_age=lc.run_start_days * 86400,
                             missing_deadline=cfg.ingest.missing_hours * 3600, health_interval=lc.health_interval,
-                            held_max=lc.held_max, verify_after=lc.verify_after,
+                            held_max=lc.held_max, inflight_max=lc.inflight_max, verify_after=lc.verify_after,
                             takeover_wait=(lc.takeover_wait if lc.takeover_wait is not None
                                            else cfg.scicat.timeout + cfg.scicat.grace))
     runtime = build_runtime(cfg, "listen")

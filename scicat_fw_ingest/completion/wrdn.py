@@ -15,6 +15,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
+from ..daemon.compact import METADATA_KEPT, compact_wrdn
 from ..daemon.state import DONE, QUEUED, REJECTED, FileRecord, StateStore, file_identity
 from ..ingest.run import RunInfo
 from ..messages import DecodeError, decode
@@ -76,6 +77,8 @@ def run_info_for(state: StateStore, wrdn_payload: bytes | None) -> RunInfo:
     """What Kafka said about a file: its wrdn and, when cached, its run start (nothing for a watched file)."""
     if not wrdn_payload:
         return RunInfo()
+    if len(wrdn_payload) > METADATA_KEPT:  # as the state keeps it: a first attempt and a retry are told the same
+        wrdn_payload = compact_wrdn(wrdn_payload, say=False).payload
     wrdn = decode(wrdn_payload, expect="wrdn").value
     cached = state.get_run_start(wrdn.job_id) if wrdn.job_id else None
     run_start = None

@@ -19,6 +19,7 @@ from ..ingest import IngestResult
 from ..ingest.sink import Ingests
 from ._partitions import PartitionBook
 from ._pause import _Work
+from .backlog import publish_in_memory
 from .metrics import Metrics
 from .record import OutcomeNotRecorded, ingest_and_record, wrdn_file
 from .state import DONE, QUEUED, REJECTED, StateError, StateStore
@@ -126,7 +127,7 @@ class FileWork:
                 continue
             for tp, offset in [*work.offsets, *self._book.queued.pop(key, [])]:
                 self._book.offsets.done(tp, offset)
-        self.metrics.set("sfi_inflight_files", len(self.work))
+        publish_in_memory(self.metrics, self.work.values())  # queued in memory, ingesting, and their sum
 
     def schedule_retries(self) -> None:
         now = time.time()

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
 from ._offsets import OffsetTracker
+from .backlog import MemoryBound, publish_unread
 from .metrics import Metrics
 
 log = logging.getLogger("sfi.listen")
@@ -43,8 +44,10 @@ def partition_of(source: str) -> TP | None:
 class PartitionBook:
     """The listener's per-partition state; every method that talks to Kafka is given the consumer."""
 
-    def __init__(self, *, takeover_wait: float, held_max: int) -> None:
+    def __init__(self, *, takeover_wait: float, held_max: int, inflight_max: int = 100) -> None:
         self.takeover_wait, self.held_max = takeover_wait, held_max
+        #: files held in memory (queued for a worker or being ingested) before every partition pauses (backlog.py)
+        self.memory = MemoryBound(inflight_max)
         self.offsets = OffsetTracker()
         #: partitions assigned now (a queued file of another partition is that partition's owner's to retry)
         self.assignment: set[TP] = set()
@@ -130,23 +133,30 @@ class PartitionBook:
         except KafkaException as exc:
             log.warning("offset commit failed (will retry): %s", exc.args[0].str() if exc.args else exc)
 
-    def bound_held(self, consumer: Consumer, in_flight: Iterable[list[tuple[TP, int]]]) -> None:
-        """Pause a partition holding ``held_max`` files uncommitted (queued, or in flight); resume it below that."""
+    def bound_held(self, consumer: Consumer, in_flight: Iterable[list[tuple[TP, int]]], in_memory: int) -> None:
+        """Pause a partition holding ``held_max`` files uncommitted (queued, or in flight); resume it below that.
+
+        With ``in_memory`` files at ``inflight_max`` every partition pauses (the backlog stays in Kafka); while
+        such a backlog is worked off, the per-partition "resumed" line is left out."""
+        memory_full = self.memory.update(in_memory)
         per: dict[TP, int] = {}
         # queued files, and those being retried right now (their offsets travel with the work meanwhile)
         for offsets in [*self.queued.values(), *in_flight]:
             for tp in {tp for tp, _ in offsets}:
                 per[tp] = per.get(tp, 0) + 1
-        full = {tp for tp, n in per.items() if n >= self.held_max} & self.assignment
+        held_full = {tp for tp, n in per.items() if n >= self.held_max} & self.assignment
+        full = set(self.assignment) if memory_full else held_full
         try:
             if full:  # again each time: a resume after a state-store pause resumed every partition
                 consumer.pause([TopicPartition(t, p) for t, p in full])
-            if full - self.held_paused:
+            if held_full - self.held_paused:
                 log.warning("partition(s) %s hold %d queued file(s) each: consumption paused until they are done",
-                            ", ".join(f"{t}/{p}" for t, p in sorted(full - self.held_paused)), self.held_max)
+                            ", ".join(f"{t}/{p}" for t, p in sorted(held_full - self.held_paused)), self.held_max)
             if self.held_paused - full:
                 consumer.resume([TopicPartition(t, p) for t, p in self.held_paused - full])
-                log.info("partition(s) %s resumed", ", ".join(f"{t}/{p}" for t, p in sorted(self.held_paused - full)))
+                if not self.memory.backlogged:
+                    log.info("partition(s) %s resumed",
+                             ", ".join(f"{t}/{p}" for t, p in sorted(self.held_paused - full)))
         except KafkaException as exc:
             log.warning("pausing/resuming partitions: %s", exc)
             return
@@ -154,13 +164,8 @@ class PartitionBook:
 
     @staticmethod
     def update_lag(consumer: Consumer, metrics: Metrics) -> None:
+        """Consumer lag and the messages not yet read, against each partition's end (``backlog.publish_unread``)."""
         try:
-            assigned = consumer.assignment()
-            metrics.clear("sfi_consumer_lag")  # revoked partitions must not keep stale values
-            for tp in consumer.position(assigned):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=1.0)
-                if tp.offset >= 0:
-                    metrics.set("sfi_consumer_lag", max(0, high - tp.offset), topic=tp.topic,
-                                partition=str(tp.partition))
+            publish_unread(metrics, consumer)
         except KafkaException:
             return

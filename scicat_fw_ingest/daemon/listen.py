@@ -94,6 +94,8 @@ class ListenOptions:
     health_interval: float = ListenConfig.health_interval
     #: Queued files a partition holds uncommitted before consumption of that partition pauses.
     held_max: int = ListenConfig.held_max
+    #: Files held in memory (queued for a worker or being ingested) before consumption of every partition pauses.
+    inflight_max: int = ListenConfig.inflight_max
     #: Seconds a taken-over partition's earlier messages wait before they may reach SciCat.
     takeover_wait: float = ScicatConfig.timeout + ScicatConfig.grace
     #: Seconds until a dataset with an unknown datablock outcome (or taken over) is looked at again.
@@ -110,7 +112,8 @@ class Listener(ListenerChecks):
         self.cfg, self.options, self.ingestor, self.state = cfg, options, ingestor, state
         self.metrics = metrics or Metrics(LISTEN_METRICS)
         self._stop = threading.Event()
-        self._book = PartitionBook(takeover_wait=options.takeover_wait, held_max=options.held_max)
+        self._book = PartitionBook(takeover_wait=options.takeover_wait, held_max=options.held_max,
+                                   inflight_max=options.inflight_max)
         self._consumer: Consumer | None = None
         self._last_message = time.monotonic()
         self._last_retry_scan = 0.0
@@ -185,6 +188,11 @@ class Listener(ListenerChecks):
                     renew()  # worker processes write to SciCat only while this loop runs (see _procpool)
                 if msg is not None:
                     self._receive(msg)
+                    memory = self._book.memory
+                    if len(self._work) >= memory.limit and not memory.full and not self.paused:
+                        # at once: a backlog arrives faster than commit_interval
+                        self._book.bound_held(self._consumer, (w.offsets for w in self._work.values()), len(self._work))
+                        self._last_lag = 0.0  # and the backlog left in Kafka shows in /metrics at once
                 self._files.reap()
                 now = time.monotonic()
                 self._files.submit_deferred(now)
@@ -195,7 +203,7 @@ class Listener(ListenerChecks):
                     self._housekeeping(now)
                 if now - self._book.last_commit >= opts.commit_interval:
                     if not self.paused:
-                        self._book.bound_held(self._consumer, (w.offsets for w in self._work.values()))
+                        self._book.bound_held(self._consumer, (w.offsets for w in self._work.values()), len(self._work))
                     self._commit()
                 if now - self._last_lag >= 10.0:
                     self._last_lag = now

@@ -35,9 +35,16 @@ LISTEN_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "sfi_last_success_timestamp_seconds": (
         GAUGE, "Unix time of the last dataset stored (created, exists or repaired); 0 before the first.", ()),
     "sfi_consumer_lag": (
-        GAUGE, "Messages between the committed offset and the end of the partition.", ("topic", "partition")),
+        GAUGE, "Messages not yet read: the partition's high watermark minus the listener's read position.",
+        ("topic", "partition")),
+    "sfi_messages_unread": (
+        GAUGE, "Messages not yet read, over all assigned partitions (the backlog waiting in Kafka).", ()),
+    "sfi_files_queued_in_memory": (
+        GAUGE, "Finished files read and held in memory, waiting for a worker (at most [listen] inflight_max).", ()),
+    "sfi_files_ingesting": (
+        GAUGE, "Finished files a worker is ingesting right now.", ()),
     "sfi_inflight_files": (
-        GAUGE, "Files being ingested by the worker pool right now.", ()),
+        GAUGE, "Files held in memory: queued for a worker plus being ingested.", ()),
 }
 
 _LabelKey = tuple[tuple[str, str], ...]

@@ -23,13 +23,16 @@ from typing import Any
 
 from ..config import ListenConfig
 from ..errors import SfiError
+from .compact import METADATA_KEPT, bound_stored_payloads, compact_run_start, compact_wrdn
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_starts (
     job_id      TEXT PRIMARY KEY,
     received_at REAL NOT NULL,
     source      TEXT NOT NULL,
-    payload     BLOB NOT NULL
+    payload     BLOB NOT NULL,
+    payload_length INTEGER,
+    payload_sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS files (
     file_key     TEXT PRIMARY KEY,
@@ -44,7 +47,9 @@ CREATE TABLE IF NOT EXISTS files (
     source       TEXT NOT NULL,
     wrdn         BLOB NOT NULL,
     first_seen   REAL,
-    verify_at    REAL
+    verify_at    REAL,
+    wrdn_length  INTEGER,
+    wrdn_sha256  TEXT
 );
 CREATE INDEX IF NOT EXISTS files_due ON files (status, next_attempt);
 CREATE INDEX IF NOT EXISTS files_path ON files (writer_path);
@@ -70,6 +75,8 @@ CREATE TABLE IF NOT EXISTS meta (
 #: 4 = a watched file keeps no wrdn (empty): it is re-driven by its path and job id (before, ``sfi watch``
 #: stored a wrdn it made up itself).
 SCHEMA_VERSION = 4
+#: Not a schema version: run starts compacted and wrdns bounded, with the original's length and sha256 in
+#: ``payload_length``/``wrdn_length`` and ``*_sha256`` (``compact.bound_stored_payloads``, once per database).
 
 #: Final outcomes (nothing more to do) and the ones that still owe work.
 DONE = ("created", "exists", "repaired", "skipped")
@@ -197,6 +204,7 @@ class StateStore:
             db.execute("COMMIT")
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        bound_stored_payloads(self._db)  # once per database (compact.py)
 
     def close(self) -> None:
         with self._lock:
@@ -234,8 +242,17 @@ class StateStore:
 
     # -- run starts ---------------------------------------------------------------------------
     def put_run_start(self, job_id: str, payload: bytes, source: str) -> None:
+        """Cache what ingestion needs of a run start (``compact``: no nexus_structure, metadata bounded)."""
+        kept = compact_run_start(payload, f"run start {source} job {job_id}")
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO run_starts VALUES (?, ?, ?, ?)", (job_id, time.time(), source, payload))
+            db.execute("INSERT OR REPLACE INTO run_starts (job_id, received_at, source, payload, payload_length, "
+                       "payload_sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                       (job_id, time.time(), source, kept.payload, kept.length, kept.sha256))
+
+    def run_start_original(self, job_id: str) -> tuple[int, str] | None:
+        """Length and sha256 of the run start as it arrived (None: unknown, or stored whole before compaction)."""
+        rows = self._query("SELECT payload_length, payload_sha256 FROM run_starts WHERE job_id = ?", (job_id,))
+        return (int(rows[0][0]), str(rows[0][1])) if rows and rows[0][0] is not None else None
 
     def get_run_start(self, job_id: str) -> bytes | None:
         rows = self._query("SELECT payload FROM run_starts WHERE job_id = ?", (job_id,))
@@ -267,15 +284,20 @@ class StateStore:
         ``wrdn`` may be empty for a file that no finished-writing message announced (a folder watcher).
         """
         now = time.time()
+        big = wrdn is not None and len(wrdn) > METADATA_KEPT
+        kept = compact_wrdn(wrdn, f"finished-writing message {source}") if wrdn is not None and big else None
+        if kept is not None:
+            wrdn = kept.payload
         with self._tx() as db:
             db.execute(
-                f"""INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
+                f"""INSERT INTO files ({_COLUMNS}, wrdn_length, wrdn_sha256)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
                    ON CONFLICT(file_key) DO UPDATE SET status=excluded.status, pid=COALESCE(excluded.pid, pid),
                    error=excluded.error, attempts=attempts + ?, next_attempt=excluded.next_attempt,
                    updated_at=excluded.updated_at, job_id=COALESCE(excluded.job_id, job_id),
                    first_seen=CASE WHEN status != 'queued' THEN excluded.first_seen ELSE first_seen END""",
                 (file_key, job_id, writer_path, status, pid, error, int(attempt), next_attempt, now, source,
-                 wrdn or b"", now, int(attempt)),
+                 wrdn or b"", now, kept.length if kept else None, kept.sha256 if kept else None, int(attempt)),
             )
 
     def schedule_verify(self, file_key: str, at: float | None) -> None:

@@ -191,9 +191,10 @@ def test_exit_when_idle_counts_time_without_any_assignment(tmp_path: Path) -> No
 def test_config_check_names_bad_failover_numbers(sfi, tmp_path: Path) -> None:
     config = tmp_path / "sfi.toml"
     config.write_text('[scicat]\nurl = "https://scicat.example.org/api/v3"\ngrace = -1\n'
-                      '[listen]\nheld_max = 0\ntakeover_wait = -5\nverify_after = 0\n')
+                      '[listen]\nheld_max = 0\ninflight_max = 0\ntakeover_wait = -5\nverify_after = 0\n')
     run = sfi("-c", str(config), "config", "--check")
     assert run.returncode == 1
     for fragment in ("[scicat] grace: -1.0 must be >= 0", "[listen] held_max: 0 must be >= 1",
-                     "[listen] takeover_wait: -5.0 must be >= 0", "[listen] verify_after: 0.0 must be > 0"):
+                     "[listen] inflight_max: 0 must be >= 1", "[listen] takeover_wait: -5.0 must be >= 0",
+                     "[listen] verify_after: 0.0 must be > 0"):
         assert fragment in run.stderr, (fragment, run.stderr)

@@ -216,7 +216,8 @@ def test_a_schema_3_database_forgets_the_wrdn_watch_made_up_and_retries_the_file
     made_up = serialise_wrdn("sfi-watch", "job-7", False, "/archive/run7.nxs", None, None)  # what watch stored
     real = serialise_wrdn("kafka-to-nexus:host--pid:1", "job-8", False, "/w/run8.nxs", '{"proposal": "p1"}', None)
     pl72 = serialise_pl72("job-7", "run7.nxs", run_name="run7", instrument_name="MUSR", metadata='{"a": 1}')
-    old.execute("INSERT INTO run_starts VALUES ('job-7', 1.0, 'runinfo/0@3', ?)", (pl72,))
+    old.execute("INSERT INTO run_starts (job_id, received_at, source, payload) VALUES ('job-7', 1.0, 'runinfo/0@3', ?)",
+                (pl72,))
     row = ("INSERT INTO files (file_key, job_id, writer_path, status, attempts, next_attempt, updated_at, source, "
            "wrdn) VALUES (?, ?, ?, 'queued', 1, 0.0, 5.0, ?, ?)")
     old.execute(row, ("/archive/run7.nxs#size=1,mtime=2.000000", "job-7", "/archive/run7.nxs",
