@@ -45,6 +45,10 @@ _OUTCOMES = {0: "Success", 1: "Failure"}
 class Tracker:
     """Workers, jobs and commands of file writers, as the messages fed so far describe them."""
 
+    #: The embedded JSON strings the tracker reads (``messages.decode(..., json_fields=)``): others need
+    #: not be parsed for it.
+    JSON_FIELDS = frozenset({"status_json"})
+
     def __init__(self, timeouts: Timeouts | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
         self._jobs: dict[str, _JobFacts] = {}
