@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import functools
+import importlib
 import json
 import math
 from collections.abc import Collection
@@ -34,9 +36,8 @@ from .fbschemas import run_control
 if TYPE_CHECKING:
     import numpy as np
 
-# numpy and ess-streaming-data-types are imported when a message needs them, not with this module: the
-# run-control schemas are read by ``fbschemas.run_control`` without them, and ``sfi list-status`` (which
-# reads nothing else) then never loads numpy (17 MB of its resident memory, issue 23.6).
+# numpy and ess-streaming-data-types are imported where a message needs them: the run-control schemas are read
+# without them (``fbschemas.run_control``), so ``sfi list-status`` never loads numpy (17 MB, issue 23.6).
 
 #: kafka-to-nexus's "no stop time yet" (``time_point::max()`` in ms) in x5f2 status_json.stop_time and
 #: answ(StartJob).stop_time: not a time (it would be year 2262).
@@ -93,46 +94,29 @@ _ZERO_IS_UNSET = {("pl72", "stop_time"), ("6s4t", "stop_time"), ("answ", "stop_t
 _NS_PER = {"ns": 1, "ms": 1_000_000, "s": 1_000_000_000}
 
 
-def _enum_names(cls: type) -> dict[int, str]:
-    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-#: Enum fields: (schema, field) -> (module under streaming_data_types.fbschemas, class).
-_ENUM_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
-    ("answ", "action"): ("action_response_answ.ActionType", "ActionType"),
-    ("answ", "outcome"): ("action_response_answ.ActionOutcome", "ActionOutcome"),
-    ("ep00", "type"): ("epics_connection_info_ep00.EventType", "EventType"),
-    ("fc00", "config_change"): ("forwarder_config_update_fc00.UpdateType", "UpdateType"),
-    ("rf5k", "config_change"): ("forwarder_config_update_rf5k.UpdateType", "UpdateType"),
-    ("fc00", "protocol"): ("forwarder_config_update_fc00.Protocol", "Protocol"),
-    ("rf5k", "protocol"): ("forwarder_config_update_rf5k.Protocol", "Protocol"),
-    ("se00", "ts_location"): ("array_1d_se00.Location", "Location"),
-    ("senv", "ts_location"): ("sample_environment_senv.Location", "Location"),
+#: Enum fields: (schema, field) -> module.Class under streaming_data_types.fbschemas, imported on first use.
+_ENUM_SOURCES: dict[tuple[str, str], str] = {
+    ("answ", "action"): "action_response_answ.ActionType", ("answ", "outcome"): "action_response_answ.ActionOutcome",
+    ("ep00", "type"): "epics_connection_info_ep00.EventType",
+    ("fc00", "config_change"): "forwarder_config_update_fc00.UpdateType",
+    ("rf5k", "config_change"): "forwarder_config_update_rf5k.UpdateType",
+    ("fc00", "protocol"): "forwarder_config_update_fc00.Protocol",
+    ("rf5k", "protocol"): "forwarder_config_update_rf5k.Protocol",
+    ("se00", "ts_location"): "array_1d_se00.Location", ("senv", "ts_location"): "sample_environment_senv.Location",
 }
-_ENUMS: dict[tuple[str, str], dict[int, str]] = {}
 
 
+@functools.cache
 def _enum_table(schema: str, name: str) -> dict[int, str] | None:
-    """The value -> name table of an enum field (the library's module imported on first use), or None."""
-    key = (schema, name)
-    if key not in _ENUM_SOURCES:
+    """The value -> name table of an enum field; None when it is none (or absent from this library version)."""
+    source = _ENUM_SOURCES.get((schema, name))
+    if source is None:
         return None
-    if not _ENUMS:
-        _register_enums()
-    return _ENUMS.get(key)
-
-
-def _register_enums() -> None:
-    """Enum tables looked up by module path; absent ones (library versions differ) are skipped."""
-    import importlib
-
-    for (schema, fieldname), (module, cls) in _ENUM_SOURCES.items():
-        try:
-            mod = importlib.import_module(f"streaming_data_types.fbschemas.{module}")
-            _ENUMS[(schema, fieldname)] = _enum_names(getattr(mod, cls))
-        except (ImportError, AttributeError):  # pragma: no cover - depends on the library version
-            continue
-    _ENUMS.setdefault(("", ""), {})  # registered: not looked up again
+    try:
+        cls = getattr(importlib.import_module(f"streaming_data_types.fbschemas.{source}"), source.rsplit(".", 1)[1])
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the library version
+        return None
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 #: Per schema, the fields that need more than a copy (times, enums, "0 = unset"): the rest of a message's
@@ -286,7 +270,6 @@ def to_jsonable(message: Message, *, full: bool = False) -> dict[str, Any]:
 
 def _field_value(message: Message, name: str, item: Any, full: bool) -> Any:
     import numpy as np
-
     schema = message.schema
     if name in message.json_values:
         return message.json_values[name]
@@ -323,13 +306,11 @@ def _nested(schema: str, item: Any, full: bool) -> Any:
 
 def _is_number(value: Any) -> bool:
     import numpy as np
-
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _iso(value: Any, unit: str) -> str:
     import numpy as np
-
     if isinstance(value, (float, np.floating)):
         if not math.isfinite(value):
             return str(float(value))
@@ -339,7 +320,6 @@ def _iso(value: Any, unit: str) -> str:
 
 def _time_array(arr: np.ndarray, unit: str, full: bool) -> Any:
     import numpy as np
-
     if full or (arr.size <= ARRAY_PREVIEW and arr.ndim <= 1):
         if arr.ndim <= 1:
             return [_iso(v, unit) for v in arr.tolist()]
@@ -374,7 +354,6 @@ def jsonable(value: Any, *, full: bool = False) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
     import numpy as np
-
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -409,7 +388,6 @@ def jsonable(value: Any, *, full: bool = False) -> Any:
 
 def _array(arr: np.ndarray, full: bool) -> Any:
     import numpy as np
-
     if full or (arr.size <= ARRAY_PREVIEW and arr.ndim <= 1):
         if arr.dtype.kind in "iub" or (arr.dtype.kind == "f" and bool(np.isfinite(arr).all())):
             return arr.tolist()  # already plain ints, bools and finite floats: no per-value pass
