@@ -18,22 +18,26 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import functools
+import importlib
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
-
-import numpy as np
-import streaming_data_types as sdt
-from streaming_data_types.fbschemas.action_response_answ.ActionOutcome import (
-    ActionOutcome,
-)
-from streaming_data_types.fbschemas.action_response_answ.ActionType import ActionType
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from . import fbschemas
 from ._time import iso_datetime, iso_from_ns, ns_from_float
 from .errors import SfiError
+from .fbschemas import run_control
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and ess-streaming-data-types are imported where a message needs them: the run-control schemas are read
+# without them (``fbschemas.run_control``), so ``sfi list-status`` never loads numpy (17 MB, issue 23.6).
 
 #: kafka-to-nexus's "no stop time yet" (``time_point::max()`` in ms) in x5f2 status_json.stop_time and
 #: answ(StartJob).stop_time: not a time (it would be year 2262).
@@ -90,37 +94,29 @@ _ZERO_IS_UNSET = {("pl72", "stop_time"), ("6s4t", "stop_time"), ("answ", "stop_t
 _NS_PER = {"ns": 1, "ms": 1_000_000, "s": 1_000_000_000}
 
 
-def _enum_names(cls: type) -> dict[int, str]:
-    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-_ENUMS: dict[tuple[str, str], dict[int, str]] = {
-    ("answ", "action"): _enum_names(ActionType),
-    ("answ", "outcome"): _enum_names(ActionOutcome),
+#: Enum fields: (schema, field) -> module.Class under streaming_data_types.fbschemas, imported on first use.
+_ENUM_SOURCES: dict[tuple[str, str], str] = {
+    ("answ", "action"): "action_response_answ.ActionType", ("answ", "outcome"): "action_response_answ.ActionOutcome",
+    ("ep00", "type"): "epics_connection_info_ep00.EventType",
+    ("fc00", "config_change"): "forwarder_config_update_fc00.UpdateType",
+    ("rf5k", "config_change"): "forwarder_config_update_rf5k.UpdateType",
+    ("fc00", "protocol"): "forwarder_config_update_fc00.Protocol",
+    ("rf5k", "protocol"): "forwarder_config_update_rf5k.Protocol",
+    ("se00", "ts_location"): "array_1d_se00.Location", ("senv", "ts_location"): "sample_environment_senv.Location",
 }
 
 
-def _register_optional_enums() -> None:
-    """Enum tables of the less common schemas, looked up by module path; absent ones are skipped."""
-    import importlib
-
-    for schema, fieldname, module, cls in (
-        ("ep00", "type", "epics_connection_info_ep00.EventType", "EventType"),
-        ("fc00", "config_change", "forwarder_config_update_fc00.UpdateType", "UpdateType"),
-        ("rf5k", "config_change", "forwarder_config_update_rf5k.UpdateType", "UpdateType"),
-        ("fc00", "protocol", "forwarder_config_update_fc00.Protocol", "Protocol"),
-        ("rf5k", "protocol", "forwarder_config_update_rf5k.Protocol", "Protocol"),
-        ("se00", "ts_location", "array_1d_se00.Location", "Location"),
-        ("senv", "ts_location", "sample_environment_senv.Location", "Location"),
-    ):
-        try:
-            mod = importlib.import_module(f"streaming_data_types.fbschemas.{module}")
-            _ENUMS[(schema, fieldname)] = _enum_names(getattr(mod, cls))
-        except (ImportError, AttributeError):  # pragma: no cover - depends on the library version
-            continue
-
-
-_register_optional_enums()
+@functools.cache
+def _enum_table(schema: str, name: str) -> dict[int, str] | None:
+    """The value -> name table of an enum field; None when it is none (or absent from this library version)."""
+    source = _ENUM_SOURCES.get((schema, name))
+    if source is None:
+        return None
+    try:
+        cls = getattr(importlib.import_module(f"streaming_data_types.fbschemas.{source}"), source.rsplit(".", 1)[1])
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the library version
+        return None
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 #: Per schema, the fields that need more than a copy (times, enums, "0 = unset"): the rest of a message's
@@ -128,7 +124,7 @@ _register_optional_enums()
 _SPECIAL_FIELDS: dict[str, frozenset[str]] = {}
 for _schema, _fields in _TIME_FIELDS.items():
     _SPECIAL_FIELDS[_schema] = _SPECIAL_FIELDS.get(_schema, frozenset()) | set(_fields)
-for _schema, _name in (*_ENUMS, *_ZERO_IS_UNSET):
+for _schema, _name in (*_ENUM_SOURCES, *_ZERO_IS_UNSET):
     _SPECIAL_FIELDS[_schema] = _SPECIAL_FIELDS.get(_schema, frozenset()) | {_name}
 _NONE: frozenset[str] = frozenset()
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -177,23 +173,33 @@ def schema_of(buf: bytes) -> str:
     return schema
 
 
-def decode(buf: bytes | bytearray | memoryview, expect: str | None = None) -> Message:
-    """Decode one message; ``expect`` names the only schema the caller accepts."""
+def decode(buf: bytes | bytearray | memoryview, expect: str | None = None, *,
+           json_fields: Collection[str] | None = None) -> Message:
+    """Decode one message; ``expect`` names the only schema the caller accepts.
+
+    ``json_fields`` limits which embedded JSON strings are parsed (None: all): ``list-status`` needs an
+    x5f2's status but not a run start's nexus_structure, parsed for nothing 5,000 times in a catch-up.
+    """
     data = bytes(buf)
     schema = schema_of(data)
     if expect is not None and schema != expect:
         raise DecodeError(schema, f"expected a '{expect}' ({SCHEMA_NAMES.get(expect, expect)}) message")
-    own = fbschemas.deserialiser(schema)
-    if own is not None:
-        try:
-            value: Any = own(data)
-        except fbschemas.CorruptMessage as exc:
-            raise DecodeError(schema, f"corrupt body ({exc})"[:300]) from None
-    else:
-        value = _library_decode(schema, data)
+    # The run-control schemas without numpy or the flatbuffers package; None (odd bytes) -> the library.
+    value: Any = run_control.read(schema, data) if schema in run_control.SCHEMAS else None
+    if value is None:
+        own = fbschemas.deserialiser(schema)
+        if own is not None:
+            try:
+                value = own(data)
+            except fbschemas.CorruptMessage as exc:
+                raise DecodeError(schema, f"corrupt body ({exc})"[:300]) from None
+        else:
+            value = _library_decode(schema, data)
     errors: dict[str, str] = {}
     parsed: dict[str, Any] = {}
     for name in _JSON_FIELDS.get(schema, ()):
+        if json_fields is not None and name not in json_fields:
+            continue
         text = getattr(value, name, None)
         if text is None or text == "":
             continue
@@ -206,6 +212,8 @@ def decode(buf: bytes | bytearray | memoryview, expect: str | None = None) -> Me
 
 def _library_decode(schema: str, data: bytes) -> Any:
     """The ess-streaming-data-types deserialiser's value; its own failures told apart from corrupt bytes."""
+    import streaming_data_types as sdt
+
     deserialiser = sdt.DESERIALISERS.get(schema)
     if deserialiser is None:
         raise DecodeError(schema, "unknown schema id (not one ess-streaming-data-types or sfi knows)")
@@ -226,7 +234,7 @@ def is_library_failure(exc: BaseException) -> bool:
         return True
     if isinstance(exc, AttributeError):
         owner = getattr(exc, "obj", None)
-        module = getattr(owner, "__name__", "") if isinstance(owner, type(np)) else ""
+        module = getattr(owner, "__name__", "") if isinstance(owner, ModuleType) else ""
         return module.split(".")[0] in ("numpy", "streaming_data_types", "flatbuffers")
     return False
 
@@ -261,6 +269,7 @@ def to_jsonable(message: Message, *, full: bool = False) -> dict[str, Any]:
 
 
 def _field_value(message: Message, name: str, item: Any, full: bool) -> Any:
+    import numpy as np
     schema = message.schema
     if name in message.json_values:
         return message.json_values[name]
@@ -276,7 +285,7 @@ def _field_value(message: Message, name: str, item: Any, full: bool) -> Any:
             return [_iso(v, unit) for v in item]
         if _is_number(item):
             return None if item == 0 and unset else _iso(item, unit)
-    names = _ENUMS.get((schema, name))
+    names = _enum_table(schema, name)
     if names is not None and isinstance(item, (int, np.integer)):
         return names.get(int(item), int(item))
     if isinstance(item, list) and names is None:
@@ -289,17 +298,19 @@ def _nested(schema: str, item: Any, full: bool) -> Any:
     record = jsonable(item, full=full)
     if isinstance(record, dict):
         for key, value in record.items():
-            names = _ENUMS.get((schema, key))
+            names = _enum_table(schema, key)
             if names is not None and isinstance(value, int):
                 record[key] = names.get(value, value)
     return record
 
 
 def _is_number(value: Any) -> bool:
+    import numpy as np
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _iso(value: Any, unit: str) -> str:
+    import numpy as np
     if isinstance(value, (float, np.floating)):
         if not math.isfinite(value):
             return str(float(value))
@@ -308,6 +319,7 @@ def _iso(value: Any, unit: str) -> str:
 
 
 def _time_array(arr: np.ndarray, unit: str, full: bool) -> Any:
+    import numpy as np
     if full or (arr.size <= ARRAY_PREVIEW and arr.ndim <= 1):
         if arr.ndim <= 1:
             return [_iso(v, unit) for v in arr.tolist()]
@@ -341,6 +353,7 @@ def jsonable(value: Any, *, full: bool = False) -> Any:
     """Any value a deserialiser returns, as JSON-ready data."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    import numpy as np
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -374,6 +387,7 @@ def jsonable(value: Any, *, full: bool = False) -> Any:
 
 
 def _array(arr: np.ndarray, full: bool) -> Any:
+    import numpy as np
     if full or (arr.size <= ARRAY_PREVIEW and arr.ndim <= 1):
         if arr.dtype.kind in "iub" or (arr.dtype.kind == "f" and bool(np.isfinite(arr).all())):
             return arr.tolist()  # already plain ints, bools and finite floats: no per-value pass

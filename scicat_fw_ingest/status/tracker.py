@@ -45,6 +45,10 @@ _OUTCOMES = {0: "Success", 1: "Failure"}
 class Tracker:
     """Workers, jobs and commands of file writers, as the messages fed so far describe them."""
 
+    #: The embedded JSON strings the tracker reads (``messages.decode(..., json_fields=)``): others need
+    #: not be parsed for it.
+    JSON_FIELDS = frozenset({"status_json"})
+
     def __init__(self, timeouts: Timeouts | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
         self._jobs: dict[str, _JobFacts] = {}
@@ -64,17 +68,24 @@ class Tracker:
     # -- facts ---------------------------------------------------------------------------------
 
     def _job(self, job_id: str, timestamp_ms: int | None) -> _JobFacts:
-        facts = self._jobs.setdefault(job_id, _JobFacts())
+        facts = self._jobs.get(job_id)
+        if facts is None:  # not setdefault: that builds a _JobFacts for every message
+            facts = self._jobs[job_id] = _JobFacts()
         facts.last_update = max(facts.last_update, _ts(timestamp_ms))
         return facts
 
     def _worker(self, service_id: str, timestamp_ms: int | None) -> _WorkerFacts:
-        facts = self._workers.setdefault(service_id, _WorkerFacts())
+        facts = self._workers.get(service_id)
+        if facts is None:
+            facts = self._workers[service_id] = _WorkerFacts()
         facts.last_seen = max(facts.last_seen, _ts(timestamp_ms))
         return facts
 
     def _command(self, key: tuple[str, str]) -> _CommandFacts:
-        return self._commands.setdefault(key, _CommandFacts())
+        facts = self._commands.get(key)
+        if facts is None:
+            facts = self._commands[key] = _CommandFacts()
+        return facts
 
     def _on_pl72(self, message: Message, topic: str, ts: int | None) -> None:
         v = message.value
