@@ -35,6 +35,7 @@ from pathlib import Path
 from scicat_fw_ingest.config import load_config
 from scicat_fw_ingest.kafka import ensure_topics, make_producer
 from scicat_fw_ingest.simulate import job_messages
+from scicat_fw_ingest.simulate._finish import LateFinish, finish_late, parse_late
 from scicat_fw_ingest.testing.backend import RealBackend, shared_url_variable
 from scicat_fw_ingest.testing.broker import TansuBroker
 from scicat_fw_ingest.testing.failover import Audit, TwoHosts, wait_exact
@@ -66,12 +67,16 @@ def _taken_over_after(site: TwoHosts, survivor: str, killed_at: float) -> float 
 
 
 def run(backend: RealBackend, bootstrap: str, *, user: str, jobs_n: int, partitions: int, kills: int,
-        rng: random.Random, workdir: Path) -> tuple[Audit, list[float], float, int]:
+        rng: random.Random, workdir: Path, late: LateFinish | None = None) -> tuple[Audit, list[float], float, int]:
     topic = f"soak_{uuid.uuid4().hex[:10]}"
     cfg = load_config(None, env={}, overrides={"kafka": {"bootstrap.servers": bootstrap}})
     site = TwoHosts(workdir, backend, bootstrap, topic, user=user,
                     access_group="ingestor" if user == "ingestor" else None, verify_after=20.0)
     jobs = make_jobs(site.data_dir, jobs_n, topic=topic)
+    if late is not None:  # as kafka-to-nexus: the wrdn first, then the final writes, close and chmod 0440
+        for job in jobs:
+            (site.data_dir / job.filename).chmod(0o640)
+    finishing: list[threading.Thread] = []
     ensure_topics(cfg, [topic], partitions=partitions)
     started = time.monotonic()
     failovers: list[float] = []
@@ -86,6 +91,13 @@ def run(backend: RealBackend, bootstrap: str, *, user: str, jobs_n: int, partiti
             for t, value in job_messages(job)[1:]:
                 producer.produce(t, value, key=job.job_id.encode())
             producer.poll(0)
+            if late is not None:
+                producer.flush(10)  # the wrdn is out: the writer finishes the file from now on
+                seconds = late.draw(rng)
+                finisher = threading.Thread(target=finish_late, args=(site.data_dir / job.filename, seconds),
+                                            daemon=True)
+                finisher.start()
+                finishing.append(finisher)
             time.sleep(spread)
         producer.flush(30)
 
@@ -121,6 +133,8 @@ def run(backend: RealBackend, bootstrap: str, *, user: str, jobs_n: int, partiti
             if took is not None:
                 failovers.append(took)
         feeder.join()
+        for finisher in finishing:
+            finisher.join()
         for name in ("a", "b"):
             if not site[name].alive():
                 site[name].proxy.clear()
@@ -140,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--versions", default="5.1.0,4.5.0")
     parser.add_argument("--accounts", default="admin,ingestor")
     parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--finish-late", default="0.5-3", help="seconds each file is still written after its "
+                        "wrdn, as kafka-to-nexus does (LOW-HIGH, or 0: finished before it)")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
+    late = parse_late(args.finish_late) if args.finish_late not in ("0", "") else None
     import os
 
     broker = None
@@ -164,15 +181,16 @@ def main(argv: list[str] | None = None) -> int:
                 tmp = tempfile.mkdtemp(prefix="sfi-soak-")
                 if True:
                     print(f"== SciCat {version}, account {user}: {args.jobs} jobs, {args.partitions} partitions, "
-                          f"{args.kills} kill -9", flush=True)
+                          f"{args.kills} kill -9, files finished {args.finish_late} s after their wrdn, "
+                          "HDF5 locking off", flush=True)
                     result, failovers, took, repaired = run(backend, bootstrap, user=user, jobs_n=args.jobs,
                                                   partitions=args.partitions, kills=args.kills, rng=rng,
-                                                  workdir=Path(tmp))
+                                                  workdir=Path(tmp), late=late)
                     fo = (f"failover (kill -> survivor takes over) {min(failovers):.0f}-{max(failovers):.0f} s "
                           f"over {len(failovers)} kills" if failovers else "failover not observed")
                     print(f"   {result.line()}   ({took:.0f} s; {fo}; duplicates repaired on the way: {repaired})",
                           flush=True)
-                    for what in (result.duplicates, result.mismatches, result.lost):
+                    for what in (result.duplicates, result.mismatches, result.stale, result.lost):
                         for item in what[:5]:
                             print(f"     {item}")
                     ok = ok and result.exact

@@ -138,17 +138,19 @@ class Audit:
 
     jobs: int
     datasets: int = 0
+    #: datablocks whose checksum is not the final file's (a file read before its writer finished it)
+    stale: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # datasets with more than one datablock
     mismatches: list[str] = field(default_factory=list)  # a block or dataset size/file count not the file's
     lost: list[str] = field(default_factory=list)  # jobs without a dataset, or with a dataset without datablock
 
     @property
     def exact(self) -> bool:
-        return self.datasets == self.jobs and not (self.duplicates or self.mismatches or self.lost)
+        return self.datasets == self.jobs and not (self.duplicates or self.mismatches or self.lost or self.stale)
 
     def line(self) -> str:
         return (f"jobs {self.jobs}  datasets {self.datasets}  duplicates {len(self.duplicates)}  "
-                f"mismatches {len(self.mismatches)}  lost {len(self.lost)}")
+                f"mismatches {len(self.mismatches)}  not the final file {len(self.stale)}  lost {len(self.lost)}")
 
 
 def audit(backend: RealBackend, jobs: list[Job], data_dir: Path) -> Audit:
@@ -173,11 +175,21 @@ def audit(backend: RealBackend, jobs: list[Job], data_dir: Path) -> Audit:
         if len(blocks) > 1:
             result.duplicates.append(f"{job.job_id}: {len(blocks)} datablocks")
         files = blocks[0].get("dataFileList") or []
+        chk = files[0].get("chk") if files else None
+        if chk is not None and chk != _sha256(data_dir / job.filename):
+            result.stale.append(f"{job.job_id}: datablock checksum is not the final file's")
         if ((doc.get("size"), doc.get("numberOfFiles")) != (size, 1) or blocks[0].get("size") != size
                 or [f.get("size") for f in files] != [size]):
             result.mismatches.append(f"{job.job_id}: dataset {doc.get('size')}/{doc.get('numberOfFiles')}, "
                                      f"block {blocks[0].get('size')}, file {size}")
     return result
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def wait_exact(backend: RealBackend, jobs: list[Job], data_dir: Path, timeout: float) -> Audit:
