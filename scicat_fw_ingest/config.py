@@ -11,47 +11,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from .errors import ConfigError
-
-MASK = "***"
-
-#: librdkafka property names whose values are secrets (matched as substrings).
-_SECRET_KAFKA_KEYS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key", "token")
-
-
-class SecretStr:
-    """A string that prints as ``***``; call ``get_secret_value()`` where the real value is needed."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        return self._value
-
-    def __str__(self) -> str:
-        return MASK
-
-    def __repr__(self) -> str:
-        return f"SecretStr('{MASK}')"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretStr) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
+from .masking import MASK as MASK
+from .masking import SecretStr as SecretStr
+from .masking import is_secret_kafka_key as is_secret_kafka_key
+from .masking import mask_url_credentials as mask_url_credentials
+from .masking import masked_url as masked_url
+from .masking import masked_value
 
 
 def _choices(*values: str) -> dict[str, Any]:
@@ -217,38 +189,16 @@ class Config:
 
     def masked(self) -> dict[str, Any]:
         """The whole configuration as JSON-ready data with every secret (and URL password) replaced by ``***``."""
-        out: dict[str, Any] = {"kafka": {k: (MASK if is_secret_kafka_key(k) else _plain(v))
+        out: dict[str, Any] = {"kafka": {k: (MASK if is_secret_kafka_key(k) else masked_value(v))
                                          for k, v in self.kafka.items()}}
         for name in _SECTIONS:
-            out[name] = {k: _plain(v) for k, v in dataclasses.asdict(getattr(self, name)).items()}
+            out[name] = {k: masked_value(v) for k, v in dataclasses.asdict(getattr(self, name)).items()}
         out["defaults"] = dict(self.defaults)
         out["source"] = str(self.source) if self.source else None
         return out
 
     def __repr__(self) -> str:
         return f"Config({json.dumps(self.masked(), default=str)})"
-
-
-def is_secret_kafka_key(key: str) -> bool:
-    return any(part in key.lower() for part in _SECRET_KAFKA_KEYS)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return MASK
-    if isinstance(value, str):
-        return mask_url_credentials(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s@:]*):([^/\s@]*)@")
-
-
-def mask_url_credentials(text: str) -> str:
-    """``https://user:secret@host`` -> ``https://user:***@host`` wherever a URL appears in ``text``."""
-    return _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
 
 
 def load_config(
@@ -274,18 +224,6 @@ def load_config(
             if value is not None:
                 _set(cfg, table, key, value, f"flag for [{table}] {key}", from_text=False)
     return cfg
-
-
-def masked_url(url: str) -> str:
-    """The URL without any user:password@ part, query or fragment; host and port kept as written.
-
-    Why from ``netloc``: ``hostname``/``port`` lower-case the host, drop IPv6 brackets and raise on a
-    bad port, and an error about a URL must show the URL the operator wrote, minus its secrets.
-    """
-    split = urlsplit(url)
-    if not split.scheme or not split.netloc:  # "user:pw@host/x" parses as scheme "user": keep no part before "@"
-        return url.split("?")[0].split("#")[0].rpartition("@")[2]
-    return f"{split.scheme}://{split.netloc.rpartition('@')[2]}{split.path}"
 
 
 def _apply_file(cfg: Config, path: Path) -> None:

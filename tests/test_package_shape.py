@@ -24,9 +24,7 @@ MAX_LINES = 400
 KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 #: Modules over MAX_LINES still to split -> why.
-LONG_MODULES: dict[str, str] = {
-    "scicat_fw_ingest.config": "arrived with the preview merge (bf9d638); being edited on another branch (issue 21)",
-}
+LONG_MODULES: dict[str, str] = {}
 
 #: test modules that still import another test module (``tests.*`` other than conftest) -> why. Builders that tests
 #: share live in scicat_fw_ingest.testing, so this stays empty.

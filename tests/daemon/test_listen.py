@@ -203,7 +203,7 @@ def test_broker_restart_is_survived(tmp_path, data_dir, scicat, topic) -> None:
             wait_for(lambda: len(scicat.origdatablocks) == 2, 60, "2 datasets before the restart")
             broker.stop()
             time.sleep(2.0)
-            assert proc.proc.poll() is None, "the listener died with the broker"
+            assert proc.proc is not None and proc.proc.poll() is None, "the listener died with the broker"
             broker.start()  # memory storage: an empty broker comes back on the same port
             publish(cfg, jobs[2:])
             wait_for(lambda: len(scicat.origdatablocks) == 4, 90, "2 more datasets after the restart")
@@ -221,6 +221,7 @@ def test_failures_listed_and_retry_now_redrives_them(tmp_path, data_dir, kafka_c
     cfg_path = config_file(tmp_path, data_dir)
     proc = listener(tmp_path, "f", bootstrap=kafka_bootstrap, scicat=scicat, cfg_path=cfg_path, topic=topic,
                     group=f"g-{topic}", extra=["--exit-when-idle", "2"]).start()
+    assert proc.proc is not None
     assert proc.proc.wait(60) == 0, proc.log()
     assert len(scicat.datasets) == 1
     env = {"SFI_STATE_DIR": str(tmp_path / "state-f"), "SFI_CONFIG": str(cfg_path),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scicat_fw_ingest.daemon.state import StateStore
+from scicat_fw_ingest.daemon.state import FileRecord, StateStore
 from scicat_fw_ingest.testing.listener import (
     WRITER_PREFIX,
     config_file,
@@ -22,6 +22,12 @@ from scicat_fw_ingest.testing.listener import (
 from scicat_fw_ingest.testing.scicat_server import ScicatTestServer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def error_of(record: FileRecord) -> str:
+    """The error a failed or rejected record holds; a record without one fails the test here."""
+    assert record.error is not None, record
+    return record.error
 
 
 @pytest.fixture
@@ -57,14 +63,15 @@ def test_rejected_failed_and_reused_paths(tmp_path, kafka_config, kafka_bootstra
     store = StateStore(state_dir)
     records = {r.writer_path: r for r in store.files()}
     assert records["/etc/passwd"].status == "rejected"
-    assert "outside the data roots" in records["/etc/passwd"].error
+    assert "outside the data roots" in error_of(records["/etc/passwd"])
     assert records[too_long.written_path].status == "failed" and records[too_long.written_path].attempts == 1
-    assert "too long" in records[too_long.written_path].error
+    assert "too long" in error_of(records[too_long.written_path])
     gone = records[missing.written_path]
-    assert gone.status == "failed" and "gave up after" in gone.error and gone.attempts > 1
+    assert gone.status == "failed" and "gave up after" in error_of(gone) and gone.attempts > 1
     assert sorted(p.rsplit("/", 1)[-1] for p in scicat.datasets) == sorted([first.job_id, reused.job_id])
+    assert cut.written_path is not None
     damaged = records[cut.written_path]
-    assert damaged.status == "failed" and damaged.attempts == 1 and "truncated file" in damaged.error
+    assert damaged.status == "failed" and damaged.attempts == 1 and "truncated file" in error_of(damaged)
     assert store.counts() == {"created": 2, "rejected": 1, "failed": 3}
     rows = [json.loads(line) for line in sfi("failures", "--json", env={"SFI_STATE_DIR": str(state_dir)}).stdout
             .splitlines()]

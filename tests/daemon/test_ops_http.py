@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from scicat_fw_ingest.daemon.metrics import LISTEN_METRICS, Metrics, escape_label_value
-from scicat_fw_ingest.daemon.ops_http import OpsServer, OpsServerError
+from scicat_fw_ingest.daemon.ops_http import CheckResult, OpsServer, OpsServerError
 from scicat_fw_ingest.errors import KafkaError
 
 
@@ -69,12 +69,12 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-def checks() -> dict[str, object]:
+def checks() -> dict[str, CheckResult]:
     return {"kafka": (True, "3 brokers"), "scicat": (True, "https://scicat/api/v3"), "state": (True, "wal")}
 
 
 @pytest.fixture
-def server(metrics: Metrics, checks: dict[str, object]) -> Iterator[OpsServer]:
+def server(metrics: Metrics, checks: dict[str, CheckResult]) -> Iterator[OpsServer]:
     with OpsServer(0, health=lambda: checks, metrics=metrics.render) as ops:
         yield ops
 
@@ -90,7 +90,7 @@ def test_health_ok_is_200_with_every_check(server: OpsServer) -> None:
         "state": {"ok": True, "detail": "wal"}}}
 
 
-def test_health_failing_check_is_503(server: OpsServer, checks: dict[str, object]) -> None:
+def test_health_failing_check_is_503(server: OpsServer, checks: dict[str, CheckResult]) -> None:
     checks["scicat"] = (False, "cannot connect to scicat:443: Connection refused")
     status, _, body = get(f"{server.url}/health")
     report = json.loads(body)
@@ -99,12 +99,14 @@ def test_health_failing_check_is_503(server: OpsServer, checks: dict[str, object
     assert report["checks"]["kafka"]["ok"] is True
 
 
-def test_health_check_that_raises_fails_alone_without_traceback(server: OpsServer, checks: dict[str, object]) -> None:
+def test_health_check_that_raises_fails_alone_without_traceback(server: OpsServer,
+                                                                 checks: dict[str, CheckResult]) -> None:
     def kafka() -> tuple[bool, str]:
         raise KafkaError("cannot reach Kafka at b1:9092: timed out")
 
     def state() -> tuple[bool, str]:
-        return {}["missing"]
+        no_results: dict[str, tuple[bool, str]] = {}
+        return no_results["missing"]
 
     checks["kafka"], checks["state"] = kafka, state
     status, _, body = get(f"{server.url}/health")
@@ -151,7 +153,7 @@ def test_metrics_endpoint_serves_the_exposition(server: OpsServer, metrics: Metr
                    for name, labels in samples)
 
 
-def test_metrics_callable_that_raises_is_500(checks: dict[str, object]) -> None:
+def test_metrics_callable_that_raises_is_500(checks: dict[str, CheckResult]) -> None:
     def broken() -> str:
         raise ValueError("registry gone")
 

@@ -87,10 +87,10 @@ def test_disk_full_under_the_state_store_loses_nothing(tmp_path, small_disk, kaf
         wait_for(lambda: committed(kafka_config, group, topic) == [12], 10, "the first 12 offsets committed")
         filler = fill(small_disk)
         publish(kafka_config, jobs[2:])
-        wait_for(lambda: paused_lines(proc.log()), 30, "the listener to report the full disk")
+        wait_for(lambda: bool(paused_lines(proc.log())), 30, "the listener to report the full disk")
         time.sleep(3.0)  # paused: whatever it read stays uncommitted
         assert committed(kafka_config, group, topic) == [12]
-        assert proc.proc.poll() is None
+        assert proc.proc is not None and proc.proc.poll() is None
         filler.unlink()  # the operator frees space
         wait_for(lambda: len(scicat.origdatablocks) == 6, 60, "all 6 datasets after the disk has space again")
         wait_for(lambda: committed(kafka_config, group, topic) == [36], 20, "all 36 offsets committed")
@@ -125,7 +125,7 @@ def test_state_store_locked_longer_than_the_busy_timeout_loses_nothing(tmp_path,
             # only the wrdns: reading the state still works, so the files are ingested into SciCat and it
             # is recording their outcomes that fails (the path that used to commit and lose them)
             publish(kafka_config, jobs[2:], only=("wrdn",))
-            wait_for(lambda: paused_lines(proc.log()), 30, "the listener to report the locked store")
+            wait_for(lambda: bool(paused_lines(proc.log())), 30, "the listener to report the locked store")
             wait_for(lambda: len(scicat.origdatablocks) == 6, 30, "the 4 files ingested while the store is locked")
             time.sleep(3.0)  # several busy timeouts: still nothing committed past what is recorded
             assert committed(kafka_config, group, topic) == [12]

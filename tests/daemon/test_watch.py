@@ -13,13 +13,33 @@ import pytest
 
 from scicat_fw_ingest.catalogue import CatalogueDir
 from scicat_fw_ingest.completion.folder import BAD, OK, WAIT, hdf5_verdict
-from scicat_fw_ingest.completion.runs import RunIndex
+from scicat_fw_ingest.completion.runs import RunIndex, RunRecord
 from scicat_fw_ingest.config import load_config
-from scicat_fw_ingest.daemon.state import StateStore
+from scicat_fw_ingest.daemon.state import FileRecord, StateStore
 from scicat_fw_ingest.daemon.watch import WatchOptions, Watcher, watched_identity
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.testing.listener import DEFAULTS_TOML, wait_for
 from scicat_fw_ingest.testing.watcher import Clock, muon_file, record_at, run_watcher, watch_config, watcher
+
+
+def recorded(state: StateStore, path: str | Path) -> FileRecord:
+    """The newest record of a watched path; a path without one fails the test here."""
+    record = record_at(state, path)
+    assert record is not None, f"no record for {path}"
+    return record
+
+
+def found_run(index: RunIndex, path: str) -> RunRecord:
+    """The run ``index`` matches ``path`` to; a path it matches to no run fails the test here."""
+    run = index.find(path)
+    assert run is not None, f"no run for {path}"
+    return run
+
+
+def status_at(state: StateStore, path: str | Path) -> str | None:
+    """The status of a watched path's newest record, None before it has one (for ``wait_for``)."""
+    record = record_at(state, path)
+    return record.status if record is not None else None
 
 
 def test_a_growing_or_half_copied_file_is_not_settled_until_complete(tmp_path: Path) -> None:
@@ -95,13 +115,13 @@ def test_run_index_matches_file_name_and_run_name() -> None:
     found = index.find("/archive/MUSR00000007.nxs")
     assert found is not None and found.job_id == "j1" and not found.stopped
     index.add_stop(SimpleNamespace(job_id="j1", run_name="MUSR00000007"))
-    assert index.find("/archive/MUSR00000007.nxs").stopped
+    assert found_run(index, "/archive/MUSR00000007.nxs").stopped
     by_name = index.find("/elsewhere/named_by_client.nxs")
     assert by_name is not None and by_name.job_id == "j2" and by_name.stopped
-    assert index.find("/archive/run-b.nxs").job_id == "j2"  # SuperMuSR names files after the run
+    assert found_run(index, "/archive/run-b.nxs").job_id == "j2"  # SuperMuSR names files after the run
     assert index.find("/archive/unknown.nxs") is None
     index.add_start(SimpleNamespace(job_id="j3", run_name="MUSR00000007", filename="MUSR00000007.nxs"), b"", "")
-    assert index.find("/archive/MUSR00000007.nxs").job_id == "j3"  # a re-used name is the newest run
+    assert found_run(index, "/archive/MUSR00000007.nxs").job_id == "j3"  # a re-used name is the newest run
 
 
 def test_watcher_ingests_each_settled_file_once_across_restarts(tmp_path: Path) -> None:
@@ -208,13 +228,13 @@ def test_a_file_waits_for_its_runs_stop_and_takes_the_run_start(tmp_path: Path, 
     finally:
         w.stop()
         thread.join(30)
-    record = record_at(state, running)
+    record = recorded(state, running)
     assert record.status == "created" and record.pid == job and record.job_id == job
     docs = {json.loads(p.read_text())["pid"]: json.loads(p.read_text())
             for p in (tmp_path / "cat").glob("*/dataset.json")}
     assert docs[job]["proposalId"] == "RB2413013"  # the run start's metadata filled the dataset
     assert docs[job]["datasetName"] == "MUSR00000300"
-    assert record_at(state, alone).pid != job and record_at(state, alone).status == "created"
+    assert recorded(state, alone).pid != job and recorded(state, alone).status == "created"
     state.close()
 
 
@@ -241,16 +261,17 @@ def test_scicat_down_queues_the_file_and_the_watcher_retries_it(tmp_path: Path) 
                      "the file queued while SciCat is down")
             assert not scicat.datasets
             scicat.resume()
-            wait_for(lambda: record_at(state, path).status == "created", 30, "the retry after SciCat is back")
+            wait_for(lambda: status_at(state, path) == "created", 30, "the retry after SciCat is back")
         finally:
             w.stop()
             thread.join(30)
             sink.close()
-        record = record_at(state, path)
+        record = recorded(state, path)
         assert record.attempts >= 2 and record.source.startswith("watch:")
         assert len(state.files()) == 1  # retried under the key it was queued with, not recorded anew
         st = os.stat(path)
         assert record.file_key == watched_identity(path, st.st_size, st.st_mtime_ns) != path
+        assert record.pid is not None
         assert len(scicat.datasets) == 1 and len(scicat.origdatablocks[record.pid]) == 1
         state.close()
 

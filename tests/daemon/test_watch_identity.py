@@ -13,12 +13,25 @@ from pathlib import Path
 import pytest
 
 from scicat_fw_ingest.catalogue import CatalogueDir
-from scicat_fw_ingest.daemon.state import StateStore
+from scicat_fw_ingest.daemon.state import FileRecord, StateStore
 from scicat_fw_ingest.daemon.watch import WatchOptions, Watcher, watched_identity
 from scicat_fw_ingest.ingest import Ingestor
 from scicat_fw_ingest.simulate import SimulatedJob
 from scicat_fw_ingest.testing.listener import wait_for, write_ess_file
 from scicat_fw_ingest.testing.watcher import Clock, muon_file, record_at, run_watcher, watch_config, watcher
+
+
+def recorded(state: StateStore, path: str | Path) -> FileRecord:
+    """The newest record of a watched path; a path without one fails the test here."""
+    record = record_at(state, path)
+    assert record is not None, f"no record for {path}"
+    return record
+
+
+def status_at(state: StateStore, path: str | Path) -> str | None:
+    """The status of a watched path's newest record, None before it has one (for ``wait_for``)."""
+    record = record_at(state, path)
+    return record.status if record is not None else None
 
 
 def ess_file(path: Path) -> str:
@@ -107,7 +120,7 @@ def test_a_file_replaced_at_its_path_is_ingested_again_an_untouched_one_never(tm
     thread.start()
     try:
         wait_for(lambda: len(state.files()) == 2, 30, "both files ingested")
-        first_key = record_at(state, run_a).file_key
+        first_key = recorded(state, run_a).file_key
         second_a = replace(run_a, tmp_path / "staging")  # same name, a new run
         wait_for(lambda: len(state.files()) == 3, 30, "the new file at run_a.nxs ingested")
         time.sleep(1.2 if inotify else 1.5)  # a few deep passes when polling: nothing more may happen
@@ -172,7 +185,7 @@ def test_sfi_failures_and_retry_find_a_watched_file_by_its_path(sfi, tmp_path: P
     options = WatchOptions([str(archive)], quiet_period=0.2, poll_interval=0.1, retry_base=0.2, retry_max=0.4)
     sink = CatalogueDir(str(tmp_path / "catalogue"))
     run_watcher(cfg, options, state, sink, lambda: record_at(state, broken) is not None)
-    record = record_at(state, broken)
+    record = recorded(state, broken)
     assert record.status == "failed" and record.file_key != str(broken)  # keyed by its identity
 
     listed = sfi("failures", "--json", "--state-dir", str(tmp_path / "state"))
@@ -181,10 +194,10 @@ def test_sfi_failures_and_retry_find_a_watched_file_by_its_path(sfi, tmp_path: P
     requeued = sfi("retry", str(broken), "--state-dir", str(tmp_path / "state"))
     assert requeued.returncode == 0, requeued.stderr
     assert "1 file(s) queued" in requeued.stdout
-    assert record_at(state, broken).status == "queued"
+    assert recorded(state, broken).status == "queued"
 
     # the watcher retries it under the key it was queued with, opening the path (not the key)
-    run_watcher(cfg, options, state, sink, lambda: record_at(state, broken).status == "failed", linger=0.3)
+    run_watcher(cfg, options, state, sink, lambda: status_at(state, broken) == "failed", linger=0.3)
     (again,) = state.files()
     assert again.file_key == record.file_key and again.attempts == record.attempts + 1
     assert "HDF5" in (again.error or "")
