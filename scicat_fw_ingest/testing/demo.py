@@ -59,7 +59,10 @@ def _datasets(out: Path, env: dict[str, str], pids: list[str]) -> list[tuple[dic
             client.close()
     from ..catalogue import CatalogueDir
 
-    return [(ds, blocks) for _pid, ds, blocks in CatalogueDir(out / "catalogue").iter_documents()]
+    # entries(), not iter_documents(): this polls while the listener writes, and a dataset whose datablock is not
+    # written yet is "not there yet" here, not a damaged catalogue
+    return [(entry.dataset, entry.datablocks) for entry in CatalogueDir(out / "catalogue").entries()
+            if entry.dataset is not None and entry.error is None]
 
 
 def main() -> int:
