@@ -110,7 +110,7 @@ def main() -> int:
         table = Table(title=f"datasets created ({len(found)} of {len(jobs)})", title_justify="left")
         for col in ("pid", "datasetName", "proposalId", "files", "bytes"):  # one line per dataset at 80 columns
             table.add_column(col, no_wrap=True, overflow="ellipsis", min_width={"proposalId": 10, "files": 5,
-                             "bytes": 7}.get(col), max_width={"pid": 20, "datasetName": 24}.get(col))
+                             "bytes": 7}.get(col), max_width={"pid": 18, "datasetName": 22}.get(col))
         for ds, blocks in found:
             files = sum(len(b.get("dataFileList", [])) for b in blocks)
             size = sum(int(b.get("size", 0)) for b in blocks)
