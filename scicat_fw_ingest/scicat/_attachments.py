@@ -21,7 +21,6 @@ it attaches nothing (a warning), rather than risk a second picture.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._journal import locked_file
 from ._transport import ScicatError, pid_path
 
 if TYPE_CHECKING:
@@ -173,17 +173,7 @@ class PreviewJournal:
 
     def __enter__(self) -> PreviewJournal:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:  # not unlinked by the previous holder while we waited
-                break
-            os.close(fd)
-        self._fd = fd
+        self._fd = fd = locked_file(self.path)
         raw = os.pread(fd, 4096, 0)
         try:
             self.pending_since = float(json.loads(raw)["sent"]) if raw else None

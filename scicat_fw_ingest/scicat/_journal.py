@@ -22,6 +22,23 @@ from pathlib import Path
 from types import TracebackType
 
 
+def locked_file(path: Path) -> int:
+    """An open descriptor of ``path`` holding its exclusive ``flock`` (waits for the holder before us).
+
+    A holder that is done unlinks the file while it still holds the lock; a waiter that then gets the lock
+    holds it on an unlinked inode, so it opens the path anew until the lock it holds is the path's."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
 def default_lock_dir() -> Path:
     """``$TMPDIR/sfi-scicat-<uid>``: shared by every sfi process of this user on this host."""
     return Path(tempfile.gettempdir()) / f"sfi-scicat-{os.getuid()}"
@@ -43,17 +60,7 @@ class PidJournal:
 
     def __enter__(self) -> PidJournal:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:  # not unlinked by the previous holder while we waited
-                break
-            os.close(fd)
-        self._fd = fd
+        self._fd = fd = locked_file(self.path)
         raw = os.pread(fd, 4096, 0)
         self._done = not raw  # an empty file holds no note: removed on exit unless one is written
         try:
