@@ -80,11 +80,17 @@ def run_info_for(state: StateStore, wrdn_payload: bytes | None) -> RunInfo:
     if len(wrdn_payload) > METADATA_KEPT:  # as the state keeps it: a first attempt and a retry are told the same
         wrdn_payload = compact_wrdn(wrdn_payload, say=False).payload
     wrdn = decode(wrdn_payload, expect="wrdn").value
-    cached = state.get_run_start(wrdn.job_id) if wrdn.job_id else None
-    run_start = None
-    if cached is not None:
-        try:
-            run_start = decode(cached, expect="pl72").value
-        except DecodeError:
-            run_start = None
-    return RunInfo.from_messages(run_start, wrdn)
+    return RunInfo.from_messages(cached_run_start(state, wrdn.job_id), wrdn)
+
+
+def cached_run_start(state: StateStore, job_id: str | None) -> Any:
+    """The run start the store keeps for ``job_id``, decoded; None when there is none or it no longer decodes.
+
+    ``StateError`` propagates: the caller decides whether an unreadable store fails the file."""
+    cached = state.get_run_start(job_id) if job_id else None
+    if cached is None:
+        return None
+    try:
+        return decode(cached, expect="pl72").value
+    except DecodeError:
+        return None

@@ -16,12 +16,11 @@ from collections.abc import Callable, Sized
 
 from .._logging import scrub
 from ..completion import FinishedFile
-from ..completion.wrdn import run_info_for  # re-exported: it moved there with the rest of wrdn completion
+from ..completion.wrdn import cached_run_start, run_info_for  # run_info_for re-exported (wrdn completion)
 from ..config import Config, IngestConfig, ListenConfig
 from ..errors import SfiError
 from ..ingest import IngestResult, RunInfo
 from ..ingest.sink import Ingests
-from ..messages import DecodeError, decode
 from .state import DONE, FAILED, QUEUED, REJECTED, FileRecord, StateError, StateStore
 
 log = logging.getLogger("sfi.listen")
@@ -60,15 +59,9 @@ def watched_file(state: StateStore, key: str, path: str, job_id: str | None, sou
     ``OutcomeNotRecorded`` (without a result) when the store cannot be read.
     """
     try:
-        cached = state.get_run_start(job_id) if job_id else None
+        run_start = cached_run_start(state, job_id or None)
     except StateError as exc:
         raise OutcomeNotRecorded(None, exc) from None
-    run_start = None
-    if cached is not None:
-        try:
-            run_start = decode(cached, expect="pl72").value
-        except DecodeError:
-            run_start = None
     run = RunInfo.from_messages(run_start, None)
     run.job_id = run.job_id or job_id or None
     run.service_id = run.service_id or WATCH_SERVICE_ID
