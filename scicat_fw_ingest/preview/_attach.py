@@ -47,7 +47,8 @@ def preview_dataset(sink: Sink | None, local: str, dataset: dict[str, Any], *, p
     try:
         found = find_plot(local)
         if isinstance(found, NoPreview):
-            log.info("%s: no preview: %s", local, found.reason)
+            # debug: a daemon ingesting metadata-only files would log this for every file (--explain says it too)
+            log.debug("%s: no preview: %s", local, found.reason)
             return "none"
 
         def make() -> Preview:
