@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,10 @@ def test_rejected_failed_and_reused_paths(tmp_path, kafka_config, kafka_bootstra
     state_dir = tmp_path / "state-f"
     try:
         wait_for(lambda: len(scicat.origdatablocks) == 1, 60, "the first file's dataset")
-        write_ess_file(data_dir / first.filename, reused)
+        # written beside and renamed over: the listener may still hold the first file open (its preview), and
+        # HDF5's lock would refuse a writer truncating it in place
+        write_ess_file(data_dir / f".{first.filename}.new", reused)
+        os.replace(data_dir / f".{first.filename}.new", data_dir / first.filename)
         publish(kafka_config, [reused])
         wait_for(lambda: len(scicat.origdatablocks) == 2, 60, "the new file at the reused path")
         wait_for(lambda: StateStore(state_dir).counts().get("queued", 0) == 0, 60, "the missing file to give up")
