@@ -21,17 +21,15 @@ it attaches nothing (a warning), rather than risk a second picture.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._journal import locked_file
+from ._journal import LockedNote
 from ._transport import ScicatError, pid_path
 
 if TYPE_CHECKING:
@@ -157,57 +155,23 @@ def attach_preview(client: _Client, api: str, dataset: dict[str, Any],
         raise AssertionError("unreachable: the last route returns or raises")
 
 
-class PreviewJournal:
-    """The pid's preview lock across processes (``fcntl``), with a note of a POST whose answer never came.
-
-    A file of its own (``<hash>.preview.lock`` beside the datablock journal's): the two notes never mix.
+class PreviewJournal(LockedNote):
+    """The pid's preview lock across processes (``fcntl``), with a note of an attachment POST whose answer never
+    came. A file of its own (``<hash>.preview.lock`` beside the datablock journal's): the two notes never mix.
     """
 
-    def __init__(self, directory: Path, server: str, pid: str) -> None:
-        digest = hashlib.sha256(f"{server}\n{pid}\npreview".encode()).hexdigest()[:40]
-        self.directory = directory
-        self.path = directory / f"{digest}.preview.lock"
-        self._fd: int | None = None
-        #: wall-clock time of an attachment POST sent but never answered (None: none)
-        self.pending_since: float | None = None
+    _kind = "preview"
 
     def __enter__(self) -> PreviewJournal:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._fd = fd = locked_file(self.path)
-        raw = os.pread(fd, 4096, 0)
+        raw = self._lock()
         try:
             self.pending_since = float(json.loads(raw)["sent"]) if raw else None
         except (ValueError, TypeError, KeyError):
             self.pending_since = None
+        self._done = self.pending_since is None  # an unreadable note is no note
         return self
 
     def mark_sending(self, at: float | None = None) -> None:
-        assert self._fd is not None
         self.pending_since = time.time() if at is None else at
-        data = json.dumps({"sent": self.pending_since, "pid_of_sender": os.getpid()}).encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, data, 0)  # no fsync: it must outlive a killed process, not a host crash
+        self._write({"sent": self.pending_since, "pid_of_sender": os.getpid()})
 
-    def settled(self) -> None:
-        self.pending_since = None
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-
-    def wait_grace(self, grace: float) -> None:
-        if self.pending_since is not None:
-            left = self.pending_since + grace - time.time()
-            if left > 0:
-                time.sleep(min(left, grace))
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        if self._fd is None:
-            return
-        try:
-            if self.pending_since is None:
-                try:  # unlinked while still locked: a waiter sees the inode change and opens anew
-                    os.unlink(self.path)
-                except FileNotFoundError:
-                    pass
-        finally:
-            os.close(self._fd)
-            self._fd = None

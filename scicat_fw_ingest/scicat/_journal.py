@@ -44,45 +44,34 @@ def default_lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"sfi-scicat-{os.getuid()}"
 
 
-class PidJournal:
-    """``with PidJournal(dir, server, pid) as j:`` holds the pid's lock; ``j.pending_since`` is the note."""
+class LockedNote:
+    """A per-server-and-pid file held under an exclusive ``flock`` (across threads, processes and a kill), with
+    a small JSON note of a POST whose answer never came; ``pending_since`` is that POST's wall-clock time.
+
+    The file is removed on exit once nothing is owed (``_done``); while it holds a note it stays for the next
+    holder, who waits out the grace period from the note before it looks. Subclasses say which POST the note is
+    of and name their file apart (``_kind``), so the datablock's and the preview's notes never mix."""
+
+    #: what the note is of, part of the file name ("" for the datablock journal's historic name)
+    _kind = ""
 
     def __init__(self, directory: Path, server: str, pid: str) -> None:
-        digest = hashlib.sha256(f"{server}\n{pid}".encode()).hexdigest()[:40]
+        key = f"{server}\n{pid}" + (f"\n{self._kind}" if self._kind else "")
+        digest = hashlib.sha256(key.encode()).hexdigest()[:40]
         self.directory = directory
-        self.path = directory / f"{digest}.lock"
+        self.path = directory / (f"{digest}.{self._kind}.lock" if self._kind else f"{digest}.lock")
         self._fd: int | None = None
         self._done = False
-        #: wall-clock time of a datablock POST that was sent but never answered (None: none)
+        #: wall-clock time of a POST that was sent but never answered (None: none)
         self.pending_since: float | None = None
-        #: a dataset POST left this host but no datablock POST yet (safe to send one without looking)
-        self.dataset_sent = False
 
-    def __enter__(self) -> PidJournal:
+    def _lock(self) -> bytes:
+        """Take the lock; the note an earlier holder left (empty: none, the file goes on exit unless written)."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fd = fd = locked_file(self.path)
         raw = os.pread(fd, 4096, 0)
-        self._done = not raw  # an empty file holds no note: removed on exit unless one is written
-        try:
-            note = json.loads(raw) if raw else {}
-            self.pending_since = float(note["datablock_sent"]) if "datablock_sent" in note else None
-            self.dataset_sent = bool(note.get("dataset_sent"))
-        except (ValueError, TypeError, KeyError, AttributeError):
-            self.pending_since = None
-        return self
-
-    def mark_dataset_sent(self) -> None:
-        """Before a dataset POST: a datablock is owed, and none has been sent from here yet."""
-        self._write({"dataset_sent": time.time(), "pid_of_sender": os.getpid()})
-        self.dataset_sent = True
-
-    def mark_sending(self, at: float | None = None) -> None:
-        """Before a datablock POST: if this process dies now, the next one waits before it looks.
-
-        ``at`` backdates the note (an answered 5xx: the server is done, no need to wait, still unknown)."""
-        when = time.time() if at is None else at
-        self._write({"datablock_sent": when, "pid_of_sender": os.getpid()})
-        self.pending_since = when
+        self._done = not raw
+        return raw
 
     def _write(self, note: dict[str, float | int]) -> None:
         assert self._fd is not None
@@ -94,10 +83,9 @@ class PidJournal:
         os.pwrite(self._fd, data, 0)
 
     def settled(self) -> None:
-        """The datablock is known to be there (or known not to be needed): forget the note."""
+        """The POST is known to be stored (or known not to be needed): forget the note."""
         self._done = True
         self.pending_since = None
-        self.dataset_sent = False
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
 
@@ -120,3 +108,40 @@ class PidJournal:
         finally:
             os.close(self._fd)
             self._fd = None
+
+
+class PidJournal(LockedNote):
+    """``with PidJournal(dir, server, pid) as j:`` holds the pid's lock; ``j.pending_since`` is the note of a
+    datablock POST, ``j.dataset_sent`` that of a dataset POST not yet followed by its datablock's."""
+
+    def __init__(self, directory: Path, server: str, pid: str) -> None:
+        super().__init__(directory, server, pid)
+        #: a dataset POST left this host but no datablock POST yet (safe to send one without looking)
+        self.dataset_sent = False
+
+    def __enter__(self) -> PidJournal:
+        raw = self._lock()
+        try:
+            note = json.loads(raw) if raw else {}
+            self.pending_since = float(note["datablock_sent"]) if "datablock_sent" in note else None
+            self.dataset_sent = bool(note.get("dataset_sent"))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            self.pending_since = None
+        return self
+
+    def mark_dataset_sent(self) -> None:
+        """Before a dataset POST: a datablock is owed, and none has been sent from here yet."""
+        self._write({"dataset_sent": time.time(), "pid_of_sender": os.getpid()})
+        self.dataset_sent = True
+
+    def mark_sending(self, at: float | None = None) -> None:
+        """Before a datablock POST: if this process dies now, the next one waits before it looks.
+
+        ``at`` backdates the note (an answered 5xx: the server is done, no need to wait, still unknown)."""
+        when = time.time() if at is None else at
+        self._write({"datablock_sent": when, "pid_of_sender": os.getpid()})
+        self.pending_since = when
+
+    def settled(self) -> None:
+        super().settled()
+        self.dataset_sent = False
