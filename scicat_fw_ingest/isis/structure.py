@@ -28,14 +28,7 @@ from streaming_data_types import serialise_pl72
 from streaming_data_types.run_start_pl72 import RunStartInfo
 
 from ..errors import SfiError
-from ._template import (  # noqa: F401  (used here and re-exported by the package)
-    BUILTIN_TEMPLATE,
-    SCALAR_PLACEHOLDERS,
-    SPLICE_PLACEHOLDERS,
-    fill_template,
-    load_template,
-    parse_template,
-)
+from ._template import fill_template
 
 #: The metadata keys read for the root fields, in order of preference.
 RUN_NUMBER_KEYS = ("run_number", "runNumber")
