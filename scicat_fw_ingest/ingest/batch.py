@@ -145,23 +145,6 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """A Ctrl-C inside is raised when the block is over: a file counted as done is also reported (the summary's
-    count equals the lines printed), and the Ctrl-C is not lost."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
 class Batch:
     """Ingest ``files`` in ``processes`` worker processes (or here, for one process or one file)."""
 
@@ -196,9 +179,8 @@ class Batch:
             refused = 0
             for path in files:
                 result, auth = _ingest_one(path)
-                with _sigint_deferred():
-                    outcome.add(result)
-                    on_result(result)
+                outcome.add(result)
+                on_result(result)
                 refused = refused + 1 if auth else 0
                 if refused >= AUTH_STOP:
                     outcome.auth_error = result.error
@@ -241,9 +223,8 @@ class Batch:
                 except Exception as exc:  # a worker died (OOM killer, crash in HDF5): that file failed
                     result, auth = IngestResult(path, None, "failed", retryable=True,
                                                 error=f"{path}: the ingest worker process died ({exc})"), False
-                with _sigint_deferred():
-                    outcome.add(result)
-                    on_result(result)
+                outcome.add(result)
+                on_result(result)
                 refused = refused + 1 if auth else 0
                 if refused >= AUTH_STOP and outcome.auth_error is None:
                     outcome.auth_error = result.error

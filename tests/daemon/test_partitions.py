@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -18,7 +19,7 @@ def _consumer(bootstrap: str, group: str) -> Consumer:
                      "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
 
 
-def _poll_until(consumers: list[Consumer], done, timeout: float) -> int:
+def _poll_until(consumers: list[Consumer], done: Callable[[], bool], timeout: float) -> int:
     """Poll every consumer until ``done()``; the messages the first one read."""
     read = 0
     deadline = time.monotonic() + timeout

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_ctrl_c_mid_batch_stops_with_a_summary_and_exit_130(scicat_server, tmp_p
     scicat_server.slow(0.4)  # every request takes 0.4 s: the batch is still running when Ctrl-C comes
     proc = _start(["-c", str(config), "ingest-file", str(folder), "-j", "2", "--json"], env_for(scicat_server))
     assert proc.stdout is not None
-    first = proc.stdout.readline()  # one file done: the workers are busy with the next ones
+    first = _first_line(proc.stdout)  # one file done: the workers are busy with the next ones
     assert '"status": "created"' in first
     os.killpg(proc.pid, signal.SIGINT)  # as the terminal does: to the whole process group, workers included
     try:
@@ -53,6 +54,20 @@ def test_ctrl_c_mid_batch_stops_with_a_summary_and_exit_130(scicat_server, tmp_p
     assert done < 40 and len(scicat_server.datasets) <= done + 4  # at most the abandoned in-flight files
     time.sleep(0.5)
     assert not _children_of(proc.pid), "worker processes left behind"
+
+
+def _first_line(stream: IO[str]) -> str:
+    """One line read a byte at a time from the descriptor: ``readline`` on the text stream reads ahead, and the
+    lines it buffered are lost to ``communicate()``, which reads the descriptor itself (a line went missing so
+    when two results arrived together)."""
+    raw = stream.buffer.raw  # type: ignore[attr-defined]
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = raw.read(1)
+        if not byte:
+            break
+        line += byte
+    return line.decode()
 
 
 def _children_of(pid: int) -> list[int]:
